@@ -1,0 +1,434 @@
+//! TCP proxying.
+//!
+//! Lifecycle of a connection: the accept loop takes a listener slot (or
+//! queues for one, bounded), leases a backend from the pool (retrying the
+//! next backend on connect failure), optionally writes a PROXY header, then
+//! forwards both directions in one task. EOF in one direction shuts down
+//! writing on the other side (half-close); the connection ends when both
+//! directions are done, on error (the other side is reset), or after
+//! `idle_timeout` without traffic.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::proxy_protocol;
+use super::splice::Pipe;
+use crate::balance::client_key;
+use crate::config::{ListenerConfig, ProxyProtocol, SpliceMode};
+use crate::pool::{Lease, PickError, Pool};
+
+/// Copy buffer per direction. Large enough that bulk transfers are detected
+/// (a full read) and switched to splice.
+const BUF: usize = 16 * 1024;
+/// Consecutive full reads after which `splice = "auto"` switches to splice.
+const BULK_READS: u32 = 2;
+
+/// What a listener's connections use; swapped atomically on reload.
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub cfg: ListenerConfig,
+    pub pool: Arc<Pool>,
+    /// None = unlimited.
+    pub limit: Option<Arc<Semaphore>>,
+}
+
+impl ListenerRt {
+    pub fn new(cfg: ListenerConfig, pool: Arc<Pool>, previous: Option<&ListenerRt>) -> Self {
+        // Keep the semaphore across reloads while the limit is unchanged so
+        // connections admitted under the old snapshot still count.
+        let limit = match previous {
+            Some(p) if p.cfg.max_connections == cfg.max_connections => p.limit.clone(),
+            _ => (cfg.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(cfg.max_connections as usize))),
+        };
+        ListenerRt { cfg, pool, limit }
+    }
+}
+
+/// Per-listener counters, kept across reloads.
+#[derive(Debug, Default, Serialize)]
+pub struct ListenerStats {
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub queued: AtomicU64,
+    /// Refused because the listener queue was full or the wait timed out.
+    pub rejected: AtomicU64,
+    /// Closed at once because no backend was available.
+    pub no_backend: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// UDP: datagrams dropped (no backend, table full).
+    pub dropped: AtomicU64,
+}
+
+struct ActiveGuard<'a>(&'a AtomicU64);
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until `stop` fires. Connections are tracked by `tracker` so
+/// shutdown can wait for them to finish.
+pub async fn serve(
+    listener: TcpListener,
+    rt: Arc<ArcSwap<ListenerRt>>,
+    stats: Arc<ListenerStats>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(5);
+                x
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: never crash, back off so the
+                // loop does not spin while descriptors are exhausted.
+                let cur = rt.load();
+                tracing::warn!(listener = %cur.cfg.name, error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            }
+        };
+        let snap = rt.load_full();
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        let permit = match &snap.limit {
+            None => Admission::Unlimited,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Admission::Admitted(p),
+                Err(_) => {
+                    if stats.queued.load(Ordering::Relaxed) >= snap.cfg.queue_size as u64 {
+                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Admission::Queue(sem.clone())
+                }
+            },
+        };
+        let stats = stats.clone();
+        tracker.spawn(async move {
+            let _permit = match permit {
+                Admission::Unlimited => None,
+                Admission::Admitted(p) => Some(p),
+                Admission::Queue(sem) => {
+                    stats.queued.fetch_add(1, Ordering::Relaxed);
+                    let r = tokio::time::timeout(snap.cfg.queue_timeout, sem.acquire_owned()).await;
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    match r {
+                        Ok(Ok(p)) => Some(p),
+                        _ => {
+                            stats.rejected.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            };
+            stats.active.fetch_add(1, Ordering::Relaxed);
+            let _active = ActiveGuard(&stats.active);
+            handle(stream, peer, &snap, &stats).await;
+        });
+    }
+}
+
+enum Admission {
+    Unlimited,
+    Admitted(OwnedSemaphorePermit),
+    Queue(Arc<Semaphore>),
+}
+
+/// Leases a backend and connects, retrying other backends on failure.
+pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease), PickError> {
+    let mut tried: Vec<usize> = Vec::new();
+    loop {
+        let lease = pool.lease(key, &tried).await?;
+        let t0 = Instant::now();
+        match tokio::time::timeout(pool.cfg.connect_timeout, TcpStream::connect(lease.addr)).await
+        {
+            Ok(Ok(s)) => {
+                lease.connected(t0.elapsed());
+                return Ok((s, lease));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(pool = %pool.name(), backend = %lease.name, error = %e, "connect failed");
+                lease.failed(&e.to_string());
+            }
+            Err(_) => lease.failed("connect timeout"),
+        }
+        tried.push(lease.index);
+        if tried.len() > pool.cfg.retries as usize {
+            return Err(PickError::NoBackend);
+        }
+    }
+}
+
+async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &ListenerStats) {
+    let (server, lease) = match connect_backend(&rt.pool, client_key(peer.ip())).await {
+        Ok(x) => x,
+        Err(e) => {
+            match e {
+                PickError::NoBackend => {
+                    stats.no_backend.fetch_add(1, Ordering::Relaxed);
+                    rt.pool.shared.no_backend.fetch_add(1, Ordering::Relaxed);
+                }
+                PickError::Saturated => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Dropping the client closes it at once: never a hang.
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let counters = Counters {
+        up: [&stats.bytes_in, &lease.state.bytes_out],
+        down: [&stats.bytes_out, &lease.state.bytes_in],
+    };
+    let header = match rt.cfg.send_proxy {
+        ProxyProtocol::None => None,
+        ProxyProtocol::V1 | ProxyProtocol::V2 => {
+            let local = client.local_addr().unwrap_or(rt.cfg.bind);
+            Some(if rt.cfg.send_proxy == ProxyProtocol::V1 {
+                proxy_protocol::v1(peer, local)
+            } else {
+                proxy_protocol::v2(peer, local)
+            })
+        }
+    };
+    if let Err(e) = forward(
+        client,
+        server,
+        header.as_deref(),
+        rt.cfg.splice,
+        rt.cfg.idle_timeout,
+        &counters,
+    )
+    .await
+    {
+        tracing::debug!(listener = %rt.cfg.name, backend = %lease.name, error = %e, "connection ended with error");
+    }
+    drop(lease);
+}
+
+/// Byte counters updated as data flows (so long transfers show up live).
+pub struct Counters<'a> {
+    pub up: [&'a AtomicU64; 2],
+    pub down: [&'a AtomicU64; 2],
+}
+
+/// Shared "last activity" clock for the idle timeout, in ms since start.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Forwards both directions until both have finished (or one fails, or the
+/// connection is idle too long).
+pub async fn forward(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    proxy_header: Option<&[u8]>,
+    mode: SpliceMode,
+    idle: Duration,
+    counters: &Counters<'_>,
+) -> io::Result<()> {
+    if let Some(h) = proxy_header {
+        server.write_all(h).await?;
+    }
+    let act = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
+    let result = {
+        let (mut cr, mut cw) = client.split();
+        let (mut sr, mut sw) = server.split();
+        let up = pump(&mut cr, &mut sw, mode, &act, &counters.up);
+        let down = pump(&mut sr, &mut cw, mode, &act, &counters.down);
+        tokio::select! {
+            r = futures::future::try_join(up, down) => r.map(|_| ()),
+            _ = idle_watch(&act, idle) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
+        }
+    };
+    if result.is_err() {
+        // Propagate the failure as a reset so neither peer mistakes a broken
+        // stream for a clean end of data.
+        let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO));
+    }
+    result
+}
+
+async fn idle_watch(act: &Activity, idle: Duration) {
+    let idle_ms = idle.as_millis() as u64;
+    loop {
+        let last = act.last_ms.load(Ordering::Relaxed);
+        let now = act.start.elapsed().as_millis() as u64;
+        let since = now.saturating_sub(last);
+        if since >= idle_ms {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(idle_ms - since)).await;
+    }
+}
+
+async fn pump(
+    src: &mut ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
+    mode: SpliceMode,
+    act: &Activity,
+    counters: &[&AtomicU64; 2],
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    let add = |n: usize| {
+        for c in counters {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    if mode != SpliceMode::Always {
+        let mut buf = vec![0u8; BUF];
+        let mut full_reads = 0;
+        loop {
+            let n = src.read(&mut buf).await?;
+            if n == 0 {
+                dst.shutdown().await?;
+                return Ok(total);
+            }
+            dst.write_all(&buf[..n]).await?;
+            total += n as u64;
+            add(n);
+            act.touch();
+            if mode == SpliceMode::Auto {
+                full_reads = if n == buf.len() { full_reads + 1 } else { 0 };
+                if full_reads >= BULK_READS {
+                    break;
+                }
+            }
+        }
+    }
+    // Bulk transfer (or splice = "always"): move bytes kernel-side.
+    let mut pipe = match Pipe::new() {
+        Ok(p) => p,
+        Err(e) => return Err(e),
+    };
+    let s: &TcpStream = src.as_ref();
+    let d: &TcpStream = dst.as_ref();
+    loop {
+        let n = pipe.fill(s).await?;
+        if n == 0 {
+            dst.shutdown().await?;
+            return Ok(total);
+        }
+        pipe.drain(d).await?;
+        total += n as u64;
+        add(n);
+        act.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr"));
+        let (a, b) = tokio::join!(a, l.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// client <-> [proxy_c | forward | proxy_s] <-> server
+    async fn through(mode: SpliceMode, payload: usize) {
+        let (mut client, proxy_c) = pair().await;
+        let (proxy_s, mut server) = pair().await;
+        let zero = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+        let fwd = async {
+            let c = Counters {
+                up: [&zero[0], &zero[1]],
+                down: [&zero[2], &zero[3]],
+            };
+            forward(proxy_c, proxy_s, None, mode, Duration::from_secs(10), &c).await
+        };
+        let data: Vec<u8> = (0..payload).map(|i| (i * 7 + 3) as u8).collect();
+        let echo = async {
+            // Server reads everything until the client half-closes, then
+            // answers with the reversed bytes: proves half-close propagates.
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.expect("server read");
+            got.reverse();
+            server.write_all(&got).await.expect("server write");
+            server.shutdown().await.expect("server shutdown");
+        };
+        let cl = async {
+            client.write_all(&data).await.expect("client write");
+            client.shutdown().await.expect("client shutdown");
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.expect("client read");
+            back
+        };
+        let (f, _, back) = tokio::join!(fwd, echo, cl);
+        f.expect("forward");
+        let mut want = data.clone();
+        want.reverse();
+        assert!(back == want, "payload mismatch ({} bytes)", back.len());
+        assert_eq!(zero[0].load(Ordering::Relaxed), payload as u64);
+        assert_eq!(zero[2].load(Ordering::Relaxed), payload as u64);
+    }
+
+    #[tokio::test]
+    async fn half_close_copy() {
+        through(SpliceMode::Never, 100).await;
+    }
+
+    #[tokio::test]
+    async fn half_close_splice() {
+        through(SpliceMode::Always, 100).await;
+    }
+
+    #[tokio::test]
+    async fn auto_switches_to_splice_on_bulk() {
+        through(SpliceMode::Auto, 3 * 1024 * 1024 + 17).await;
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_closes() {
+        let (_client, proxy_c) = pair().await;
+        let (proxy_s, _server) = pair().await;
+        let z = AtomicU64::new(0);
+        let c = Counters {
+            up: [&z, &z],
+            down: [&z, &z],
+        };
+        let t = Instant::now();
+        let r = forward(proxy_c, proxy_s, None, SpliceMode::Auto, Duration::from_millis(200), &c).await;
+        assert_eq!(r.err().map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+        assert!(t.elapsed() >= Duration::from_millis(190));
+    }
+}

@@ -1,0 +1,509 @@
+//! Pools of backends as the data plane sees them.
+//!
+//! A [`Pool`] is an immutable snapshot built from one config generation; its
+//! backends point at [`BackendState`]s that outlive reloads (matched by pool
+//! name and address) so health, counters and in-flight connection counts
+//! survive a SIGHUP. Everything the hot path touches is an atomic: picking a
+//! backend never takes a lock shared across pools.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::balance::{Balancer, Candidate, View};
+use crate::config::{BackendConfig, PoolConfig};
+
+/// Administrative state set at runtime (drain/disable), independent of health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    Enabled,
+    Draining,
+    Disabled,
+}
+
+impl AdminState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => AdminState::Draining,
+            2 => AdminState::Disabled,
+            _ => AdminState::Enabled,
+        }
+    }
+}
+
+/// What the health checker last concluded, for `tandem status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckInfo {
+    /// Result text of the last probe ("ok", "connect refused", "status 500", ...).
+    pub last_result: String,
+    /// Unix time (seconds) of the last health state change; 0 = never changed.
+    pub changed_at: u64,
+    /// Why the backend is in its current state.
+    pub reason: String,
+}
+
+/// Live state of one backend; shared by every config generation that keeps it.
+#[derive(Debug)]
+pub struct BackendState {
+    healthy: AtomicBool,
+    admin: AtomicU8,
+    /// Set by passive marking so the active checker restarts its rise count.
+    passive_down: AtomicBool,
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    ewma_ns: AtomicU64,
+    passive_streak: AtomicU32,
+    check: Mutex<CheckInfo>,
+}
+
+impl Default for BackendState {
+    fn default() -> Self {
+        BackendState {
+            // Optimistic start: the first probe runs at once and a failure
+            // marks the backend down immediately (see health.rs), while
+            // retries cover the first few connections.
+            healthy: AtomicBool::new(true),
+            admin: AtomicU8::new(0),
+            passive_down: AtomicBool::new(false),
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            ewma_ns: AtomicU64::new(0),
+            passive_streak: AtomicU32::new(0),
+            check: Mutex::new(CheckInfo::default()),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl BackendState {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn admin(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    pub fn set_admin(&self, s: AdminState) {
+        self.admin.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Records a health transition; returns true if the state changed.
+    pub fn set_healthy(&self, up: bool, reason: &str) -> bool {
+        let was = self.healthy.swap(up, Ordering::AcqRel);
+        if was != up {
+            if let Ok(mut c) = self.check.lock() {
+                c.changed_at = unix_now();
+                c.reason = reason.to_string();
+            }
+        }
+        was != up
+    }
+
+    pub fn set_last_result(&self, text: &str) {
+        if let Ok(mut c) = self.check.lock() {
+            if c.last_result != text {
+                c.last_result = text.to_string();
+            }
+        }
+    }
+
+    pub fn check_info(&self) -> CheckInfo {
+        self.check.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// True once after a passive mark-down, so the checker restarts its rise count.
+    pub fn take_passive_down(&self) -> bool {
+        self.passive_down.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn ewma_ns(&self) -> u64 {
+        self.ewma_ns.load(Ordering::Relaxed)
+    }
+
+    /// EWMA with alpha 1/8: reacts within a handful of samples without
+    /// letting one slow connect swing the balancer. Racy read-modify-write is
+    /// fine: a lost sample only delays convergence slightly.
+    pub fn observe_latency(&self, d: Duration) {
+        let sample = d.as_nanos().min(u64::MAX as u128) as u64;
+        let old = self.ewma_ns.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            let o = old as i128;
+            (o + (sample as i128 - o) / 8).max(1) as u64
+        };
+        self.ewma_ns.store(new, Ordering::Relaxed);
+    }
+}
+
+/// One backend inside one pool snapshot.
+#[derive(Debug)]
+pub struct Backend {
+    pub cfg: BackendConfig,
+    pub state: Arc<BackendState>,
+}
+
+impl Backend {
+    /// Eligible for new work right now (ignoring connection limits).
+    pub fn serving(&self) -> bool {
+        self.state.is_healthy() && self.state.admin() == AdminState::Enabled
+    }
+
+    fn has_room(&self) -> bool {
+        self.cfg.max_connections == 0
+            || self.state.active.load(Ordering::Relaxed) < self.cfg.max_connections as u64
+    }
+}
+
+/// Shared between generations of the same pool so waiters queued on an old
+/// snapshot are woken by connections released on a new one and vice versa.
+#[derive(Debug, Default)]
+pub struct PoolShared {
+    released: Notify,
+    waiters: AtomicU32,
+    pub queue_timeouts: AtomicU64,
+    pub no_backend: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub cfg: PoolConfig,
+    pub backends: Vec<Backend>,
+    pub shared: Arc<PoolShared>,
+    balancer: Box<dyn Balancer>,
+}
+
+/// Why no backend could be leased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickError {
+    /// Nothing healthy and enabled (or all already tried): fail fast.
+    NoBackend,
+    /// Backends exist but are at their connection limit and the queue is
+    /// full or the wait timed out.
+    Saturated,
+}
+
+struct PickView<'a> {
+    backends: &'a [Backend],
+    excluded: &'a [usize],
+}
+
+impl View for PickView<'_> {
+    fn len(&self) -> usize {
+        self.backends.len()
+    }
+    fn get(&self, i: usize) -> Candidate {
+        let b = &self.backends[i];
+        Candidate {
+            weight: b.cfg.weight,
+            usable: b.serving() && b.has_room() && !self.excluded.contains(&i),
+            backup: b.cfg.backup,
+            active: b.state.active.load(Ordering::Relaxed),
+            ewma_ns: b.state.ewma_ns(),
+        }
+    }
+}
+
+/// A claim on one backend: counts as an active connection until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    pub index: usize,
+    pub addr: SocketAddr,
+    pub name: String,
+    pub state: Arc<BackendState>,
+    shared: Arc<PoolShared>,
+    passive_failures: u32,
+    pool: String,
+}
+
+impl Lease {
+    /// Live traffic reached the backend: resets the passive failure streak.
+    pub fn connected(&self, connect_time: Duration) {
+        self.state.passive_streak.store(0, Ordering::Relaxed);
+        self.state.observe_latency(connect_time);
+    }
+
+    /// Live traffic failed to reach the backend. After `passive_failures`
+    /// in a row the backend is marked down until active checks bring it back.
+    pub fn failed(&self, why: &str) {
+        self.state.connect_failures.fetch_add(1, Ordering::Relaxed);
+        if self.passive_failures == 0 {
+            return;
+        }
+        let streak = self.state.passive_streak.fetch_add(1, Ordering::AcqRel) + 1;
+        if streak >= self.passive_failures {
+            let reason = format!("{streak} consecutive failures in live traffic ({why})");
+            self.state.passive_down.store(true, Ordering::Release);
+            if self.state.set_healthy(false, &reason) {
+                tracing::warn!(
+                    pool = %self.pool,
+                    backend = %self.name,
+                    address = %self.addr,
+                    state = "down",
+                    reason = %reason,
+                    "backend down (passive)"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.state.active.fetch_sub(1, Ordering::AcqRel);
+        if self.shared.waiters.load(Ordering::Acquire) > 0 {
+            self.shared.released.notify_one();
+        }
+    }
+}
+
+impl Pool {
+    /// Builds a snapshot, reusing backend state from `previous` where the
+    /// same address stays in the same pool.
+    pub fn build(cfg: PoolConfig, previous: Option<&Pool>) -> Pool {
+        let backends = cfg
+            .backends
+            .iter()
+            .map(|b| {
+                let state = previous
+                    .and_then(|p| p.backends.iter().find(|o| o.cfg.address == b.address))
+                    .map(|o| o.state.clone())
+                    .unwrap_or_default();
+                Backend {
+                    cfg: b.clone(),
+                    state,
+                }
+            })
+            .collect();
+        let shared = previous.map(|p| p.shared.clone()).unwrap_or_default();
+        Pool {
+            balancer: cfg.algorithm.build(),
+            cfg,
+            backends,
+            shared,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.backends.iter().filter(|b| b.serving()).count()
+    }
+
+    pub fn any_serving(&self) -> bool {
+        self.backends.iter().any(|b| b.serving())
+    }
+
+    /// Picks and leases a backend without waiting.
+    pub fn try_lease(&self, key: u64, tried: &[usize]) -> Result<Lease, PickError> {
+        let mut excluded: Vec<usize> = tried.to_vec();
+        // A racing connection may fill a backend between pick and claim;
+        // exclude it and pick again, a bounded number of times.
+        for _ in 0..=self.backends.len() {
+            let view = PickView {
+                backends: &self.backends,
+                excluded: &excluded,
+            };
+            let Some(i) = self.balancer.pick(&view, key) else {
+                break;
+            };
+            let b = &self.backends[i];
+            let prev = b.state.active.fetch_add(1, Ordering::AcqRel);
+            if b.cfg.max_connections != 0 && prev >= b.cfg.max_connections as u64 {
+                b.state.active.fetch_sub(1, Ordering::AcqRel);
+                excluded.push(i);
+                continue;
+            }
+            b.state.total.fetch_add(1, Ordering::Relaxed);
+            return Ok(Lease {
+                index: i,
+                addr: b.cfg.address,
+                name: b.cfg.name.clone(),
+                state: b.state.clone(),
+                shared: self.shared.clone(),
+                passive_failures: self.cfg.passive_failures,
+                pool: self.cfg.name.clone(),
+            });
+        }
+        let saturated = self
+            .backends
+            .iter()
+            .enumerate()
+            .any(|(i, b)| b.serving() && !tried.contains(&i) && !b.has_room());
+        if saturated {
+            Err(PickError::Saturated)
+        } else {
+            Err(PickError::NoBackend)
+        }
+    }
+
+    /// Leases a backend, waiting in the pool's bounded queue while every
+    /// eligible backend is at its connection limit.
+    pub async fn lease(&self, key: u64, tried: &[usize]) -> Result<Lease, PickError> {
+        match self.try_lease(key, tried) {
+            Err(PickError::Saturated) => {}
+            other => return other,
+        }
+        let waiting = self.shared.waiters.fetch_add(1, Ordering::AcqRel);
+        let _guard = WaiterGuard(&self.shared);
+        if waiting >= self.cfg.queue_size {
+            self.shared.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(PickError::Saturated);
+        }
+        let deadline = Instant::now() + self.cfg.queue_timeout;
+        loop {
+            let notified = self.shared.released.notified();
+            match self.try_lease(key, tried) {
+                Err(PickError::Saturated) => {}
+                other => return other,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                self.shared.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(PickError::Saturated);
+            }
+        }
+    }
+
+    pub fn queued(&self) -> u32 {
+        self.shared.waiters.load(Ordering::Relaxed)
+    }
+}
+
+struct WaiterGuard<'a>(&'a PoolShared);
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::Algorithm;
+    use crate::config::{HealthCheck, HealthConfig};
+
+    fn pool(max_conn: u32, n: usize) -> Pool {
+        let backends = (0..n)
+            .map(|i| BackendConfig {
+                name: format!("b{i}"),
+                address: SocketAddr::from(([127, 0, 0, 1], 10000 + i as u16)),
+                weight: 1,
+                backup: false,
+                max_connections: max_conn,
+            })
+            .collect();
+        Pool::build(
+            PoolConfig {
+                name: "p".into(),
+                algorithm: Algorithm::RoundRobin,
+                backends,
+                health: HealthConfig {
+                    check: HealthCheck::None,
+                    interval: Duration::from_secs(1),
+                    timeout: Duration::from_millis(500),
+                    rise: 1,
+                    fall: 1,
+                    port: None,
+                },
+                connect_timeout: Duration::from_secs(1),
+                retries: 1,
+                queue_size: 2,
+                queue_timeout: Duration::from_millis(200),
+                passive_failures: 2,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn lease_counts_active_and_releases() {
+        let p = pool(0, 2);
+        let a = p.try_lease(0, &[]).expect("lease");
+        assert_eq!(p.backends[a.index].state.active.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert!(p
+            .backends
+            .iter()
+            .all(|b| b.state.active.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn max_connections_is_enforced_and_reported_as_saturated() {
+        let p = pool(1, 2);
+        let a = p.try_lease(0, &[]).expect("first");
+        let b = p.try_lease(0, &[]).expect("second");
+        assert_ne!(a.index, b.index);
+        assert_eq!(p.try_lease(0, &[]).err(), Some(PickError::Saturated));
+        drop(a);
+        assert!(p.try_lease(0, &[]).is_ok());
+    }
+
+    #[test]
+    fn tried_backends_are_excluded_and_down_means_no_backend() {
+        let p = pool(0, 2);
+        assert_eq!(p.try_lease(0, &[0]).expect("lease").index, 1);
+        assert_eq!(p.try_lease(0, &[0, 1]).err(), Some(PickError::NoBackend));
+        for b in &p.backends {
+            b.state.set_healthy(false, "test");
+        }
+        assert_eq!(p.try_lease(0, &[]).err(), Some(PickError::NoBackend));
+    }
+
+    #[test]
+    fn passive_failures_mark_down_after_threshold() {
+        let p = pool(0, 1);
+        let l = p.try_lease(0, &[]).expect("lease");
+        l.failed("refused");
+        assert!(p.backends[0].state.is_healthy());
+        l.failed("refused");
+        assert!(!p.backends[0].state.is_healthy());
+        assert!(p.backends[0].state.take_passive_down());
+        assert!(!p.backends[0].state.take_passive_down());
+    }
+
+    #[test]
+    fn state_survives_rebuild_for_same_address() {
+        let p = pool(0, 2);
+        p.backends[1].state.set_healthy(false, "x");
+        let q = Pool::build(p.cfg.clone(), Some(&p));
+        assert!(!q.backends[1].state.is_healthy());
+        assert!(Arc::ptr_eq(&p.shared, &q.shared));
+    }
+
+    #[tokio::test]
+    async fn queued_lease_gets_released_slot_or_times_out() {
+        let p = Arc::new(pool(1, 1));
+        let first = p.try_lease(0, &[]).expect("first");
+        let p2 = p.clone();
+        let waiter = tokio::spawn(async move { p2.lease(0, &[]).await.map(|l| l.index) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(p.queued(), 1);
+        drop(first);
+        assert_eq!(waiter.await.expect("join"), Ok(0));
+        let _hold = p.try_lease(0, &[]).expect("hold");
+        let t = Instant::now();
+        assert_eq!(p.lease(0, &[]).await.err(), Some(PickError::Saturated));
+        assert!(t.elapsed() >= Duration::from_millis(190));
+    }
+}
