@@ -6,3 +6,6 @@ pub mod config;
 pub mod health;
 pub mod l4;
 pub mod pool;
+pub mod admin;
+pub mod runtime;
+pub mod logging;

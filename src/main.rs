@@ -1,1 +1,206 @@
-fn main(){}
+//! The `tandem` command line: parses arguments, calls the library, maps
+//! errors to exit codes (0 ok, 1 invalid config or failed command, 2 usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tandem::logging::LogFormat;
+
+const DEFAULT_CONFIG: &str = "/etc/tandem/tandem.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "High-availability load balancer: VRRP virtual IPs and an L4/L7 proxy in one daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon in the foreground (systemd style, logs to stderr).
+    Run {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file: exit 0, or print every error and exit 1.
+    Check {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show listeners, pools and backends of the running daemon.
+    Status {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Admin socket (default: global.admin_socket from the config).
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to reload its config (like SIGHUP, but reports errors).
+    Reload {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { config, log_format } => run(config, log_format),
+        Cmd::Check { config, json } => check(config, json),
+        Cmd::Status {
+            config,
+            socket,
+            json,
+        } => admin_call(&config, socket, "GET", "/v1/status", |code, body| {
+            if code != 200 {
+                return Err(body.to_string());
+            }
+            if json {
+                println!("{body}");
+                return Ok(());
+            }
+            let s: tandem::admin::status::Status =
+                serde_json::from_str(body).map_err(|e| format!("bad status document: {e}"))?;
+            print!("{}", s.render());
+            Ok(())
+        }),
+        Cmd::Reload { config, socket } => {
+            admin_call(&config, socket, "POST", "/v1/reload", |code, body| {
+                let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                if code == 200 {
+                    println!("reloaded (generation {})", v["generation"]);
+                    Ok(())
+                } else {
+                    let errs = v["errors"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|e| e.as_str())
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        })
+                        .unwrap_or_else(|| body.to_string());
+                    Err(format!("reload rejected, the running config is unchanged:\n{errs}"))
+                }
+            })
+        }
+    }
+}
+
+fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
+    let cfg = match tandem::config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("tandem: not starting: {} has errors", config.display());
+            return ExitCode::from(1);
+        }
+    };
+    tandem::logging::init(log_format, &cfg.global.log_level);
+    let workers = if cfg.global.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.global.workers
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("tandem-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(tandem::runtime::run_until_signalled(&config, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tandem failed to start");
+            eprintln!("tandem: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(config: PathBuf, json: bool) -> ExitCode {
+    match tandem::config::load(&config) {
+        Ok(c) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "errors": [] }));
+            } else {
+                println!(
+                    "{}: ok ({} listeners, {} pools)",
+                    config.display(),
+                    c.listeners.len(),
+                    c.pools.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": false, "errors": e.0 }));
+            } else {
+                eprintln!("{e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves the admin socket (flag, else the config's, else the default)
+/// and runs one request.
+fn admin_call(
+    config: &std::path::Path,
+    socket: Option<PathBuf>,
+    method: &str,
+    path: &str,
+    handle: impl FnOnce(u16, &str) -> Result<(), String>,
+) -> ExitCode {
+    let socket = socket.unwrap_or_else(|| {
+        tandem::config::load(config)
+            .map(|c| c.global.admin_socket)
+            .unwrap_or_else(|_| PathBuf::from("/run/tandem/admin.sock"))
+    });
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(tandem::admin::client::request(&socket, method, path, None)) {
+        Ok((code, body)) => match handle(code, &body) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

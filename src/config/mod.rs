@@ -259,20 +259,25 @@ impl Validator<'_> {
             }
         }
         let global = self.global(global);
-        let pools: Vec<PoolConfig> = pools
+        let pools: Vec<(usize, PoolConfig)> = pools
             .into_iter()
-            .filter_map(|(i, p)| self.pool(i, p))
+            .filter_map(|(i, p)| self.pool(i, p).map(|p| (i, p)))
             .collect();
-        self.unique_names("pool", pools.iter().map(|p| p.name.as_str()));
+        self.unique_names("pool", pools.iter().map(|(i, p)| (*i, p.name.as_str())));
+        let pools: Vec<PoolConfig> = pools.into_iter().map(|(_, p)| p).collect();
         let pool_names: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        let listeners: Vec<ListenerConfig> = listeners
+        let listeners: Vec<(usize, ListenerConfig)> = listeners
             .into_iter()
-            .filter_map(|(i, l)| self.listener(i, l, &pool_names))
+            .filter_map(|(i, l)| self.listener(i, l, &pool_names).map(|l| (i, l)))
             .collect();
-        self.unique_names("listener", listeners.iter().map(|l| l.name.as_str()));
+        self.unique_names(
+            "listener",
+            listeners.iter().map(|(i, l)| (*i, l.name.as_str())),
+        );
         let mut binds = HashSet::new();
-        for (i, l) in listeners.iter().enumerate() {
-            if !binds.insert((l.bind, l.protocol)) {
+        for (i, l) in &listeners {
+            // Port 0 only appears as the placeholder of an invalid bind.
+            if l.bind.port() != 0 && !binds.insert((l.bind, l.protocol)) {
                 self.err(
                     &format!("listener[{i}].bind"),
                     format!(
@@ -287,13 +292,13 @@ impl Validator<'_> {
             file: path.to_path_buf(),
             global,
             pools,
-            listeners,
+            listeners: listeners.into_iter().map(|(_, l)| l).collect(),
         }
     }
 
-    fn unique_names<'n>(&mut self, section: &str, names: impl Iterator<Item = &'n str>) {
+    fn unique_names<'n>(&mut self, section: &str, names: impl Iterator<Item = (usize, &'n str)>) {
         let mut seen = HashSet::new();
-        for (i, n) in names.enumerate() {
+        for (i, n) in names {
             if !seen.insert(n) {
                 self.err(
                     &format!("{section}[{i}].name"),
@@ -376,7 +381,6 @@ impl Validator<'_> {
 
     fn pool(&mut self, i: usize, p: raw::Pool) -> Option<PoolConfig> {
         let at = |k: &str| format!("pool[{i}].{k}");
-        let before = self.errors.len();
         self.name(&at("name"), &p.name);
         let algorithm = match p.algorithm.as_deref() {
             None => Algorithm::RoundRobin,
@@ -454,7 +458,7 @@ impl Validator<'_> {
             passive_failures: self.range(&at("passive_failures"), p.passive_failures, 3, 0, 1000)
                 as u32,
         };
-        (self.errors.len() == before).then_some(cfg)
+        Some(cfg)
     }
 
     fn health(&mut self, i: usize, h: raw::Health) -> HealthConfig {
@@ -545,9 +549,12 @@ impl Validator<'_> {
         pools: &HashSet<&str>,
     ) -> Option<ListenerConfig> {
         let at = |k: &str| format!("listener[{i}].{k}");
-        let before = self.errors.len();
         self.name(&at("name"), &l.name);
         let bind = match parse_socket_addr(&l.bind) {
+            Ok(a) if a.port() == 0 => {
+                self.err(&at("bind"), "port 0 is not a listening port");
+                a
+            }
             Ok(a) => a,
             Err(e) => {
                 self.err(&at("bind"), e);
@@ -630,7 +637,7 @@ impl Validator<'_> {
             backlog: self.range(&at("backlog"), l.backlog, 1024, 1, 65535) as u32,
             max_flows: self.range(&at("max_flows"), l.max_flows, 65536, 1, 10_000_000) as u32,
         };
-        (self.errors.len() == before).then_some(cfg)
+        Some(cfg)
     }
 }
 

@@ -1,0 +1,286 @@
+//! The status document served at `GET /v1/status` and printed by
+//! `tandem status`. One type both ways so the CLI and the daemon can never
+//! disagree about field names.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub config_file: String,
+    /// Increments on every successful reload.
+    pub generation: u64,
+    pub uptime_seconds: u64,
+    pub listeners: Vec<ListenerStatus>,
+    pub pools: Vec<PoolStatus>,
+    #[serde(default)]
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub bind: String,
+    pub protocol: String,
+    pub pool: String,
+    pub active: u64,
+    pub total: u64,
+    pub queued: u64,
+    pub rejected: u64,
+    pub no_backend: u64,
+    pub dropped: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PoolStatus {
+    pub name: String,
+    pub algorithm: String,
+    pub healthy: usize,
+    pub backends: Vec<BackendStatus>,
+    pub queued: u32,
+    pub queue_timeouts: u64,
+    pub no_backend: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BackendStatus {
+    pub name: String,
+    pub address: String,
+    pub weight: u32,
+    pub backup: bool,
+    /// "up" or "down".
+    pub health: String,
+    /// "enabled", "draining" or "disabled".
+    pub admin: String,
+    pub active: u64,
+    pub total: u64,
+    pub connect_failures: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub last_check: String,
+    pub reason: String,
+    /// Seconds since the last health change; None if it never changed.
+    pub since_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub state: String,
+    pub priority: u8,
+    pub effective_priority: u8,
+    pub master: Option<String>,
+    pub reason: String,
+    pub virtual_ips: Vec<String>,
+    pub advert_interval_ms: u64,
+    pub master_down_interval_ms: u64,
+    pub skew_ms: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub transitions: u64,
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+    pub timer_lateness_max_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PeerStatus {
+    pub address: String,
+    pub priority: u8,
+    pub checksum: String,
+    pub adverts: u64,
+    pub last_seen_ms_ago: u64,
+}
+
+fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", U[i])
+    }
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::from("  ");
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(header.to_vec()));
+    for r in rows {
+        out.push_str(&line(r.iter().map(|s| s.as_str()).collect()));
+    }
+}
+
+impl Status {
+    /// The human view of `tandem status`.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        o.push_str(&format!(
+            "tandem {}  pid {}  up {}s  config {} (generation {})\n",
+            self.version, self.pid, self.uptime_seconds, self.config_file, self.generation
+        ));
+        if !self.vrrp.is_empty() {
+            o.push_str("\nVRRP\n");
+            let rows: Vec<Vec<String>> = self
+                .vrrp
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone(),
+                        format!("{}/{}", v.interface, v.vrid),
+                        v.state.clone(),
+                        if v.priority == v.effective_priority {
+                            v.priority.to_string()
+                        } else {
+                            format!("{} (cfg {})", v.effective_priority, v.priority)
+                        },
+                        v.master.clone().unwrap_or_else(|| "-".into()),
+                        v.virtual_ips.join(","),
+                        format!("{}/{}", v.adverts_sent, v.adverts_received),
+                        v.reason.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut o,
+                &["INSTANCE", "IF/VRID", "STATE", "PRIO", "MASTER", "VIPS", "TX/RX", "WHY"],
+                &rows,
+            );
+        }
+        o.push_str("\nLISTENERS\n");
+        let rows: Vec<Vec<String>> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                vec![
+                    l.name.clone(),
+                    format!("{}/{}", l.bind, l.protocol),
+                    l.pool.clone(),
+                    l.active.to_string(),
+                    l.total.to_string(),
+                    l.queued.to_string(),
+                    (l.rejected + l.no_backend + l.dropped).to_string(),
+                    human_bytes(l.bytes_in),
+                    human_bytes(l.bytes_out),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &["NAME", "BIND", "POOL", "ACTIVE", "TOTAL", "QUEUED", "REFUSED", "IN", "OUT"],
+            &rows,
+        );
+        for p in &self.pools {
+            o.push_str(&format!(
+                "\nPOOL {}  ({}, {}/{} healthy{})\n",
+                p.name,
+                p.algorithm,
+                p.healthy,
+                p.backends.len(),
+                if p.queued > 0 {
+                    format!(", {} queued", p.queued)
+                } else {
+                    String::new()
+                }
+            ));
+            let rows: Vec<Vec<String>> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.name.clone(),
+                        b.address.clone(),
+                        format!("{}{}", b.weight, if b.backup { " backup" } else { "" }),
+                        if b.admin == "enabled" {
+                            b.health.to_uppercase()
+                        } else {
+                            format!("{} ({})", b.health.to_uppercase(), b.admin)
+                        },
+                        b.active.to_string(),
+                        b.total.to_string(),
+                        b.connect_failures.to_string(),
+                        human_bytes(b.bytes_in + b.bytes_out),
+                        b.last_check.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut o,
+                &["BACKEND", "ADDRESS", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "FAILS", "BYTES", "LAST CHECK"],
+                &rows,
+            );
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_readable_table() {
+        let s = Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            config_file: "/etc/tandem/tandem.toml".into(),
+            listeners: vec![ListenerStatus {
+                name: "web".into(),
+                bind: "0.0.0.0:80".into(),
+                protocol: "tcp".into(),
+                pool: "web".into(),
+                total: 3,
+                bytes_in: 2048,
+                ..Default::default()
+            }],
+            pools: vec![PoolStatus {
+                name: "web".into(),
+                algorithm: "round_robin".into(),
+                healthy: 1,
+                backends: vec![BackendStatus {
+                    name: "a".into(),
+                    address: "10.0.0.1:80".into(),
+                    weight: 1,
+                    health: "up".into(),
+                    admin: "enabled".into(),
+                    last_check: "ok".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let t = s.render();
+        assert!(t.contains("POOL web  (round_robin, 1/1 healthy)"), "{t}");
+        assert!(t.contains("10.0.0.1:80"));
+        assert!(t.contains("2.0KiB"));
+        let json = serde_json::to_string(&s).expect("json");
+        let back: Status = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back.pools[0].backends[0].address, "10.0.0.1:80");
+    }
+}

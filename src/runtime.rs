@@ -1,0 +1,520 @@
+//! Assembles the running daemon from a [`Config`], applies reloads as a diff,
+//! and drains on shutdown.
+//!
+//! Reload keeps everything that did not change: a listener whose address and
+//! protocol stay keeps its socket (no connection is refused during the swap)
+//! and only sees a new snapshot (pool, limits, timeouts); backend state
+//! (health, counters, active connections) is carried over by pool name and
+//! address; a health checker whose backend and settings are unchanged keeps
+//! running with its rise/fall counts. New sockets are bound *before*
+//! anything is swapped, so a reload that cannot bind changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin;
+use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, Status};
+use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol};
+use crate::l4::tcp::{ListenerRt, ListenerStats};
+use crate::pool::Pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error("admin socket {path}: {source}")]
+    Admin {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("listener {name} ({proto} {addr}): cannot bind: {source}")]
+    Bind {
+        name: String,
+        proto: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+type ListenerKey = (SocketAddr, Protocol);
+type CheckerKey = (String, SocketAddr);
+
+struct ListenerEntry {
+    cfg: ListenerConfig,
+    rt: Arc<ArcSwap<ListenerRt>>,
+    stats: Arc<ListenerStats>,
+    stop: CancellationToken,
+}
+
+/// What status and the data plane read; replaced whole on reload.
+struct Snapshot {
+    config: Arc<Config>,
+    pools: BTreeMap<String, Arc<Pool>>,
+    listeners: Vec<(ListenerConfig, Arc<ListenerStats>)>,
+}
+
+struct Inner {
+    listeners: HashMap<ListenerKey, ListenerEntry>,
+    checkers: HashMap<CheckerKey, (HealthConfig, CancellationToken)>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    started: Instant,
+    generation: AtomicU64,
+    snapshot: ArcSwap<Snapshot>,
+    inner: tokio::sync::Mutex<Inner>,
+    conns: TaskTracker,
+    stop_admin: CancellationToken,
+}
+
+/// A socket bound during the prepare phase of start/reload.
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Udp(tokio::net::UdpSocket),
+}
+
+fn proto_str(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
+    let err = |source| StartError::Bind {
+        name: l.name.clone(),
+        proto: proto_str(l.protocol),
+        addr: l.bind,
+        source,
+    };
+    match l.protocol {
+        Protocol::Tcp => {
+            let std = crate::l4::bind_tcp(l.bind, l.backlog).map_err(err)?;
+            tokio::net::TcpListener::from_std(std)
+                .map(Bound::Tcp)
+                .map_err(err)
+        }
+        Protocol::Udp => {
+            let std = crate::l4::bind_udp(l.bind).map_err(err)?;
+            tokio::net::UdpSocket::from_std(std)
+                .map(Bound::Udp)
+                .map_err(err)
+        }
+    }
+}
+
+fn build_pools(cfg: &Config, old: Option<&BTreeMap<String, Arc<Pool>>>) -> BTreeMap<String, Arc<Pool>> {
+    cfg.pools
+        .iter()
+        .map(|p| {
+            let prev = old.and_then(|o| o.get(&p.name)).map(|a| a.as_ref());
+            (p.name.clone(), Arc::new(Pool::build(p.clone(), prev)))
+        })
+        .collect()
+}
+
+impl Daemon {
+    /// Binds every socket and starts every task; fails without side effects
+    /// left running if any listener cannot bind.
+    pub async fn start(config_path: &Path, cfg: Config) -> Result<Arc<Daemon>, StartError> {
+        let admin_listener = admin::bind(&cfg.global.admin_socket).map_err(|source| {
+            StartError::Admin {
+                path: cfg.global.admin_socket.display().to_string(),
+                source,
+            }
+        })?;
+        let pools = build_pools(&cfg, None);
+        let mut bound = Vec::new();
+        for l in &cfg.listeners {
+            bound.push((l.clone(), bind(l)?));
+        }
+        let daemon = Arc::new(Daemon {
+            config_path: config_path.to_path_buf(),
+            started: Instant::now(),
+            generation: AtomicU64::new(1),
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                config: Arc::new(cfg.clone()),
+                pools: pools.clone(),
+                listeners: Vec::new(),
+            }),
+            inner: tokio::sync::Mutex::new(Inner {
+                listeners: HashMap::new(),
+                checkers: HashMap::new(),
+            }),
+            conns: TaskTracker::new(),
+            stop_admin: CancellationToken::new(),
+        });
+        {
+            let mut inner = daemon.inner.lock().await;
+            for (l, sock) in bound {
+                daemon.spawn_listener(&mut inner, l, sock, &pools);
+            }
+            sync_checkers(&mut inner, &pools);
+            daemon.publish(&inner, Arc::new(cfg), pools);
+        }
+        tokio::spawn(admin::serve(
+            admin_listener,
+            daemon.clone(),
+            daemon.stop_admin.clone(),
+        ));
+        let snap = daemon.snapshot.load();
+        tracing::info!(
+            config = %config_path.display(),
+            listeners = snap.config.listeners.len(),
+            pools = snap.config.pools.len(),
+            "tandem started"
+        );
+        Ok(daemon)
+    }
+
+    fn spawn_listener(
+        &self,
+        inner: &mut Inner,
+        cfg: ListenerConfig,
+        sock: Bound,
+        pools: &BTreeMap<String, Arc<Pool>>,
+    ) {
+        let Some(pool) = pools.get(&cfg.pool).cloned() else {
+            // Validation guarantees the pool exists; keep the daemon up anyway.
+            tracing::error!(listener = %cfg.name, pool = %cfg.pool, "listener refers to a missing pool");
+            return;
+        };
+        let rt = Arc::new(ArcSwap::from_pointee(ListenerRt::new(cfg.clone(), pool, None)));
+        let stats = Arc::new(ListenerStats::default());
+        let stop = CancellationToken::new();
+        match sock {
+            Bound::Tcp(l) => {
+                tokio::spawn(crate::l4::tcp::serve(
+                    l,
+                    rt.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                    self.conns.clone(),
+                ));
+            }
+            Bound::Udp(s) => {
+                self.conns.spawn(crate::l4::udp::serve(
+                    s,
+                    rt.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
+        tracing::info!(listener = %cfg.name, bind = %cfg.bind, protocol = proto_str(cfg.protocol), pool = %cfg.pool, "listening");
+        inner.listeners.insert(
+            (cfg.bind, cfg.protocol),
+            ListenerEntry {
+                cfg,
+                rt,
+                stats,
+                stop,
+            },
+        );
+    }
+
+    fn publish(&self, inner: &Inner, config: Arc<Config>, pools: BTreeMap<String, Arc<Pool>>) {
+        // Keep the config file's order in status output.
+        let listeners = config
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                inner
+                    .listeners
+                    .get(&(l.bind, l.protocol))
+                    .map(|e| (e.cfg.clone(), e.stats.clone()))
+            })
+            .collect();
+        self.snapshot.store(Arc::new(Snapshot {
+            config,
+            pools,
+            listeners,
+        }));
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.snapshot.load().config.clone()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.snapshot.load().pools.get(name).cloned()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file and applies it. On any error nothing changes
+    /// and every error is returned (and logged).
+    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+        let mut inner = self.inner.lock().await;
+        let cfg = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errs) => {
+                let list: Vec<String> = errs.0.iter().map(|d| d.to_string()).collect();
+                for e in &list {
+                    tracing::error!(error = %e, "reload rejected: invalid config");
+                }
+                return Err(list);
+            }
+        };
+        match self.apply(&mut inner, cfg) {
+            Ok(g) => Ok(g),
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected");
+                Err(vec![e.to_string()])
+            }
+        }
+    }
+
+    fn apply(&self, inner: &mut Inner, cfg: Config) -> Result<u64, StartError> {
+        let old = self.snapshot.load_full();
+        if old.config.global != cfg.global {
+            tracing::warn!("changes in [global] take effect at the next restart");
+        }
+        let pools = build_pools(&cfg, Some(&old.pools));
+        // Prepare: bind what is new; nothing is swapped if any bind fails.
+        let mut fresh = Vec::new();
+        for l in &cfg.listeners {
+            let key = (l.bind, l.protocol);
+            let reusable = inner
+                .listeners
+                .get(&key)
+                .is_some_and(|e| e.cfg.backlog == l.backlog);
+            if !reusable {
+                fresh.push((l.clone(), key));
+            }
+        }
+        let mut bound = Vec::new();
+        for (l, key) in fresh {
+            // A listener whose only change is its backlog must free its
+            // address before the new socket can bind it.
+            if let Some(e) = inner.listeners.get(&key) {
+                if e.cfg.backlog != l.backlog {
+                    tracing::info!(listener = %l.name, "backlog changed: re-binding");
+                    e.stop.cancel();
+                    inner.listeners.remove(&key);
+                }
+            }
+            bound.push((l.clone(), bind(&l)?));
+        }
+        // Commit.
+        let wanted: HashMap<ListenerKey, &ListenerConfig> = cfg
+            .listeners
+            .iter()
+            .map(|l| ((l.bind, l.protocol), l))
+            .collect();
+        inner.listeners.retain(|key, e| {
+            if wanted.contains_key(key) {
+                true
+            } else {
+                tracing::info!(listener = %e.cfg.name, bind = %e.cfg.bind, "listener removed: no longer accepting, existing connections continue");
+                e.stop.cancel();
+                false
+            }
+        });
+        for (key, e) in inner.listeners.iter_mut() {
+            if let (Some(l), Some(pool)) = (wanted.get(key), pools.get(&wanted[key].pool)) {
+                let prev = e.rt.load();
+                e.rt.store(Arc::new(ListenerRt::new((*l).clone(), pool.clone(), Some(&prev))));
+                e.cfg = (*l).clone();
+            }
+        }
+        for (l, sock) in bound {
+            self.spawn_listener(inner, l, sock, &pools);
+        }
+        sync_checkers(inner, &pools);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.publish(inner, Arc::new(cfg), pools);
+        tracing::info!(generation, config = %self.config_path.display(), "config reloaded");
+        Ok(generation)
+    }
+
+    /// Stops accepting, lets connections finish up to `shutdown_timeout`.
+    pub async fn shutdown(&self) {
+        let timeout = self.config().global.shutdown_timeout;
+        {
+            let inner = self.inner.lock().await;
+            for e in inner.listeners.values() {
+                e.stop.cancel();
+            }
+            for (_, tok) in inner.checkers.values() {
+                tok.cancel();
+            }
+        }
+        self.conns.close();
+        let active = self.conns.len();
+        if active > 0 {
+            tracing::info!(connections = active, timeout = %config::duration::format(timeout), "draining connections");
+        }
+        if tokio::time::timeout(timeout, self.conns.wait()).await.is_err() {
+            tracing::warn!(remaining = self.conns.len(), "shutdown timeout: closing remaining connections");
+        }
+        self.stop_admin.cancel();
+        let _ = std::fs::remove_file(&self.config().global.admin_socket);
+    }
+
+    pub fn status(&self) -> Status {
+        let snap = self.snapshot.load();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let listeners = snap
+            .listeners
+            .iter()
+            .map(|(l, s)| ListenerStatus {
+                name: l.name.clone(),
+                bind: l.bind.to_string(),
+                protocol: proto_str(l.protocol).into(),
+                pool: l.pool.clone(),
+                active: s.active.load(Ordering::Relaxed),
+                total: s.total.load(Ordering::Relaxed),
+                queued: s.queued.load(Ordering::Relaxed),
+                rejected: s.rejected.load(Ordering::Relaxed),
+                no_backend: s.no_backend.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                bytes_in: s.bytes_in.load(Ordering::Relaxed),
+                bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        let pools = snap
+            .config
+            .pools
+            .iter()
+            .filter_map(|pc| snap.pools.get(&pc.name))
+            .map(|p| PoolStatus {
+                name: p.cfg.name.clone(),
+                algorithm: p.cfg.algorithm.name().into(),
+                healthy: p.healthy_count(),
+                queued: p.queued(),
+                queue_timeouts: p.shared.queue_timeouts.load(Ordering::Relaxed),
+                no_backend: p.shared.no_backend.load(Ordering::Relaxed),
+                backends: p
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let info = b.state.check_info();
+                        BackendStatus {
+                            name: b.cfg.name.clone(),
+                            address: b.cfg.address.to_string(),
+                            weight: b.cfg.weight,
+                            backup: b.cfg.backup,
+                            health: if b.state.is_healthy() { "up" } else { "down" }.into(),
+                            admin: serde_json::to_value(b.state.admin())
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            active: b.state.active.load(Ordering::Relaxed),
+                            total: b.state.total.load(Ordering::Relaxed),
+                            connect_failures: b.state.connect_failures.load(Ordering::Relaxed),
+                            bytes_in: b.state.bytes_in.load(Ordering::Relaxed),
+                            bytes_out: b.state.bytes_out.load(Ordering::Relaxed),
+                            last_check: info.last_result,
+                            reason: info.reason,
+                            since_seconds: (info.changed_at > 0)
+                                .then(|| now.saturating_sub(info.changed_at)),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            config_file: self.config_path.display().to_string(),
+            generation: self.generation(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            listeners,
+            pools,
+            vrrp: Vec::new(),
+        }
+    }
+}
+
+/// Starts, keeps or restarts health checkers so exactly one runs per
+/// (pool, backend) with the current settings.
+fn sync_checkers(inner: &mut Inner, pools: &BTreeMap<String, Arc<Pool>>) {
+    let mut wanted: HashMap<CheckerKey, (HealthConfig, &crate::pool::Backend, &str)> = HashMap::new();
+    for p in pools.values() {
+        for b in &p.backends {
+            wanted.insert(
+                (p.cfg.name.clone(), b.cfg.address),
+                (p.cfg.health.clone(), b, &p.cfg.name),
+            );
+        }
+    }
+    inner.checkers.retain(|key, (hc, tok)| match wanted.get(key) {
+        Some((w, _, _)) if w == hc => true,
+        _ => {
+            tok.cancel();
+            false
+        }
+    });
+    for (key, (hc, b, pool)) in wanted {
+        if inner.checkers.contains_key(&key) {
+            continue;
+        }
+        let tok = CancellationToken::new();
+        crate::health::spawn(
+            pool.to_string(),
+            b.cfg.name.clone(),
+            b.cfg.address,
+            hc.clone(),
+            b.state.clone(),
+            tok.clone(),
+        );
+        inner.checkers.insert(key, (hc, tok));
+    }
+}
+
+/// Waits for SIGHUP/SIGTERM/SIGINT on a plain thread (signal-hook) and
+/// forwards them into the async world.
+pub fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut sigs = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("tandem-signals".into())
+        .spawn(move || {
+            for s in sigs.forever() {
+                if tx.send(s).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run_until_signalled(config_path: &Path, cfg: Config) -> Result<(), StartError> {
+    let mut sigs = signals().map_err(|source| StartError::Admin {
+        path: "signal handler".into(),
+        source,
+    })?;
+    let daemon = Daemon::start(config_path, cfg).await?;
+    while let Some(sig) = sigs.recv().await {
+        match sig {
+            signal_hook::consts::SIGHUP => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = daemon.reload().await;
+            }
+            _ => {
+                tracing::info!(signal = sig, "shutting down");
+                break;
+            }
+        }
+    }
+    daemon.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
