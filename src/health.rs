@@ -83,7 +83,9 @@ fn jittered(interval: Duration, seed: &mut u64) -> Duration {
 }
 
 async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state: &BackendState) {
-    let mut seed = (addr.port() as u64) << 32 ^ Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut seed = (addr.port() as u64) << 32
+        ^ Instant::now().elapsed().as_nanos() as u64
+        ^ 0x9e37_79b9_7f4a_7c15;
     seed |= 1;
     if matches!(cfg.check, HealthCheck::None) {
         return passive_only(pool, name, addr, state).await;
@@ -142,7 +144,10 @@ async fn passive_only(pool: &str, name: &str, addr: SocketAddr, state: &BackendS
 pub async fn probe(check: &HealthCheck, addr: SocketAddr, timeout: Duration) -> ProbeResult {
     match tokio::time::timeout(timeout, probe_inner(check, addr)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout after {}", crate::config::duration::format(timeout))),
+        Err(_) => Err(format!(
+            "timeout after {}",
+            crate::config::duration::format(timeout)
+        )),
     }
 }
 
@@ -167,13 +172,20 @@ async fn probe_inner(check: &HealthCheck, addr: SocketAddr) -> ProbeResult {
                 .write_all(req.as_bytes())
                 .await
                 .map_err(|e| format!("send: {}", short_io(&e)))?;
-            // Bounded read: a health endpoint has no business sending more.
+            // Bounded read that stops as soon as the response is complete,
+            // so a backend that ignores `Connection: close` is not a timeout.
             let mut buf = Vec::with_capacity(4096);
-            let mut limited = (&mut stream).take(64 * 1024);
-            limited
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| format!("read: {}", short_io(&e)))?;
+            let mut chunk = [0u8; 4096];
+            while buf.len() < 64 * 1024 && !response_complete(&buf) {
+                let n = stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| format!("read: {}", short_io(&e)))?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
             check_http_response(&buf, expect_status, expect_body.as_deref())
         }
     }
@@ -187,13 +199,34 @@ fn short_io(e: &std::io::Error) -> String {
     }
 }
 
+/// True once the head and a Content-Length-delimited body have arrived
+/// (without a length the body runs to EOF).
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let len = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    match len {
+        Some(len) => raw.len() >= end + 4 + len,
+        None => false,
+    }
+}
+
 /// Judges a raw HTTP/1.x response against the expected statuses and body.
 pub fn check_http_response(raw: &[u8], expect: &[u16], body_needle: Option<&str>) -> ProbeResult {
     let head_end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| "incomplete HTTP response".to_string())?;
-    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| "non-UTF-8 headers".to_string())?;
+    let head =
+        std::str::from_utf8(&raw[..head_end]).map_err(|_| "non-UTF-8 headers".to_string())?;
     let status_line = head.lines().next().unwrap_or("");
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
@@ -275,12 +308,27 @@ mod tests {
     }
 
     #[test]
+    fn completeness_follows_content_length() {
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        ));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nstream"));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
     fn jitter_stays_within_ten_percent() {
         let mut seed = 12345;
         let base = Duration::from_secs(2);
         for _ in 0..1000 {
             let d = jittered(base, &mut seed);
-            assert!(d >= Duration::from_millis(1800) && d <= Duration::from_millis(2200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(1800) && d <= Duration::from_millis(2200),
+                "{d:?}"
+            );
         }
     }
 

@@ -94,7 +94,9 @@ fn main() -> ExitCode {
                                 .join("\n")
                         })
                         .unwrap_or_else(|| body.to_string());
-                    Err(format!("reload rejected, the running config is unchanged:\n{errs}"))
+                    Err(format!(
+                        "reload rejected, the running config is unchanged:\n{errs}"
+                    ))
                 }
             })
         }

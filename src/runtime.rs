@@ -112,7 +112,10 @@ fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
     }
 }
 
-fn build_pools(cfg: &Config, old: Option<&BTreeMap<String, Arc<Pool>>>) -> BTreeMap<String, Arc<Pool>> {
+fn build_pools(
+    cfg: &Config,
+    old: Option<&BTreeMap<String, Arc<Pool>>>,
+) -> BTreeMap<String, Arc<Pool>> {
     cfg.pools
         .iter()
         .map(|p| {
@@ -126,12 +129,11 @@ impl Daemon {
     /// Binds every socket and starts every task; fails without side effects
     /// left running if any listener cannot bind.
     pub async fn start(config_path: &Path, cfg: Config) -> Result<Arc<Daemon>, StartError> {
-        let admin_listener = admin::bind(&cfg.global.admin_socket).map_err(|source| {
-            StartError::Admin {
+        let admin_listener =
+            admin::bind(&cfg.global.admin_socket).map_err(|source| StartError::Admin {
                 path: cfg.global.admin_socket.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
         let pools = build_pools(&cfg, None);
         let mut bound = Vec::new();
         for l in &cfg.listeners {
@@ -188,7 +190,11 @@ impl Daemon {
             tracing::error!(listener = %cfg.name, pool = %cfg.pool, "listener refers to a missing pool");
             return;
         };
-        let rt = Arc::new(ArcSwap::from_pointee(ListenerRt::new(cfg.clone(), pool, None)));
+        let rt = Arc::new(ArcSwap::from_pointee(ListenerRt::new(
+            cfg.clone(),
+            pool,
+            None,
+        )));
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
         match sock {
@@ -325,7 +331,11 @@ impl Daemon {
         for (key, e) in inner.listeners.iter_mut() {
             if let (Some(l), Some(pool)) = (wanted.get(key), pools.get(&wanted[key].pool)) {
                 let prev = e.rt.load();
-                e.rt.store(Arc::new(ListenerRt::new((*l).clone(), pool.clone(), Some(&prev))));
+                e.rt.store(Arc::new(ListenerRt::new(
+                    (*l).clone(),
+                    pool.clone(),
+                    Some(&prev),
+                )));
                 e.cfg = (*l).clone();
             }
         }
@@ -356,8 +366,14 @@ impl Daemon {
         if active > 0 {
             tracing::info!(connections = active, timeout = %config::duration::format(timeout), "draining connections");
         }
-        if tokio::time::timeout(timeout, self.conns.wait()).await.is_err() {
-            tracing::warn!(remaining = self.conns.len(), "shutdown timeout: closing remaining connections");
+        if tokio::time::timeout(timeout, self.conns.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.conns.len(),
+                "shutdown timeout: closing remaining connections"
+            );
         }
         self.stop_admin.cancel();
         let _ = std::fs::remove_file(&self.config().global.admin_socket);
@@ -444,7 +460,8 @@ impl Daemon {
 /// Starts, keeps or restarts health checkers so exactly one runs per
 /// (pool, backend) with the current settings.
 fn sync_checkers(inner: &mut Inner, pools: &BTreeMap<String, Arc<Pool>>) {
-    let mut wanted: HashMap<CheckerKey, (HealthConfig, &crate::pool::Backend, &str)> = HashMap::new();
+    let mut wanted: HashMap<CheckerKey, (HealthConfig, &crate::pool::Backend, &str)> =
+        HashMap::new();
     for p in pools.values() {
         for b in &p.backends {
             wanted.insert(
@@ -453,13 +470,15 @@ fn sync_checkers(inner: &mut Inner, pools: &BTreeMap<String, Arc<Pool>>) {
             );
         }
     }
-    inner.checkers.retain(|key, (hc, tok)| match wanted.get(key) {
-        Some((w, _, _)) if w == hc => true,
-        _ => {
-            tok.cancel();
-            false
-        }
-    });
+    inner
+        .checkers
+        .retain(|key, (hc, tok)| match wanted.get(key) {
+            Some((w, _, _)) if w == hc => true,
+            _ => {
+                tok.cancel();
+                false
+            }
+        });
     for (key, (hc, b, pool)) in wanted {
         if inner.checkers.contains_key(&key) {
             continue;

@@ -168,7 +168,9 @@ impl Status {
                 .collect();
             table(
                 &mut o,
-                &["INSTANCE", "IF/VRID", "STATE", "PRIO", "MASTER", "VIPS", "TX/RX", "WHY"],
+                &[
+                    "INSTANCE", "IF/VRID", "STATE", "PRIO", "MASTER", "VIPS", "TX/RX", "WHY",
+                ],
                 &rows,
             );
         }
@@ -192,7 +194,9 @@ impl Status {
             .collect();
         table(
             &mut o,
-            &["NAME", "BIND", "POOL", "ACTIVE", "TOTAL", "QUEUED", "REFUSED", "IN", "OUT"],
+            &[
+                "NAME", "BIND", "POOL", "ACTIVE", "TOTAL", "QUEUED", "REFUSED", "IN", "OUT",
+            ],
             &rows,
         );
         for p in &self.pools {
@@ -231,7 +235,17 @@ impl Status {
                 .collect();
             table(
                 &mut o,
-                &["BACKEND", "ADDRESS", "WEIGHT", "HEALTH", "ACTIVE", "TOTAL", "FAILS", "BYTES", "LAST CHECK"],
+                &[
+                    "BACKEND",
+                    "ADDRESS",
+                    "WEIGHT",
+                    "HEALTH",
+                    "ACTIVE",
+                    "TOTAL",
+                    "FAILS",
+                    "BYTES",
+                    "LAST CHECK",
+                ],
                 &rows,
             );
         }

@@ -40,7 +40,7 @@ impl Balancer for WeightedRoundRobin {
             current[i] += weight;
             total += weight;
             // Strictly greater: ties go to the lowest index, which makes the sequence reproducible.
-            if best.map_or(true, |b| current[i] > current[b]) {
+            if best.is_none_or(|b| current[i] > current[b]) {
                 best = Some(i);
             }
         }

@@ -188,8 +188,8 @@ impl SpanIndex {
         let start = span.as_ref().map(|s| s.start).unwrap_or(0);
         let mut best: Option<&Entry> = None;
         for e in &self.entries {
-            let inside = e.value.contains(&start)
-                || e.key.as_ref().is_some_and(|k| k.contains(&start));
+            let inside =
+                e.value.contains(&start) || e.key.as_ref().is_some_and(|k| k.contains(&start));
             if inside {
                 let width = e.value.end - e.value.start;
                 if best.is_none_or(|b| width <= b.value.end - b.value.start) {

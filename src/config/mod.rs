@@ -246,9 +246,7 @@ impl Validator<'_> {
                     }
                 }
                 "pool" => pools = self.array_of_tables::<raw::Pool>("pool", value),
-                "listener" => {
-                    listeners = self.array_of_tables::<raw::Listener>("listener", value)
-                }
+                "listener" => listeners = self.array_of_tables::<raw::Listener>("listener", value),
                 other => {
                     let other = other.to_string();
                     self.err(
@@ -388,7 +386,10 @@ impl Validator<'_> {
                 let all: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
                 self.err(
                     &at("algorithm"),
-                    format!("unknown algorithm {s:?}; expected one of {}", all.join(", ")),
+                    format!(
+                        "unknown algorithm {s:?}; expected one of {}",
+                        all.join(", ")
+                    ),
                 );
                 Algorithm::RoundRobin
             }),
@@ -510,11 +511,18 @@ impl Validator<'_> {
                 ("expect_body", h.expect_body.is_some()),
             ] {
                 if set {
-                    self.err(&at(k), format!("only valid with check = \"http\", not {kind:?}"));
+                    self.err(
+                        &at(k),
+                        format!("only valid with check = \"http\", not {kind:?}"),
+                    );
                 }
             }
         }
-        let interval = self.duration(&at("interval"), h.interval.as_deref(), Duration::from_secs(2));
+        let interval = self.duration(
+            &at("interval"),
+            h.interval.as_deref(),
+            Duration::from_secs(2),
+        );
         let timeout = self.duration(&at("timeout"), h.timeout.as_deref(), Duration::from_secs(1));
         if interval < Duration::from_millis(10) {
             self.err(&at("interval"), "must be at least 10ms");
@@ -531,7 +539,9 @@ impl Validator<'_> {
                 ),
             );
         }
-        let port = h.port.map(|p| self.range(&at("port"), Some(p), 1, 1, 65535) as u16);
+        let port = h
+            .port
+            .map(|p| self.range(&at("port"), Some(p), 1, 1, 65535) as u16);
         HealthConfig {
             check,
             interval,
@@ -609,7 +619,8 @@ impl Validator<'_> {
             Protocol::Tcp => Duration::from_secs(300),
             Protocol::Udp => Duration::from_secs(30),
         };
-        let idle_timeout = self.duration(&at("idle_timeout"), l.idle_timeout.as_deref(), default_idle);
+        let idle_timeout =
+            self.duration(&at("idle_timeout"), l.idle_timeout.as_deref(), default_idle);
         if idle_timeout.is_zero() {
             self.err(&at("idle_timeout"), "must be greater than 0");
         }

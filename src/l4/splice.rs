@@ -21,8 +21,8 @@ pub struct Pipe {
 
 impl Pipe {
     pub fn new() -> io::Result<Pipe> {
-        let (rd, wr) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-            .map_err(io::Error::from)?;
+        let (rd, wr) =
+            nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         Ok(Pipe { rd, wr, pending: 0 })
     }
 

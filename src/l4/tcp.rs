@@ -163,8 +163,7 @@ pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease)
     loop {
         let lease = pool.lease(key, &tried).await?;
         let t0 = Instant::now();
-        match tokio::time::timeout(pool.cfg.connect_timeout, TcpStream::connect(lease.addr)).await
-        {
+        match tokio::time::timeout(pool.cfg.connect_timeout, TcpStream::connect(lease.addr)).await {
             Ok(Ok(s)) => {
                 lease.connected(t0.elapsed());
                 return Ok((s, lease));
@@ -368,7 +367,12 @@ mod tests {
     async fn through(mode: SpliceMode, payload: usize) {
         let (mut client, proxy_c) = pair().await;
         let (proxy_s, mut server) = pair().await;
-        let zero = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+        let zero = [
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        ];
         let fwd = async {
             let c = Counters {
                 up: [&zero[0], &zero[1]],
@@ -427,7 +431,15 @@ mod tests {
             down: [&z, &z],
         };
         let t = Instant::now();
-        let r = forward(proxy_c, proxy_s, None, SpliceMode::Auto, Duration::from_millis(200), &c).await;
+        let r = forward(
+            proxy_c,
+            proxy_s,
+            None,
+            SpliceMode::Auto,
+            Duration::from_millis(200),
+            &c,
+        )
+        .await;
         assert_eq!(r.err().map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
         assert!(t.elapsed() >= Duration::from_millis(190));
     }

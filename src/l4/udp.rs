@@ -70,14 +70,18 @@ pub async fn serve(
         let now_ms = start.elapsed().as_millis() as u64;
         stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         // A flow whose backend went down is re-balanced on its next datagram.
-        if flows.get(&client).is_some_and(|f| !f.lease.state.is_healthy()) {
+        if flows
+            .get(&client)
+            .is_some_and(|f| !f.lease.state.is_healthy())
+        {
             flows.remove(&client);
         }
         if !flows.contains_key(&client) {
             let snap = rt.load();
             if flows.len() >= snap.cfg.max_flows as usize {
                 let idle = snap.cfg.idle_timeout.as_millis() as u64;
-                flows.retain(|_, f| now_ms.saturating_sub(f.last_ms.load(Ordering::Relaxed)) < idle);
+                flows
+                    .retain(|_, f| now_ms.saturating_sub(f.last_ms.load(Ordering::Relaxed)) < idle);
                 if flows.len() >= snap.cfg.max_flows as usize {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -98,7 +102,10 @@ pub async fn serve(
         }
         if let Some(f) = flows.get(&client) {
             f.last_ms.store(now_ms, Ordering::Relaxed);
-            f.lease.state.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            f.lease
+                .state
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
             if let Err(e) = f.sock.send(&buf[..n]).await {
                 // ECONNREFUSED here is the ICMP port-unreachable of an
                 // earlier datagram: count it against the backend.

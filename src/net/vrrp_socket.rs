@@ -1,0 +1,295 @@
+//! The raw IPv4 socket for VRRP (IP protocol 112), one per interface: sends
+//! advertisements with TTL 255 from a chosen local address and receives them
+//! with the incoming interface index. VRRP payloads are not parsed here.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrIn,
+};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::{os_error, Capability, NetError, Result};
+
+pub const VRRP_PROTO: u8 = 112;
+pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// IPTOS_PREC_INTERNETCONTROL, as keepalived sends it.
+const TOS_INTERNETCONTROL: u32 = 0xc0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The interface the packet arrived on (IP_PKTINFO).
+    pub ifindex: u32,
+    /// Bytes in the buffer, starting with the IPv4 header.
+    pub len: usize,
+}
+
+pub struct VrrpSocket {
+    fd: AsyncFd<Socket>,
+    ifname: String,
+    ifindex: u32,
+    local: Ipv4Addr,
+}
+
+impl VrrpSocket {
+    /// Opens the socket on `ifname` (must run inside a tokio runtime).
+    /// `local` is the source address of everything sent and must be configured
+    /// on the interface; with `multicast` the socket joins 224.0.0.18 there,
+    /// without it only unicast advertisements are received.
+    pub fn open(ifname: &str, ifindex: u32, local: Ipv4Addr, multicast: bool) -> Result<Self> {
+        let target = || format!("{ifname} (ifindex {ifindex})");
+        let err = |op, e| os_error(op, target(), Capability::NetRaw, e);
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(VRRP_PROTO))),
+        )
+        .map_err(|e| err("open raw VRRP socket on", e))?;
+        // Without this a raw socket receives protocol 112 from every interface.
+        sock.bind_device(Some(ifname.as_bytes()))
+            .map_err(|e| err("bind raw VRRP socket to", e))?;
+        if multicast {
+            sock.join_multicast_v4_n(&VRRP_GROUP_V4, &InterfaceIndexOrAddress::Index(ifindex))
+                .map_err(|e| err("join 224.0.0.18 on", e))?;
+            sock.set_multicast_if_v4(&local)
+                .map_err(|e| err("set multicast interface (by local address) on", e))?;
+        }
+        // RFC 5798 receivers drop advertisements whose TTL is not 255.
+        sock.set_ttl_v4(255)
+            .and_then(|()| sock.set_multicast_ttl_v4(255))
+            .and_then(|()| sock.set_multicast_loop_v4(false))
+            .and_then(|()| sock.set_tos_v4(TOS_INTERNETCONTROL))
+            .and_then(|()| {
+                setsockopt(&sock, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)
+            })
+            .and_then(|()| sock.set_nonblocking(true))
+            .map_err(|e| err("configure raw VRRP socket on", e))?;
+        // SAFETY: the Socket owns its descriptor for as long as the AsyncFd owns
+        // the Socket, and as_raw_fd always returns that same descriptor.
+        let fd = unsafe { AsyncFd::register(sock) }
+            .map_err(|e| err("register raw VRRP socket with tokio for", e.into_parts().1))?;
+        Ok(VrrpSocket {
+            fd,
+            ifname: ifname.to_string(),
+            ifindex,
+            local,
+        })
+    }
+
+    /// Sends `payload` as the body of an IPv4 packet (protocol 112) to `dst`.
+    ///
+    /// The source address is set per packet with IP_PKTINFO (`ipi_spec_dst`),
+    /// not by bind(2): binding a raw socket to a unicast address also makes the
+    /// kernel drop every received packet whose destination differs, i.e. all
+    /// multicast advertisements.
+    pub async fn send_to(&self, payload: &[u8], dst: Ipv4Addr) -> Result<()> {
+        let pktinfo = libc::in_pktinfo {
+            ipi_ifindex: i32::try_from(self.ifindex).unwrap_or(0),
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(self.local).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let addr = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+        let iov = [IoSlice::new(payload)];
+        let cmsg = [ControlMessage::Ipv4PacketInfo(&pktinfo)];
+        let res = self
+            .fd
+            .async_io(Interest::WRITABLE, |s| {
+                sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))
+                    .map_err(io::Error::from)
+            })
+            .await;
+        match res {
+            Ok(n) if n == payload.len() => Ok(()),
+            Ok(n) => Err(NetError::Io {
+                op: "send VRRP advertisement",
+                target: format!(
+                    "to {dst} on {} (only {n} of {} bytes sent)",
+                    self.ifname,
+                    payload.len()
+                ),
+                source: io::Error::from(io::ErrorKind::WriteZero),
+            }),
+            Err(e) => Err(os_error(
+                "send VRRP advertisement",
+                format!("from {} to {dst} on {}", self.local, self.ifname),
+                Capability::NetRaw,
+                e,
+            )),
+        }
+    }
+
+    /// Receives one packet; `buf` gets the IPv4 header followed by the payload.
+    pub async fn recv(&self, buf: &mut [u8]) -> Result<Received> {
+        let cap = buf.len();
+        let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
+        let res = self
+            .fd
+            .async_io(Interest::READABLE, |s| {
+                let mut iov = [IoSliceMut::new(&mut *buf)];
+                // MSG_TRUNC makes the kernel report the real datagram length.
+                let msg = recvmsg::<SockaddrIn>(
+                    s.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_TRUNC,
+                )
+                .map_err(io::Error::from)?;
+                let mut ifindex = 0;
+                for c in msg.cmsgs().map_err(io::Error::from)? {
+                    if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+                        ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
+                    }
+                }
+                Ok((msg.bytes, ifindex))
+            })
+            .await;
+        let (len, ifindex) = res.map_err(|e| {
+            os_error(
+                "receive VRRP on",
+                self.ifname.clone(),
+                Capability::NetRaw,
+                e,
+            )
+        })?;
+        if len > cap {
+            return Err(NetError::Truncated {
+                op: "receive VRRP on",
+                target: self.ifname.clone(),
+                len,
+                cap,
+            });
+        }
+        Ok(Received { ifindex, len })
+    }
+
+    pub fn local(&self) -> Ipv4Addr {
+        self.local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::link::ifindex;
+    use crate::net::testns::{self, Lab};
+    use std::time::Duration;
+
+    async fn recv_timeout(s: &VrrpSocket, buf: &mut [u8], ms: u64) -> Option<Received> {
+        tokio::time::timeout(Duration::from_millis(ms), s.recv(buf))
+            .await
+            .ok()
+            .map(|r| r.unwrap())
+    }
+
+    #[test]
+    fn multicast_and_unicast_between_namespaces() {
+        let Some(lab) = Lab::new(2) else { return };
+        lab.veth(0, "a0", 1, "b0");
+        lab.ip(0, "addr add 10.77.0.1/24 dev a0");
+        // A second address, added later: the sender must use it because we ask,
+        // not because the kernel would pick it.
+        lab.ip(0, "addr add 10.77.0.5/24 dev a0");
+        lab.ip(1, "addr add 10.77.0.2/24 dev b0");
+        lab.ip(0, "link set a0 up");
+        lab.ip(1, "link set b0 up");
+        let (a, b) = (lab.ns(0).to_string(), lab.ns(1).to_string());
+        lab.run(1, move || async move {
+            let b_idx = ifindex("b0").unwrap();
+            let sb = VrrpSocket::open("b0", b_idx, Ipv4Addr::new(10, 77, 0, 2), true).unwrap();
+            testns::enter(&a);
+            let a_idx = ifindex("a0").unwrap();
+            let sa = VrrpSocket::open("a0", a_idx, Ipv4Addr::new(10, 77, 0, 5), true).unwrap();
+
+            let payload = [0x31u8, 7, 100, 1, 0, 100, 0, 0, 10, 77, 0, 100];
+            let mut buf = [0u8; 1500];
+            for dst in [VRRP_GROUP_V4, Ipv4Addr::new(10, 77, 0, 2)] {
+                sa.send_to(&payload, dst).await.unwrap();
+                let r = recv_timeout(&sb, &mut buf, 2000)
+                    .await
+                    .unwrap_or_else(|| panic!("B got nothing for {dst}"));
+                assert_eq!(r.ifindex, b_idx);
+                let ihl = usize::from(buf[0] & 0xf) * 4;
+                assert_eq!(buf[0] >> 4, 4);
+                assert_eq!(r.len, ihl + payload.len());
+                assert_eq!(buf[1], 0xc0, "TOS");
+                assert_eq!(buf[8], 255, "TTL for {dst}");
+                assert_eq!(buf[9], VRRP_PROTO);
+                assert_eq!(
+                    buf[12..16],
+                    [10, 77, 0, 5],
+                    "source = requested local address"
+                );
+                assert_eq!(buf[16..20], dst.octets());
+                assert_eq!(&buf[ihl..r.len], &payload);
+            }
+            // Multicast loop is off: the sender does not hear itself.
+            assert!(recv_timeout(&sa, &mut buf, 300).await.is_none());
+            // B answers by multicast: A receives it with its own ifindex.
+            testns::enter(&b);
+            sb.send_to(&payload, VRRP_GROUP_V4).await.unwrap();
+            let r = recv_timeout(&sa, &mut buf, 2000)
+                .await
+                .expect("A got B's advertisement");
+            assert_eq!(r.ifindex, a_idx);
+            assert_eq!(buf[12..16], [10, 77, 0, 2]);
+
+            // Too-small buffer is an error value, not a silent short read.
+            sa.send_to(&payload, VRRP_GROUP_V4).await.unwrap();
+            let mut small = [0u8; 8];
+            let e = tokio::time::timeout(Duration::from_secs(2), sb.recv(&mut small))
+                .await
+                .expect("B got the packet")
+                .unwrap_err();
+            assert!(matches!(e, NetError::Truncated { .. }), "{e}");
+        });
+    }
+
+    #[test]
+    fn unicast_only_socket_ignores_multicast() {
+        let Some(lab) = Lab::new(2) else { return };
+        lab.veth(0, "a0", 1, "b0");
+        lab.ip(0, "addr add 10.77.0.1/24 dev a0");
+        lab.ip(1, "addr add 10.77.0.2/24 dev b0");
+        lab.ip(0, "link set a0 up");
+        lab.ip(1, "link set b0 up");
+        let a = lab.ns(0).to_string();
+        lab.run(1, move || async move {
+            let sb = VrrpSocket::open(
+                "b0",
+                ifindex("b0").unwrap(),
+                Ipv4Addr::new(10, 77, 0, 2),
+                false,
+            )
+            .unwrap();
+            testns::enter(&a);
+            let sa = VrrpSocket::open(
+                "a0",
+                ifindex("a0").unwrap(),
+                Ipv4Addr::new(10, 77, 0, 1),
+                false,
+            )
+            .unwrap();
+            let mut buf = [0u8; 1500];
+            sa.send_to(b"mcast", VRRP_GROUP_V4).await.unwrap();
+            assert!(
+                recv_timeout(&sb, &mut buf, 300).await.is_none(),
+                "not joined, must not receive"
+            );
+            sa.send_to(b"ucast", Ipv4Addr::new(10, 77, 0, 2))
+                .await
+                .unwrap();
+            let r = recv_timeout(&sb, &mut buf, 2000)
+                .await
+                .expect("unicast arrives");
+            assert_eq!(&buf[r.len - 5..r.len], b"ucast");
+            assert_eq!(buf[8], 255);
+        });
+    }
+}
