@@ -1,0 +1,218 @@
+//! `tandem check`: every class of invalid config gives FILE:LINE:COL, the
+//! key path and what is wrong, with exit code 1; the shipped example passes.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TempDir, BIN};
+
+const POOL: &str = "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1:80\" }]\n";
+const LISTENER: &str = "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:8080\"\npool = \"web\"\n";
+
+fn check(body: &str) -> (i32, String, String) {
+    let dir = TempDir::new("check");
+    let path = dir.path("t.toml");
+    std::fs::write(&path, body).expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run tandem check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn example_config_passes() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/tandem/tandem.toml");
+    let out = Command::new(BIN)
+        .args(["check", "-c", example])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_invalid_class_is_reported_with_position() {
+    // (config, expected "LINE:COL: key", expected message fragment)
+    let cases: Vec<(String, &str, &str)> = vec![
+        // Unknown keys, at every level.
+        (format!("[global]\nworkerz = 2\n{POOL}"), "2:1: global.workerz", "unknown key `workerz`"),
+        (
+            format!("{POOL}colour = \"red\"\n"),
+            "4:1: pool[0].colour",
+            "unknown key `colour`",
+        ),
+        (
+            "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1:80\", wieght = 2 }]\n".into(),
+            "3:40: pool[0].backends[0].wieght",
+            "unknown key `wieght`",
+        ),
+        (format!("[frontend]\nx = 1\n{POOL}"), "1:1: frontend", "unknown section `frontend`"),
+        // Duplicate names.
+        (format!("{POOL}{POOL}"), "5:8: pool[1].name", "duplicate pool name \"web\""),
+        (
+            format!("{POOL}{LISTENER}{LISTENER}"),
+            "9:8: listener[1].name",
+            "duplicate listener name \"l\"",
+        ),
+        // References to pools that do not exist.
+        (
+            format!("{POOL}[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:80\"\npool = \"api\"\n"),
+            "7:8: listener[0].pool",
+            "no pool named \"api\"",
+        ),
+        // Unparsable addresses.
+        (
+            "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1\" }]\n".into(),
+            "3:25: pool[0].backends[0].address",
+            "is not an address with a port",
+        ),
+        (
+            format!("{POOL}[[listener]]\nname = \"l\"\nbind = \"localhost:80\"\npool = \"web\"\n"),
+            "6:8: listener[0].bind",
+            "is not an address with a port",
+        ),
+        // Out-of-range numbers.
+        (
+            "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1:80\", weight = 0 }]\n".into(),
+            "3:49: pool[0].backends[0].weight",
+            "0 is out of range 1..=256",
+        ),
+        (
+            "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1:80\", weight = 257 }]\n".into(),
+            "3:49: pool[0].backends[0].weight",
+            "257 is out of range 1..=256",
+        ),
+        (
+            format!("{POOL}health = {{ rise = 0 }}\n"),
+            "4:19: pool[0].health.rise",
+            "0 is out of range 1..=100",
+        ),
+        (
+            format!("{POOL}health = {{ fall = 0 }}\n"),
+            "4:19: pool[0].health.fall",
+            "0 is out of range 1..=100",
+        ),
+        (
+            format!("{POOL}health = {{ interval = \"1s\", timeout = \"1s\" }}\n"),
+            "4:39: pool[0].health.timeout",
+            "must be shorter than interval",
+        ),
+        (format!("{POOL}retries = 99\n"), "4:11: pool[0].retries", "out of range 0..=16"),
+        // Bad values of known keys.
+        (
+            format!("{POOL}algorithm = \"fastest\"\n"),
+            "4:13: pool[0].algorithm",
+            "unknown algorithm \"fastest\"",
+        ),
+        (
+            format!("{POOL}connect_timeout = \"3 parsecs\"\n"),
+            "4:19: pool[0].connect_timeout",
+            "invalid duration",
+        ),
+        (
+            format!("{POOL}health = {{ check = \"tcp\", path = \"/x\" }}\n"),
+            "4:34: pool[0].health.path",
+            "only valid with check = \"http\"",
+        ),
+        (
+            "[[pool]]\nname = \"web\"\nbackends = []\n".into(),
+            "3:12: pool[0].backends",
+            "at least one backend",
+        ),
+        (
+            format!("{POOL}[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:53\"\nprotocol = \"sctp\"\npool = \"web\"\n"),
+            "7:12: listener[0].protocol",
+            "unknown protocol \"sctp\"",
+        ),
+        (
+            format!("{POOL}{LISTENER}[[listener]]\nname = \"l2\"\nbind = \"127.0.0.1:8080\"\npool = \"web\"\n"),
+            "10:8: listener[1].bind",
+            "already used by another listener",
+        ),
+        // Wrong types and syntax.
+        (format!("{POOL}retries = \"two\"\n"), "4:11: pool[0].retries", "invalid type"),
+        ("[[pool]\nname = 1\n".into(), "1:8:", "TOML syntax"),
+        ("[global]\nworkers = 1\nworkers = 2\n".into(), "3:1:", "TOML syntax"),
+    ];
+    let mut failures = Vec::new();
+    for (body, want_pos, want_msg) in &cases {
+        let (code, stderr, path) = check(body);
+        let want_prefix = format!("{path}:{want_pos}");
+        let ok = code == 1
+            && stderr
+                .lines()
+                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
+        if !ok {
+            failures.push(format!(
+                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let body = format!(
+        "{POOL}retries = 99\n[[pool]]\nname = \"api\"\nalgorithm = \"nope\"\nbackends = [{{ address = \"x\" }}]\n{LISTENER}"
+    );
+    let (code, stderr, _) = check(&body);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
+
+#[test]
+fn missing_file_is_an_error_not_a_pass() {
+    let out = Command::new(BIN)
+        .args(["check", "-c", "/nonexistent/tandem.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/nonexistent/tandem.toml:1:1: (document): cannot read file"));
+}
+
+#[test]
+fn json_diagnostics() {
+    let dir = TempDir::new("checkjson");
+    let path = dir.path("t.toml");
+    std::fs::write(&path, format!("{POOL}retries = 99\n")).expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--json", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["key"], "pool[0].retries");
+    assert_eq!(v["errors"][0]["line"], 4);
+}
+
+#[test]
+fn daemon_refuses_to_start_on_a_bad_config() {
+    let dir = TempDir::new("badstart");
+    let path = dir.path("t.toml");
+    std::fs::write(&path, format!("{POOL}retries = 99\n")).expect("write");
+    let out = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pool[0].retries") && err.contains("not starting"),
+        "{err}"
+    );
+}
