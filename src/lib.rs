@@ -10,3 +10,4 @@ pub mod logging;
 pub mod net;
 pub mod pool;
 pub mod runtime;
+pub mod vrrp;

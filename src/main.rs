@@ -47,6 +47,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Remove this node's virtual IPs from their interfaces (systemd
+    /// ExecStopPost: a dead daemon must not leave an address answering ARP).
+    Cleanup {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Ask the running daemon to reload its config (like SIGHUP, but reports errors).
     Reload {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Check { config, json } => check(config, json),
+        Cmd::Cleanup { config } => cleanup(config),
         Cmd::Status {
             config,
             socket,
@@ -137,6 +144,38 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "tandem failed to start");
             eprintln!("tandem: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cleanup(config: PathBuf) -> ExitCode {
+    let cfg = match tandem::config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(tandem::vrrp::service::cleanup(&cfg.vrrp)) {
+        Ok(removed) => {
+            for r in removed {
+                println!("removed {r}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem cleanup: {e}");
             ExitCode::from(1)
         }
     }

@@ -22,9 +22,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, Status};
-use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol};
+use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol, VrrpConfig};
 use crate::l4::tcp::{ListenerRt, ListenerStats};
 use crate::pool::Pool;
+use crate::vrrp::instance::Tracker;
+use crate::vrrp::service::VrrpService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +37,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot start VRRP: {source}")]
+    Vrrp { source: std::io::Error },
     #[error("listener {name} ({proto} {addr}): cannot bind: {source}")]
     Bind {
         name: String,
@@ -70,8 +74,10 @@ pub struct Daemon {
     config_path: PathBuf,
     started: Instant,
     generation: AtomicU64,
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     inner: tokio::sync::Mutex<Inner>,
+    /// Started with the first VRRP instance; None on an L4-only node.
+    vrrp: std::sync::Mutex<Option<Arc<VrrpService>>>,
     conns: TaskTracker,
     stop_admin: CancellationToken,
 }
@@ -143,11 +149,12 @@ impl Daemon {
             config_path: config_path.to_path_buf(),
             started: Instant::now(),
             generation: AtomicU64::new(1),
-            snapshot: ArcSwap::from_pointee(Snapshot {
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
                 config: Arc::new(cfg.clone()),
                 pools: pools.clone(),
                 listeners: Vec::new(),
-            }),
+            })),
+            vrrp: std::sync::Mutex::new(None),
             inner: tokio::sync::Mutex::new(Inner {
                 listeners: HashMap::new(),
                 checkers: HashMap::new(),
@@ -161,8 +168,14 @@ impl Daemon {
                 daemon.spawn_listener(&mut inner, l, sock, &pools);
             }
             sync_checkers(&mut inner, &pools);
-            daemon.publish(&inner, Arc::new(cfg), pools);
+            daemon.publish(&inner, Arc::new(cfg.clone()), pools);
         }
+        // Listeners are bound (IP_FREEBIND) before the election starts, so
+        // the moment this node claims a VIP it already serves it.
+        daemon
+            .sync_vrrp(&cfg.vrrp)
+            .await
+            .map_err(|source| StartError::Vrrp { source })?;
         tokio::spawn(admin::serve(
             admin_listener,
             daemon.clone(),
@@ -247,6 +260,32 @@ impl Daemon {
         }));
     }
 
+    fn vrrp_service(&self) -> Option<Arc<VrrpService>> {
+        self.vrrp.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Starts the VRRP service on first use, or hands it the new instance list.
+    async fn sync_vrrp(&self, cfgs: &[VrrpConfig]) -> std::io::Result<()> {
+        if let Some(svc) = self.vrrp_service() {
+            svc.reload(cfgs.to_vec()).await;
+            return Ok(());
+        }
+        if cfgs.is_empty() {
+            return Ok(());
+        }
+        let snap = self.snapshot.clone();
+        let tracker: Tracker =
+            Arc::new(move |pool: &str| snap.load().pools.get(pool).map(|p| p.any_serving()));
+        let cfgs = cfgs.to_vec();
+        let svc = tokio::task::spawn_blocking(move || VrrpService::start(cfgs, tracker))
+            .await
+            .map_err(std::io::Error::other)??;
+        if let Ok(mut v) = self.vrrp.lock() {
+            *v = Some(Arc::new(svc));
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.snapshot.load().config.clone()
     }
@@ -273,8 +312,14 @@ impl Daemon {
                 return Err(list);
             }
         };
+        let vrrp = cfg.vrrp.clone();
         match self.apply(&mut inner, cfg) {
-            Ok(g) => Ok(g),
+            Ok(g) => {
+                if let Err(e) = self.sync_vrrp(&vrrp).await {
+                    tracing::error!(error = %e, "cannot start VRRP");
+                }
+                Ok(g)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected");
                 Err(vec![e.to_string()])
@@ -352,6 +397,11 @@ impl Daemon {
     /// Stops accepting, lets connections finish up to `shutdown_timeout`.
     pub async fn shutdown(&self) {
         let timeout = self.config().global.shutdown_timeout;
+        // Make-before-break: the listeners keep serving while each master
+        // hands its VIPs over; only then do we stop accepting and drain.
+        if let Some(svc) = self.vrrp_service() {
+            svc.shutdown().await;
+        }
         {
             let inner = self.inner.lock().await;
             for e in inner.listeners.values() {
@@ -452,7 +502,7 @@ impl Daemon {
             uptime_seconds: self.started.elapsed().as_secs(),
             listeners,
             pools,
-            vrrp: Vec::new(),
+            vrrp: self.vrrp_service().map(|v| v.status()).unwrap_or_default(),
         }
     }
 }

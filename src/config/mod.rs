@@ -12,7 +12,7 @@ pub mod duration;
 mod raw;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ pub struct Config {
     pub global: Global,
     pub pools: Vec<PoolConfig>,
     pub listeners: Vec<ListenerConfig>,
+    pub vrrp: Vec<VrrpConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,6 +138,69 @@ pub struct ListenerConfig {
     pub max_flows: u32,
 }
 
+/// How the IPv4 VRRPv3 checksum is computed on transmit (receive accepts
+/// every form): implementations disagree, see VRRP.md §2.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    /// IPv4 pseudo-header included: keepalived's default, Wireshark's "good".
+    PseudoHeader,
+    /// VRRP bytes only: RFC 9568, Cisco, Juniper.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VirtualIp {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for VirtualIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackPool {
+    pub pool: String,
+    /// Priority change while the pool has no healthy backend; None = FAULT.
+    pub weight: Option<i32>,
+}
+
+/// One VRRP instance (virtual router): an election for a set of VIPs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VrrpConfig {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval: Duration,
+    pub virtual_ips: Vec<VirtualIp>,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub version: u8,
+    pub checksum: ChecksumMode,
+    pub unicast_peers: Vec<IpAddr>,
+    pub unicast_source: Option<IpAddr>,
+    pub track: Vec<TrackPool>,
+    pub track_interfaces: Vec<String>,
+    pub notify: Option<PathBuf>,
+    pub notify_timeout: Duration,
+    pub sync_group: Option<String>,
+    pub garp_count: u32,
+    pub garp_interval: Duration,
+    /// Periodic gratuitous ARP while master; zero = off.
+    pub garp_refresh: Duration,
+    /// Self-fencing: VIPs are added with this lifetime and renewed while
+    /// master, so a killed daemon's address disappears by itself. Zero =
+    /// permanent addresses.
+    pub vip_lifetime: Duration,
+    /// Make-before-break on graceful stop: keep the VIPs until the new
+    /// master is heard, or this long.
+    pub handover_timeout: Duration,
+}
+
 impl Config {
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| p.name == name)
@@ -189,7 +253,7 @@ struct Validator<'a> {
     errors: Vec<Diagnostic>,
 }
 
-const SECTIONS: &str = "global, pool, listener";
+const SECTIONS: &str = "global, pool, listener, vrrp";
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
@@ -238,6 +302,7 @@ impl Validator<'_> {
         let mut global = raw::Global::default();
         let mut pools = Vec::new();
         let mut listeners = Vec::new();
+        let mut vrrp = Vec::new();
         for (key, value) in root.into_iter() {
             match key.get_ref().as_ref() {
                 "global" => {
@@ -247,6 +312,7 @@ impl Validator<'_> {
                 }
                 "pool" => pools = self.array_of_tables::<raw::Pool>("pool", value),
                 "listener" => listeners = self.array_of_tables::<raw::Listener>("listener", value),
+                "vrrp" => vrrp = self.array_of_tables::<raw::Vrrp>("vrrp", value),
                 other => {
                     let other = other.to_string();
                     self.err(
@@ -286,11 +352,17 @@ impl Validator<'_> {
                 );
             }
         }
+        let vrrp: Vec<(usize, VrrpConfig)> = vrrp
+            .into_iter()
+            .map(|(i, v)| (i, self.vrrp(i, v, &pool_names)))
+            .collect();
+        self.vrrp_cross_checks(&vrrp);
         Config {
             file: path.to_path_buf(),
             global,
             pools,
             listeners: listeners.into_iter().map(|(_, l)| l).collect(),
+            vrrp: vrrp.into_iter().map(|(_, v)| v).collect(),
         }
     }
 
@@ -650,6 +722,264 @@ impl Validator<'_> {
         };
         Some(cfg)
     }
+}
+
+impl Validator<'_> {
+    fn vrrp(&mut self, i: usize, v: raw::Vrrp, pools: &HashSet<&str>) -> VrrpConfig {
+        let at = |k: &str| format!("vrrp[{i}].{k}");
+        self.name(&at("name"), &v.name);
+        if v.interface.is_empty() || v.interface.len() > 15 || v.interface.contains(['/', ' ']) {
+            self.err(
+                &at("interface"),
+                format!("{:?} is not a valid interface name", v.interface),
+            );
+        }
+        let vrid = self.range(&at("vrid"), Some(v.vrid), 1, 1, 255) as u8;
+        let priority = self.range(&at("priority"), v.priority, 100, 1, 255) as u8;
+        let version = match v.version {
+            None | Some(3) => 3,
+            Some(2) => 2,
+            Some(other) => {
+                self.err(
+                    &at("version"),
+                    format!(
+                        "VRRP version {other} is not supported; use 3 (RFC 5798) or 2 (RFC 3768)"
+                    ),
+                );
+                3
+            }
+        };
+        let default_interval = Duration::from_secs(1);
+        let advert_interval = self.duration(
+            &at("advert_interval"),
+            v.advert_interval.as_deref(),
+            default_interval,
+        );
+        if version == 3 {
+            // RFC 5798 §5.2.7: 12 bits of centiseconds.
+            let cs = advert_interval.as_millis();
+            if advert_interval.as_micros() % 10_000 != 0 || !(1..=4095).contains(&(cs / 10)) {
+                self.err(&at("advert_interval"), "must be a multiple of 10ms between 10ms and 40.95s (VRRPv3 counts centiseconds)");
+            }
+        } else if advert_interval.subsec_nanos() != 0
+            || !(1..=255).contains(&advert_interval.as_secs())
+        {
+            self.err(
+                &at("advert_interval"),
+                "VRRPv2 counts whole seconds: use 1s..=255s",
+            );
+        }
+        if v.virtual_ips.is_empty() {
+            self.err(&at("virtual_ips"), "at least one virtual IP is needed");
+        }
+        let mut virtual_ips = Vec::new();
+        for (k, s) in v.virtual_ips.iter().enumerate() {
+            let p = format!("vrrp[{i}].virtual_ips[{k}]");
+            match parse_cidr(s) {
+                Ok(vip) if vip.addr.is_ipv6() => {
+                    self.err(&p, "IPv6 virtual addresses are not supported yet")
+                }
+                Ok(vip) => {
+                    if virtual_ips.contains(&vip) {
+                        self.err(&p, format!("{vip} is listed twice"));
+                    }
+                    virtual_ips.push(vip);
+                }
+                Err(e) => self.err(&p, e),
+            }
+        }
+        let checksum = match v.checksum.as_deref() {
+            None | Some("pseudo_header") => ChecksumMode::PseudoHeader,
+            Some("plain") => ChecksumMode::Plain,
+            Some(other) => {
+                self.err(&at("checksum"), format!("unknown checksum form {other:?}; expected pseudo_header (keepalived) or plain (RFC 9568)"));
+                ChecksumMode::PseudoHeader
+            }
+        };
+        if v.checksum.is_some() && version == 2 {
+            self.err(
+                &at("checksum"),
+                "VRRPv2 has a single checksum form; remove this key",
+            );
+        }
+        let mut unicast_peers = Vec::new();
+        if let Some(peers) = &v.unicast_peers {
+            if peers.is_empty() {
+                self.err(
+                    &at("unicast_peers"),
+                    "an empty peer list would elect nobody; remove the key for multicast",
+                );
+            }
+            for (k, s) in peers.iter().enumerate() {
+                match s.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv4() => unicast_peers.push(ip),
+                    Ok(_) => self.err(
+                        &format!("vrrp[{i}].unicast_peers[{k}]"),
+                        "IPv6 peers are not supported yet",
+                    ),
+                    Err(_) => self.err(
+                        &format!("vrrp[{i}].unicast_peers[{k}]"),
+                        format!("{s:?} is not an IP address"),
+                    ),
+                }
+            }
+        }
+        let unicast_source = v
+            .unicast_source
+            .as_deref()
+            .and_then(|s| match s.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.err(&at("unicast_source"), format!("{s:?} is not an IP address"));
+                    None
+                }
+            });
+        if unicast_source.is_some() && v.unicast_peers.is_none() {
+            self.err(&at("unicast_source"), "only meaningful with unicast_peers");
+        }
+        let mut track = Vec::new();
+        for (k, t) in v.track.iter().enumerate() {
+            let p = format!("vrrp[{i}].track[{k}]");
+            if !pools.contains(t.pool.as_str()) {
+                self.err(
+                    &format!("{p}.pool"),
+                    format!("no pool named {:?} is defined", t.pool),
+                );
+            }
+            let weight = t.weight.map(|w| {
+                if w == 0 || !(-254..=254).contains(&w) {
+                    self.err(&format!("{p}.weight"), format!("{w} is out of range -254..=254 (and not 0); omit weight to go to FAULT instead"));
+                }
+                w as i32
+            });
+            track.push(TrackPool {
+                pool: t.pool.clone(),
+                weight,
+            });
+        }
+        for (k, name) in v.track_interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 {
+                self.err(
+                    &format!("vrrp[{i}].track_interfaces[{k}]"),
+                    format!("{name:?} is not a valid interface name"),
+                );
+            }
+        }
+        let notify = v.notify.as_ref().map(PathBuf::from);
+        if let Some(n) = &notify {
+            if !n.is_absolute() {
+                self.err(&at("notify"), "must be an absolute path to an executable");
+            }
+        }
+        let garp_interval = self.duration(
+            &at("garp_interval"),
+            v.garp_interval.as_deref(),
+            Duration::from_millis(100),
+        );
+        let vip_lifetime = self.duration(
+            &at("vip_lifetime"),
+            v.vip_lifetime.as_deref(),
+            Duration::from_secs(3),
+        );
+        if !vip_lifetime.is_zero()
+            && (vip_lifetime < Duration::from_secs(2) || vip_lifetime.subsec_nanos() != 0)
+        {
+            self.err(
+                &at("vip_lifetime"),
+                "must be 0 (permanent) or whole seconds, at least 2s (the kernel counts seconds)",
+            );
+        }
+        let handover_timeout = self.duration(
+            &at("handover_timeout"),
+            v.handover_timeout.as_deref(),
+            Duration::from_secs(2),
+        );
+        if handover_timeout.is_zero() {
+            self.err(&at("handover_timeout"), "must be greater than 0");
+        }
+        VrrpConfig {
+            name: v.name,
+            interface: v.interface,
+            vrid,
+            priority,
+            advert_interval,
+            virtual_ips,
+            preempt: v.preempt.unwrap_or(true),
+            preempt_delay: self.duration(
+                &at("preempt_delay"),
+                v.preempt_delay.as_deref(),
+                Duration::ZERO,
+            ),
+            version,
+            checksum,
+            unicast_peers,
+            unicast_source,
+            track,
+            track_interfaces: v.track_interfaces,
+            notify,
+            notify_timeout: self.duration(
+                &at("notify_timeout"),
+                v.notify_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            sync_group: v.sync_group,
+            garp_count: self.range(&at("garp_count"), v.garp_count, 5, 1, 100) as u32,
+            garp_interval,
+            garp_refresh: self.duration(
+                &at("garp_refresh"),
+                v.garp_refresh.as_deref(),
+                Duration::ZERO,
+            ),
+            vip_lifetime,
+            handover_timeout,
+        }
+    }
+
+    fn vrrp_cross_checks(&mut self, all: &[(usize, VrrpConfig)]) {
+        self.unique_names("vrrp", all.iter().map(|(i, v)| (*i, v.name.as_str())));
+        let mut ids = HashSet::new();
+        let mut vips = std::collections::HashMap::new();
+        for (i, v) in all {
+            if !ids.insert((v.interface.as_str(), v.vrid)) {
+                self.err(
+                    &format!("vrrp[{i}].vrid"),
+                    format!(
+                        "VRID {} is already used on {} by another instance",
+                        v.vrid, v.interface
+                    ),
+                );
+            }
+            for (k, vip) in v.virtual_ips.iter().enumerate() {
+                if let Some(other) = vips.insert(vip.addr, v.name.clone()) {
+                    self.err(
+                        &format!("vrrp[{i}].virtual_ips[{k}]"),
+                        format!("{} is also a virtual IP of instance {other:?}", vip.addr),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `"192.0.2.10/24"`; a bare address means a host route (/32).
+pub fn parse_cidr(s: &str) -> Result<VirtualIp, String> {
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address: write e.g. \"192.0.2.10/24\""))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match p {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+    };
+    Ok(VirtualIp { addr, prefix })
 }
 
 fn proto_name(p: Protocol) -> &'static str {

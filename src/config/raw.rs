@@ -70,3 +70,40 @@ pub struct Listener {
     pub backlog: Option<u64>,
     pub max_flows: Option<u64>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u64,
+    pub priority: Option<u64>,
+    pub advert_interval: Option<String>,
+    #[serde(default)]
+    pub virtual_ips: Vec<String>,
+    pub preempt: Option<bool>,
+    pub preempt_delay: Option<String>,
+    pub version: Option<u64>,
+    pub checksum: Option<String>,
+    pub unicast_peers: Option<Vec<String>>,
+    pub unicast_source: Option<String>,
+    #[serde(default)]
+    pub track: Vec<Track>,
+    #[serde(default)]
+    pub track_interfaces: Vec<String>,
+    pub notify: Option<String>,
+    pub notify_timeout: Option<String>,
+    pub sync_group: Option<String>,
+    pub garp_count: Option<u64>,
+    pub garp_interval: Option<String>,
+    pub garp_refresh: Option<String>,
+    pub vip_lifetime: Option<String>,
+    pub handover_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    pub pool: String,
+    pub weight: Option<i64>,
+}

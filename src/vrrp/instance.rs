@@ -1,0 +1,893 @@
+//! Drives one VRRP instance: the thin I/O shell around [`Router`].
+//!
+//! Lifecycle: wait for the interface and its primary IPv4 address (logged
+//! once, never a permanent fault) → remove stale copies of our VIPs left by
+//! a crash → open the raw VRRP socket and the GARP socket → start the
+//! router → loop: feed it received adverts, timer expiries, link events,
+//! tracking results and sync-group news; carry out what it asks (send
+//! adverts, add/remove VIPs by netlink, gratuitous ARP bursts, notify
+//! hooks). On shutdown the router hands over make-before-break and the task
+//! ends once it is Stopped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::machine::{Event, Params, Router, State};
+use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4, VRRP_TTL};
+use crate::admin::status::{PeerStatus, VrrpStatus};
+use crate::config::{ChecksumMode, VrrpConfig};
+use crate::net::{self, GarpSender, NetEvent, VrrpSocket};
+
+/// Answers "does this pool have a serving backend?" (None: unknown pool).
+pub type Tracker = Arc<dyn Fn(&str) -> Option<bool> + Send + Sync>;
+
+/// How often tracked pools are re-read.
+const TRACK_EVERY: Duration = Duration::from_millis(100);
+/// How often a missing interface or address is looked for again.
+const WAIT_RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub enum Cmd {
+    Shutdown,
+    Reconfigure(Box<VrrpConfig>),
+}
+
+/// News shared between members of a sync group.
+#[derive(Debug, Clone)]
+pub struct GroupMsg {
+    pub group: String,
+    pub from: String,
+    pub kind: GroupKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    BecameMaster,
+    LeftMaster,
+    FaultChanged,
+}
+
+/// Sync-group state: which members are in fault, plus a bus for news.
+#[derive(Clone)]
+pub struct Groups {
+    pub bus: broadcast::Sender<GroupMsg>,
+    faulted: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            bus: broadcast::channel(256).0,
+            faulted: Arc::default(),
+        }
+    }
+}
+
+impl Groups {
+    fn set_faulted(&self, group: &str, member: &str, faulted: bool) {
+        if let Ok(mut m) = self.faulted.lock() {
+            let set = m.entry(group.to_string()).or_default();
+            if faulted {
+                set.insert(member.to_string());
+            } else {
+                set.remove(member);
+            }
+        }
+    }
+
+    /// Another member of `group` is in fault.
+    fn other_faulted(&self, group: &str, me: &str) -> Option<String> {
+        self.faulted
+            .lock()
+            .ok()?
+            .get(group)?
+            .iter()
+            .find(|m| m.as_str() != me)
+            .cloned()
+    }
+}
+
+/// Everything an instance shares with the rest of the VRRP service.
+#[derive(Clone)]
+pub struct Ctx {
+    pub netlink: rtnetlink::Handle,
+    pub links: broadcast::Sender<NetEvent>,
+    pub tracker: Tracker,
+    pub groups: Groups,
+}
+
+/// Rate limit for receive-error logs: once per peer and reason per minute
+/// (RFC 9568 §7.1 asks for rate-limited logging).
+struct LogLimiter(HashMap<(IpAddr, &'static str), Instant>);
+
+impl LogLimiter {
+    fn allow(&mut self, peer: IpAddr, reason: &'static str, now: Instant) -> bool {
+        match self.0.get(&(peer, reason)) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                self.0.insert((peer, reason), now);
+                true
+            }
+        }
+    }
+}
+
+struct Peer {
+    priority: u8,
+    form: ChecksumForm,
+    adverts: u64,
+    last_seen: Instant,
+}
+
+/// Per-instance driver state that outlives one interface incarnation.
+struct Driver {
+    cfg: VrrpConfig,
+    ctx: Ctx,
+    status: Arc<Mutex<VrrpStatus>>,
+    hooks: mpsc::UnboundedSender<(State, State, String)>,
+    sent: u64,
+    received: u64,
+    transitions: u64,
+    drops: BTreeMap<String, u64>,
+    peers: HashMap<IpAddr, Peer>,
+    limiter: LogLimiter,
+    lateness_max: Duration,
+    shutting_down: bool,
+}
+
+enum Exit {
+    /// Shut down (graceful handover done).
+    Stopped,
+    /// The interface went away: wait for it again.
+    InterfaceGone,
+}
+
+/// Runs one instance until it is shut down.
+pub async fn run(
+    cfg: VrrpConfig,
+    ctx: Ctx,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    status: Arc<Mutex<VrrpStatus>>,
+) {
+    let hooks = spawn_hook_runner(&cfg);
+    let mut d = Driver {
+        cfg,
+        ctx,
+        status,
+        hooks,
+        sent: 0,
+        received: 0,
+        transitions: 0,
+        drops: BTreeMap::new(),
+        peers: HashMap::new(),
+        limiter: LogLimiter(HashMap::new()),
+        lateness_max: Duration::ZERO,
+        shutting_down: false,
+    };
+    loop {
+        let Some((link, primary)) = d.wait_for_interface(&mut cmds).await else {
+            d.publish(None);
+            return;
+        };
+        match d.serve(link, primary, &mut cmds).await {
+            Exit::Stopped => {
+                d.publish(None);
+                return;
+            }
+            Exit::InterfaceGone => continue,
+        }
+    }
+}
+
+impl Driver {
+    fn vip_v4(&self) -> Vec<Ipv4Addr> {
+        self.cfg
+            .virtual_ips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    /// Waits until the interface exists and has a primary IPv4 address (or
+    /// the configured unicast source). Returns None if shut down meanwhile.
+    async fn wait_for_interface(
+        &mut self,
+        cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> Option<(net::Link, Ipv4Addr)> {
+        let mut logged = "";
+        loop {
+            let link = net::get_link(&self.ctx.netlink, &self.cfg.interface).await;
+            let what = match link {
+                Ok(Some(link)) => {
+                    let primary = match self.cfg.unicast_source {
+                        Some(IpAddr::V4(a)) => Ok(Some(a)),
+                        _ => net::primary_ipv4(&self.ctx.netlink, link.index, &self.vip_v4()).await,
+                    };
+                    match primary {
+                        Ok(Some(p)) => {
+                            if !logged.is_empty() {
+                                tracing::info!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface ready");
+                            }
+                            return Some((link, p));
+                        }
+                        Ok(None) => "has no IPv4 address yet",
+                        Err(_) => "cannot be read",
+                    }
+                }
+                Ok(None) => "does not exist yet",
+                Err(_) => "cannot be read",
+            };
+            if logged != what {
+                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "waiting: interface {what}");
+                logged = what;
+            }
+            self.publish_waiting(what);
+            tokio::select! {
+                c = cmds.recv() => match c {
+                    None | Some(Cmd::Shutdown) => return None,
+                    Some(Cmd::Reconfigure(c)) => self.cfg = *c,
+                },
+                _ = tokio::time::sleep(WAIT_RETRY) => {}
+            }
+        }
+    }
+
+    fn publish_waiting(&self, what: &str) {
+        if let Ok(mut s) = self.status.lock() {
+            s.state = "waiting".into();
+            s.reason = format!("interface {} {what}", self.cfg.interface);
+        }
+    }
+
+    fn params(&self, primary: Ipv4Addr) -> Params {
+        Params {
+            vrid: self.cfg.vrid,
+            priority: self.cfg.priority,
+            advert_interval: self.cfg.advert_interval,
+            version: self.version(),
+            preempt: self.cfg.preempt,
+            preempt_delay: self.cfg.preempt_delay,
+            primary_ip: IpAddr::V4(primary),
+            handover_timeout: self.cfg.handover_timeout,
+        }
+    }
+
+    fn version(&self) -> Version {
+        if self.cfg.version == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        link: net::Link,
+        primary: Ipv4Addr,
+        cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> Exit {
+        let name = self.cfg.name.clone();
+        // Stale VIPs from a crashed run answer ARP next to the real master:
+        // remove them before anything else (we start as backup).
+        for vip in &self.cfg.virtual_ips {
+            if let Ok(true) = net::has_vip(&self.ctx.netlink, link.index, vip.addr).await {
+                tracing::warn!(instance = %name, vip = %vip, "removing a stale copy of our virtual IP");
+                let _ = net::del_vip(&self.ctx.netlink, link.index, vip.addr, vip.prefix).await;
+            }
+        }
+        let multicast = self.cfg.unicast_peers.is_empty();
+        let sock = match VrrpSocket::open(&link.name, link.index, primary, multicast) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(instance = %name, error = %e, "cannot open the VRRP socket");
+                self.publish_waiting(&format!("cannot open the VRRP socket: {e}"));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return Exit::InterfaceGone;
+            }
+        };
+        let garp = match GarpSender::open(link.index) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::error!(instance = %name, error = %e, "cannot open the gratuitous ARP socket; failover will wait for ARP expiry");
+                None
+            }
+        };
+        let mut links = self.ctx.links.subscribe();
+        let mut group_rx = self.ctx.groups.bus.subscribe();
+        let mut router = Router::new(self.params(primary));
+        let now = Instant::now();
+        router.startup(now);
+        tracing::info!(
+            instance = %name, interface = %link.name, vrid = self.cfg.vrid,
+            priority = self.cfg.priority, source = %primary,
+            mode = if multicast { "multicast" } else { "unicast" },
+            "vrrp instance started"
+        );
+        let mut io = Io {
+            sock,
+            garp,
+            link,
+            primary,
+            holding: false,
+            garp_left: 0,
+            garp_next: None,
+            renew_next: None,
+            refresh_next: None,
+        };
+        let mut own_fault = !io.link.up;
+        let mut track_fault = false;
+        let mut group_fault: Option<String> = None;
+        if own_fault {
+            router.set_fault(now, true);
+        }
+        let mut next_track = now;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            self.drain(&mut router, &mut io).await;
+            self.publish(Some(&router));
+            if router.state() == State::Stopped {
+                return Exit::Stopped;
+            }
+            let router_deadline = router.poll_timeout();
+            let deadline = [
+                router_deadline,
+                io.garp_next,
+                io.renew_next,
+                io.refresh_next,
+                Some(next_track),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                c = cmds.recv() => match c {
+                    None | Some(Cmd::Shutdown) => {
+                        if !self.shutting_down {
+                            self.shutting_down = true;
+                            tracing::info!(instance = %name, state = %router.state(), "vrrp instance shutting down");
+                            router.shutdown(Instant::now());
+                        }
+                    }
+                    Some(Cmd::Reconfigure(c)) => {
+                        self.cfg = *c;
+                        next_track = Instant::now();
+                    }
+                },
+                r = io.sock.recv(&mut buf) => match r {
+                    Ok(rx) => {
+                        let now = Instant::now();
+                        self.on_packet(&mut router, &io, rx.ifindex, &buf[..rx.len], now);
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %name, error = %e, "vrrp receive error");
+                    }
+                },
+                ev = links.recv() => match ev {
+                    Ok(NetEvent::LinkChanged { index, up, .. }) if index == io.link.index => {
+                        if up == own_fault {
+                            own_fault = !up;
+                            tracing::warn!(instance = %name, interface = %io.link.name, up, "interface link changed");
+                            self.apply_fault(&mut router, own_fault || track_fault, &group_fault);
+                        }
+                    }
+                    Ok(NetEvent::LinkRemoved { index, .. }) if index == io.link.index => {
+                        tracing::warn!(instance = %name, interface = %io.link.name, "interface removed");
+                        router.set_fault(Instant::now(), true);
+                        self.drain(&mut router, &mut io).await;
+                        return Exit::InterfaceGone;
+                    }
+                    Ok(NetEvent::LinkChanged { name: ifname, .. }) if self.cfg.track_interfaces.contains(&ifname) => {
+                        next_track = Instant::now();
+                    }
+                    Ok(NetEvent::AddressRemoved { index, addr, .. }) if index == io.link.index && io.holding
+                        && self.cfg.virtual_ips.iter().any(|v| v.addr == addr) => {
+                        tracing::warn!(instance = %name, vip = %addr, "virtual IP removed by someone else while master: re-adding");
+                        io.renew_next = Some(Instant::now());
+                    }
+                    Ok(NetEvent::Overrun) => next_track = Instant::now(),
+                    _ => {}
+                },
+                g = group_rx.recv() => {
+                    if let Ok(msg) = g {
+                        self.on_group(&mut router, &msg, &mut group_fault, own_fault || track_fault);
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    if let Some(d) = router_deadline {
+                        if now >= d {
+                            // How late the election woke up: the number that
+                            // tells whether the node can keep its promises.
+                            self.lateness_max = self.lateness_max.max(now - d);
+                            router.handle_timeout(now);
+                        }
+                    }
+                    if now >= next_track {
+                        next_track = now + TRACK_EVERY;
+                        let (prio, fault) = self.evaluate_tracking().await;
+                        if fault != track_fault {
+                            track_fault = fault;
+                            self.apply_fault(&mut router, own_fault || track_fault, &group_fault);
+                        }
+                        if prio != router.effective_priority() && router.state() != State::Fault {
+                            tracing::info!(instance = %name, priority = prio, "effective priority changed by tracking");
+                            router.set_priority(now, prio);
+                        }
+                    }
+                    io.on_timers(&self.cfg, &self.ctx.netlink, now).await;
+                }
+            }
+        }
+    }
+
+    fn apply_fault(
+        &mut self,
+        router: &mut Router,
+        local_fault: bool,
+        group_fault: &Option<String>,
+    ) {
+        if let Some(g) = &self.cfg.sync_group {
+            self.ctx.groups.set_faulted(g, &self.cfg.name, local_fault);
+            let _ = self.ctx.groups.bus.send(GroupMsg {
+                group: g.clone(),
+                from: self.cfg.name.clone(),
+                kind: GroupKind::FaultChanged,
+            });
+        }
+        router.set_fault(Instant::now(), local_fault || group_fault.is_some());
+    }
+
+    fn on_group(
+        &mut self,
+        router: &mut Router,
+        msg: &GroupMsg,
+        group_fault: &mut Option<String>,
+        local_fault: bool,
+    ) {
+        let Some(g) = &self.cfg.sync_group else {
+            return;
+        };
+        if &msg.group != g || msg.from == self.cfg.name {
+            return;
+        }
+        let now = Instant::now();
+        match msg.kind {
+            GroupKind::FaultChanged => {
+                let other = self.ctx.groups.other_faulted(g, &self.cfg.name);
+                if other != *group_fault {
+                    *group_fault = other;
+                    router.set_fault(now, local_fault || group_fault.is_some());
+                }
+            }
+            GroupKind::BecameMaster if router.state() == State::Backup => router.force_master(now),
+            GroupKind::LeftMaster if router.state() == State::Master => router.force_backup(now),
+            _ => {}
+        }
+    }
+
+    /// Effective priority and hard fault from tracked pools and interfaces.
+    async fn evaluate_tracking(&self) -> (u8, bool) {
+        let mut prio = self.cfg.priority as i32;
+        let mut fault = false;
+        for t in &self.cfg.track {
+            let healthy = (self.ctx.tracker)(&t.pool).unwrap_or(true);
+            if !healthy {
+                match t.weight {
+                    Some(w) => prio += w,
+                    None => fault = true,
+                }
+            }
+        }
+        for ifname in &self.cfg.track_interfaces {
+            match net::get_link(&self.ctx.netlink, ifname).await {
+                Ok(Some(l)) if l.up => {}
+                _ => fault = true,
+            }
+        }
+        // A tracked owner loses ownership semantics once a track fails.
+        let clamped = if prio >= 255 && self.cfg.priority == 255 && prio == 255 {
+            255
+        } else {
+            prio.clamp(1, 254)
+        };
+        (clamped as u8, fault)
+    }
+
+    fn drop_pkt(&mut self, reason: &'static str, peer: Option<IpAddr>, detail: &str, now: Instant) {
+        *self.drops.entry(reason.to_string()).or_default() += 1;
+        if let Some(p) = peer {
+            if reason != "vrid" && self.limiter.allow(p, reason, now) {
+                tracing::warn!(instance = %self.cfg.name, peer = %p, reason, detail, "dropped VRRP packet (logged once a minute per peer and reason)");
+            }
+        }
+    }
+
+    fn on_packet(&mut self, router: &mut Router, io: &Io, ifindex: u32, pkt: &[u8], now: Instant) {
+        let (ip, payload) = match packet::parse_ipv4(pkt) {
+            Ok(x) => x,
+            Err(e) => return self.drop_pkt(e.reason(), None, &e.to_string(), now),
+        };
+        let src = IpAddr::V4(ip.src);
+        if ip.src == io.primary {
+            return; // our own advert looped back
+        }
+        if ifindex != io.link.index {
+            return self.drop_pkt(
+                "interface",
+                Some(src),
+                "advert arrived on another interface",
+                now,
+            );
+        }
+        if self.cfg.unicast_peers.is_empty() {
+            // RFC 5798 §7.1: link-local multicast must arrive with TTL 255.
+            if ip.ttl != VRRP_TTL {
+                return self.drop_pkt(
+                    "ttl",
+                    Some(src),
+                    &format!("TTL {} (must be 255)", ip.ttl),
+                    now,
+                );
+            }
+        } else if !self.cfg.unicast_peers.contains(&src) {
+            return self.drop_pkt(
+                "unknown_peer",
+                Some(src),
+                "source is not in unicast_peers",
+                now,
+            );
+        }
+        let (adv, form) = match packet::decode(payload, src, IpAddr::V4(ip.dst)) {
+            Ok(x) => x,
+            Err(e) => return self.drop_pkt(e.reason(), Some(src), &e.to_string(), now),
+        };
+        if adv.vrid != self.cfg.vrid {
+            return self.drop_pkt("vrid", Some(src), "", now);
+        }
+        if adv.version != self.version() {
+            return self.drop_pkt(
+                "version",
+                Some(src),
+                &format!(
+                    "{:?} advert on a {:?} instance",
+                    adv.version,
+                    self.version()
+                ),
+                now,
+            );
+        }
+        if adv.version == Version::V2 {
+            let ours = (self.cfg.advert_interval.as_millis() / 10) as u16;
+            if adv.interval_cs != ours {
+                // RFC 3768 §7.1: a v2 interval mismatch MUST be dropped.
+                return self.drop_pkt(
+                    "interval",
+                    Some(src),
+                    &format!(
+                        "advert interval {}s differs from ours",
+                        adv.interval_cs / 100
+                    ),
+                    now,
+                );
+            }
+        }
+        let theirs: HashSet<IpAddr> = adv.addrs.iter().copied().collect();
+        let ours: HashSet<IpAddr> = self.cfg.virtual_ips.iter().map(|v| v.addr).collect();
+        if theirs != ours && adv.priority != packet::PRIORITY_OWNER {
+            // RFC 5798 §7.1 item 6: a mismatching non-owner advert is dropped.
+            return self.drop_pkt(
+                "addresses",
+                Some(src),
+                &format!("virtual IPs {:?} differ from ours", adv.addrs),
+                now,
+            );
+        }
+        self.received += 1;
+        let peer = self.peers.entry(src).or_insert(Peer {
+            priority: adv.priority,
+            form,
+            adverts: 0,
+            last_seen: now,
+        });
+        peer.priority = adv.priority;
+        peer.form = form;
+        peer.adverts += 1;
+        peer.last_seen = now;
+        router.handle_advert(now, src, &adv);
+    }
+
+    /// Carries out everything the router queued, in order.
+    async fn drain(&mut self, router: &mut Router, io: &mut Io) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = router.poll_transmit() {
+                progressed = true;
+                self.transmit(io, t.priority, t.interval_cs).await;
+            }
+            while let Some(ev) = router.poll_event() {
+                progressed = true;
+                self.on_event(router, io, ev).await;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    async fn transmit(&mut self, io: &Io, priority: u8, interval_cs: u16) {
+        let adv = Advert {
+            version: self.version(),
+            vrid: self.cfg.vrid,
+            priority,
+            interval_cs,
+            addrs: self.cfg.virtual_ips.iter().map(|v| v.addr).collect(),
+        };
+        let form = match (self.version(), self.cfg.checksum) {
+            (Version::V2, _) | (_, ChecksumMode::Plain) => ChecksumForm::Plain,
+            (_, ChecksumMode::PseudoHeader) => ChecksumForm::PseudoHeader,
+        };
+        let src = IpAddr::V4(io.primary);
+        let dsts: Vec<Ipv4Addr> = if self.cfg.unicast_peers.is_empty() {
+            vec![VRRP_GROUP_V4]
+        } else {
+            self.cfg
+                .unicast_peers
+                .iter()
+                .filter_map(|p| match p {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
+        for dst in dsts {
+            let bytes = packet::encode(&adv, src, IpAddr::V4(dst), form);
+            match io.sock.send_to(&bytes, dst).await {
+                Ok(()) => self.sent += 1,
+                Err(e) => {
+                    tracing::debug!(instance = %self.cfg.name, error = %e, "advert send failed")
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, router: &Router, io: &mut Io, ev: Event) {
+        let name = self.cfg.name.clone();
+        match ev {
+            Event::StateChanged { from, to, reason } => {
+                self.transitions += 1;
+                tracing::info!(instance = %name, from = %from, to = %to, reason = %reason, priority = router.effective_priority(), "vrrp state change");
+                let _ = self.hooks.send((from, to, reason.to_string()));
+                if let Some(g) = &self.cfg.sync_group {
+                    let kind = match (from, to) {
+                        (_, State::Master) => Some(GroupKind::BecameMaster),
+                        (State::Master, State::Backup) => Some(GroupKind::LeftMaster),
+                        _ => None,
+                    };
+                    let forced = matches!(
+                        reason,
+                        super::machine::Reason::ForcedMaster | super::machine::Reason::ForcedBackup
+                    );
+                    if let (Some(kind), false) = (kind, forced) {
+                        let _ = self.ctx.groups.bus.send(GroupMsg {
+                            group: g.clone(),
+                            from: name.clone(),
+                            kind,
+                        });
+                    }
+                }
+            }
+            Event::ClaimAddresses => {
+                io.holding = true;
+                for vip in &self.cfg.virtual_ips {
+                    if let Err(e) = net::add_vip(
+                        &self.ctx.netlink,
+                        io.link.index,
+                        vip.addr,
+                        vip.prefix,
+                        lifetime(&self.cfg),
+                    )
+                    .await
+                    {
+                        tracing::error!(instance = %name, vip = %vip, error = %e, "cannot add virtual IP");
+                    }
+                }
+                tracing::info!(instance = %name, vips = ?self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "virtual IPs claimed");
+                io.start_garp_burst(&self.cfg, &self.vip_v4());
+                io.renew_next = lifetime(&self.cfg).map(|l| Instant::now() + l / 3);
+                io.refresh_next = (!self.cfg.garp_refresh.is_zero())
+                    .then(|| Instant::now() + self.cfg.garp_refresh);
+            }
+            Event::ReleaseAddresses => {
+                io.holding = false;
+                io.garp_left = 0;
+                io.garp_next = None;
+                io.renew_next = None;
+                io.refresh_next = None;
+                for vip in &self.cfg.virtual_ips {
+                    if let Err(e) =
+                        net::del_vip(&self.ctx.netlink, io.link.index, vip.addr, vip.prefix).await
+                    {
+                        tracing::error!(instance = %name, vip = %vip, error = %e, "cannot remove virtual IP");
+                    }
+                }
+                tracing::info!(instance = %name, "virtual IPs released");
+            }
+            Event::Reassert {
+                peer,
+                peer_priority,
+            } => {
+                tracing::warn!(instance = %name, peer = %peer, peer_priority, "another master with lower priority seen (split brain healing): re-asserting with advert and gratuitous ARP");
+                if io.holding {
+                    io.start_garp_burst(&self.cfg, &self.vip_v4());
+                }
+            }
+            Event::PeerMasterSeen { peer, priority } => {
+                tracing::info!(instance = %name, master = %peer, priority, "master is now {peer}");
+            }
+        }
+    }
+
+    fn publish(&self, router: Option<&Router>) {
+        let now = Instant::now();
+        let mut peers: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|(a, p)| PeerStatus {
+                address: a.to_string(),
+                priority: p.priority,
+                checksum: p.form.name().into(),
+                adverts: p.adverts,
+                last_seen_ms_ago: now.duration_since(p.last_seen).as_millis() as u64,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.address.cmp(&b.address));
+        let Ok(mut s) = self.status.lock() else {
+            return;
+        };
+        s.name = self.cfg.name.clone();
+        s.interface = self.cfg.interface.clone();
+        s.vrid = self.cfg.vrid;
+        s.priority = self.cfg.priority;
+        s.virtual_ips = self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect();
+        s.advert_interval_ms = self.cfg.advert_interval.as_millis() as u64;
+        s.adverts_sent = self.sent;
+        s.adverts_received = self.received;
+        s.transitions = self.transitions;
+        s.dropped = self.drops.clone();
+        s.peers = peers;
+        s.timer_lateness_max_us = self.lateness_max.as_micros() as u64;
+        match router {
+            Some(r) => {
+                s.state = r.state().to_string();
+                s.effective_priority = r.effective_priority();
+                s.master = r.master().map(|m| m.to_string());
+                s.reason = r.reason().to_string();
+                s.master_down_interval_ms = r.master_down_interval().as_millis() as u64;
+                s.skew_ms = r.skew_time().as_millis() as u64;
+            }
+            None => {
+                s.state = "stopped".into();
+                s.master = None;
+            }
+        }
+    }
+}
+
+fn lifetime(cfg: &VrrpConfig) -> Option<Duration> {
+    (!cfg.vip_lifetime.is_zero()).then_some(cfg.vip_lifetime)
+}
+
+/// Sockets and timers of one interface incarnation.
+struct Io {
+    sock: VrrpSocket,
+    garp: Option<GarpSender>,
+    link: net::Link,
+    primary: Ipv4Addr,
+    holding: bool,
+    garp_left: u32,
+    garp_next: Option<Instant>,
+    renew_next: Option<Instant>,
+    refresh_next: Option<Instant>,
+}
+
+impl Io {
+    fn send_garp(&self, vips: &[Ipv4Addr]) {
+        if let Some(g) = &self.garp {
+            for vip in vips {
+                if let Err(e) = g.send(self.link.mac, *vip) {
+                    tracing::debug!(vip = %vip, error = %e, "gratuitous ARP send failed");
+                }
+            }
+        }
+    }
+
+    /// First GARP at once, the rest of the burst spaced by garp_interval.
+    fn start_garp_burst(&mut self, cfg: &VrrpConfig, vips: &[Ipv4Addr]) {
+        self.send_garp(vips);
+        self.garp_left = cfg.garp_count.saturating_sub(1);
+        self.garp_next = (self.garp_left > 0).then(|| Instant::now() + cfg.garp_interval);
+    }
+
+    async fn on_timers(&mut self, cfg: &VrrpConfig, nl: &rtnetlink::Handle, now: Instant) {
+        let vips: Vec<Ipv4Addr> = cfg
+            .virtual_ips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if self.garp_next.is_some_and(|t| now >= t) {
+            self.send_garp(&vips);
+            self.garp_left = self.garp_left.saturating_sub(1);
+            self.garp_next = (self.garp_left > 0).then(|| now + cfg.garp_interval);
+        }
+        if self.refresh_next.is_some_and(|t| now >= t) {
+            self.send_garp(&vips);
+            self.refresh_next = Some(now + cfg.garp_refresh);
+        }
+        if self.renew_next.is_some_and(|t| now >= t) && self.holding {
+            for vip in &cfg.virtual_ips {
+                if let Err(e) =
+                    net::add_vip(nl, self.link.index, vip.addr, vip.prefix, lifetime(cfg)).await
+                {
+                    tracing::error!(vip = %vip, error = %e, "cannot renew virtual IP");
+                }
+            }
+            self.renew_next = lifetime(cfg).map(|l| now + l / 3);
+        }
+    }
+}
+
+/// Runs notify hooks one at a time, in transition order, each bounded by
+/// `notify_timeout`; the state machine never waits for them.
+fn spawn_hook_runner(cfg: &VrrpConfig) -> mpsc::UnboundedSender<(State, State, String)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(State, State, String)>();
+    let Some(prog) = cfg.notify.clone() else {
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        return tx;
+    };
+    let (name, vrid, timeout) = (cfg.name.clone(), cfg.vrid, cfg.notify_timeout);
+    tokio::spawn(async move {
+        while let Some((from, to, reason)) = rx.recv().await {
+            let mut cmd = tokio::process::Command::new(&prog);
+            cmd.arg(&name)
+                .arg(to.to_string())
+                .env("TANDEM_INSTANCE", &name)
+                .env("TANDEM_STATE", to.to_string())
+                .env("TANDEM_PREVIOUS_STATE", from.to_string())
+                .env("TANDEM_VRID", vrid.to_string())
+                .env("TANDEM_REASON", &reason)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            match cmd.spawn() {
+                Err(e) => {
+                    tracing::error!(instance = %name, hook = %prog.display(), error = %e, "notify hook failed to start")
+                }
+                Ok(mut child) => match tokio::time::timeout(timeout, child.wait()).await {
+                    Ok(Ok(st)) if st.success() => {}
+                    Ok(Ok(st)) => {
+                        tracing::warn!(instance = %name, hook = %prog.display(), status = %st, state = %to, "notify hook failed")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(instance = %name, error = %e, "notify hook wait failed")
+                    }
+                    Err(_) => {
+                        let _ = child.kill().await;
+                        tracing::warn!(instance = %name, hook = %prog.display(), state = %to, "notify hook timed out and was killed");
+                    }
+                },
+            }
+        }
+    });
+    tx
+}

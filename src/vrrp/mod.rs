@@ -1,0 +1,15 @@
+//! VRRP: VRRPv3 (RFC 5798, RFC 9568) and VRRPv2 (RFC 3768).
+//!
+//! Sans-I/O core: [`packet`] turns bytes into [`packet::Advert`]s and back,
+//! and [`machine::Router`] is the election state machine, fed with received
+//! adverts and caller-supplied `Instant`s and drained for adverts to send and
+//! events. [`instance`] is the thin driver that owns sockets, timers and
+//! addresses; [`service`] runs every instance on a dedicated thread.
+
+pub mod instance;
+pub mod machine;
+pub mod packet;
+pub mod service;
+
+#[cfg(test)]
+mod sim;

@@ -1,0 +1,251 @@
+//! The VRRP service: every instance runs on one dedicated OS thread with
+//! its own single-threaded tokio runtime, so a data plane saturating its
+//! worker threads can never delay an advert or a master-down timer (the
+//! keepalived "thread timer expired" split brains). The thread asks for
+//! real-time scheduling when allowed and reports timer lateness.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::instance::{self, Cmd, Ctx, Groups, Tracker};
+use crate::admin::status::VrrpStatus;
+use crate::config::VrrpConfig;
+use crate::net;
+
+enum Control {
+    Reload(Vec<VrrpConfig>, oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Running {
+    cfg: VrrpConfig,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    status: Arc<Mutex<VrrpStatus>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Handle held by the daemon; cheap to query from any thread.
+pub struct VrrpService {
+    control: mpsc::UnboundedSender<Control>,
+    statuses: Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl VrrpService {
+    /// Starts the VRRP thread and every configured instance.
+    pub fn start(cfgs: Vec<VrrpConfig>, tracker: Tracker) -> std::io::Result<VrrpService> {
+        let (control, mut control_rx) = mpsc::unbounded_channel();
+        let statuses: Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>> = Arc::default();
+        let st = statuses.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let thread = std::thread::Builder::new()
+            .name("tandem-vrrp".into())
+            .spawn(move || {
+                raise_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let ctx = match context(tracker) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let mut running: Vec<Running> = Vec::new();
+                    apply(&ctx, &mut running, cfgs, &st).await;
+                    let _ = ready_tx.send(Ok(()));
+                    while let Some(c) = control_rx.recv().await {
+                        match c {
+                            Control::Reload(cfgs, done) => {
+                                apply(&ctx, &mut running, cfgs, &st).await;
+                                let _ = done.send(());
+                            }
+                            Control::Shutdown(done) => {
+                                for r in &running {
+                                    let _ = r.cmd.send(Cmd::Shutdown);
+                                }
+                                for r in running.drain(..) {
+                                    let _ = r.task.await;
+                                }
+                                let _ = done.send(());
+                                return;
+                            }
+                        }
+                    }
+                });
+            })?;
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(std::io::Error::other(e)),
+            Err(_) => return Err(std::io::Error::other("VRRP thread did not start")),
+        }
+        Ok(VrrpService {
+            control,
+            statuses,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn status(&self) -> Vec<VrrpStatus> {
+        self.statuses
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s.lock().ok().map(|s| s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Applies a new instance list: unchanged instances are not touched.
+    pub async fn reload(&self, cfgs: Vec<VrrpConfig>) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Reload(cfgs, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Graceful stop of every instance (make-before-break handover), then
+    /// the thread ends.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let t = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = t {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+fn context(tracker: Tracker) -> Result<Ctx, net::NetError> {
+    let (netlink, conn) = net::netlink_connect()?;
+    tokio::spawn(conn);
+    let (links, _) = broadcast::channel(1024);
+    let (mut watcher, wconn) = net::LinkWatcher::new()?;
+    tokio::spawn(wconn);
+    let tx = links.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = watcher.next().await {
+            let _ = tx.send(ev);
+        }
+    });
+    Ok(Ctx {
+        netlink,
+        links,
+        tracker,
+        groups: Groups::default(),
+    })
+}
+
+/// Fields whose change needs a new router (new socket, new VRID, new
+/// addresses); anything else is applied to the running instance.
+fn needs_restart(a: &VrrpConfig, b: &VrrpConfig) -> bool {
+    a.interface != b.interface
+        || a.vrid != b.vrid
+        || a.virtual_ips != b.virtual_ips
+        || a.version != b.version
+        || a.advert_interval != b.advert_interval
+        || a.unicast_peers != b.unicast_peers
+        || a.unicast_source != b.unicast_source
+        || a.priority != b.priority
+        || a.preempt != b.preempt
+        || a.preempt_delay != b.preempt_delay
+        || a.handover_timeout != b.handover_timeout
+}
+
+async fn apply(
+    ctx: &Ctx,
+    running: &mut Vec<Running>,
+    cfgs: Vec<VrrpConfig>,
+    statuses: &Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>>,
+) {
+    let wanted: HashMap<String, VrrpConfig> =
+        cfgs.iter().map(|c| (c.name.clone(), c.clone())).collect();
+    // Stop removed or fundamentally changed instances (gracefully).
+    let mut keep = Vec::new();
+    for r in running.drain(..) {
+        match wanted.get(&r.cfg.name) {
+            Some(w) if !needs_restart(&r.cfg, w) => keep.push(r),
+            _ => {
+                tracing::info!(instance = %r.cfg.name, "vrrp instance removed or changed: stopping it");
+                let _ = r.cmd.send(Cmd::Shutdown);
+                let _ = r.task.await;
+            }
+        }
+    }
+    *running = keep;
+    for cfg in cfgs {
+        if let Some(r) = running.iter_mut().find(|r| r.cfg.name == cfg.name) {
+            if r.cfg != cfg {
+                let _ = r.cmd.send(Cmd::Reconfigure(Box::new(cfg.clone())));
+                r.cfg = cfg;
+            }
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status = Arc::new(Mutex::new(VrrpStatus {
+            name: cfg.name.clone(),
+            interface: cfg.interface.clone(),
+            vrid: cfg.vrid,
+            priority: cfg.priority,
+            effective_priority: cfg.priority,
+            state: "initialize".into(),
+            ..Default::default()
+        }));
+        let task = tokio::spawn(instance::run(cfg.clone(), ctx.clone(), rx, status.clone()));
+        running.push(Running {
+            cfg,
+            cmd: tx,
+            status,
+            task,
+        });
+    }
+    if let Ok(mut s) = statuses.lock() {
+        *s = running.iter().map(|r| r.status.clone()).collect();
+    }
+}
+
+/// Real-time scheduling for the election thread where permitted
+/// (CAP_SYS_NICE); otherwise the dedicated thread alone has to do.
+fn raise_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    if rc != 0 {
+        tracing::debug!("VRRP thread stays at normal scheduling priority");
+    }
+}
+
+/// Removes this node's virtual IPs from their interfaces: used by
+/// `tandem cleanup` (systemd ExecStopPost) after any exit, crash included.
+pub async fn cleanup(cfgs: &[VrrpConfig]) -> Result<Vec<String>, net::NetError> {
+    let (nl, conn) = net::netlink_connect()?;
+    tokio::spawn(conn);
+    let mut removed = Vec::new();
+    for c in cfgs {
+        let Ok(Some(link)) = net::get_link(&nl, &c.interface).await else {
+            continue;
+        };
+        for vip in &c.virtual_ips {
+            if net::has_vip(&nl, link.index, vip.addr).await? {
+                net::del_vip(&nl, link.index, vip.addr, vip.prefix).await?;
+                removed.push(format!("{vip} on {}", c.interface));
+            }
+        }
+    }
+    Ok(removed)
+}

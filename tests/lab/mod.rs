@@ -1,0 +1,651 @@
+//! The network-namespace lab: a switch (a bridge in its own namespace) and
+//! any number of hosts, each a namespace with one `eth0` plugged into the
+//! switch. Real `tandem` processes run inside host namespaces; backends and
+//! clients run as threads of the test process that entered a namespace.
+//!
+//! Everything is named with a per-lab prefix so parallel tests never
+//! collide, and [`Lab`]'s `Drop` kills every process and deletes every
+//! namespace, even when the test panics.
+//!
+//! Root or not: as root the lab uses `ip netns` directly. As an ordinary
+//! user, [`enter`] re-runs the current test inside `unshare -Urnm` (a user,
+//! network and mount namespace where the test is root) with a private
+//! tmpfs on /run, as measured in PLATFORM.md.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes sure the caller may build namespaces. Returns false when the test
+/// was re-run in a child user namespace (the caller must return: the child
+/// already ran the test and its result was asserted here).
+pub fn enter(test_name: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        if std::env::var_os("TANDEM_LAB_USERNS").is_some() {
+            // Inside `unshare -Urnm`: give `ip netns` a /run of our own.
+            let _ = std::fs::create_dir_all("/run");
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "tmpfs", "/run"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "cannot mount a private /run inside the user namespace");
+        }
+        return true;
+    }
+    if std::env::var_os("TANDEM_LAB_USERNS").is_some() {
+        panic!("unshare -Urnm did not make us root in the user namespace");
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    eprintln!(
+        "lab test {test_name}: not root — re-running it inside `unshare -Urnm` (user namespace)"
+    );
+    let status = Command::new("unshare")
+        .args(["-Urnm", "--"])
+        .arg(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("TANDEM_LAB_USERNS", "1")
+        .status();
+    match status {
+        Ok(s) => assert!(
+            s.success(),
+            "lab test {test_name} failed inside the user namespace"
+        ),
+        Err(e) => {
+            panic!("THIS TEST NEEDS ROOT or unprivileged user namespaces (`unshare -Urnm`): {e}")
+        }
+    }
+    false
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    out
+}
+
+fn must(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> String {
+    must(Command::new("ip").args(args))
+}
+
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub name: String,
+    pub ns: String,
+    /// Name of this host's port on the switch (in the switch namespace).
+    pub port: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub switch_ns: String,
+    pub hosts: Vec<Host>,
+    pub dir: PathBuf,
+    procs: Mutex<Vec<(String, Child)>>,
+}
+
+impl Lab {
+    /// A switch with no hosts yet.
+    pub fn new(tag: &str) -> Lab {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        // Interface names are limited to 15 bytes: keep the prefix short.
+        let prefix = format!("t{:x}{n}", std::process::id() % 0xfffff);
+        let switch_ns = format!("{prefix}-sw-{tag}");
+        let dir = std::env::temp_dir().join(format!("tandem-lab-{prefix}-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("lab dir");
+        let lab = Lab {
+            prefix,
+            switch_ns,
+            hosts: Vec::new(),
+            dir,
+            procs: Mutex::new(Vec::new()),
+        };
+        ip(&["netns", "add", &lab.switch_ns]);
+        lab.sw(&["link", "add", "br0", "type", "bridge"]);
+        // No STP delay and no multicast snooping surprises: a dumb switch.
+        lab.sw(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        lab.sw(&["link", "set", "br0", "up"]);
+        lab.sw(&["link", "set", "lo", "up"]);
+        lab
+    }
+
+    fn sw(&self, args: &[&str]) -> String {
+        let mut a = vec!["-n", &self.switch_ns];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    /// Adds a host with `eth0` at `ip_cidr` (e.g. "10.77.0.11/24").
+    pub fn add_host(&mut self, name: &str, ip_cidr: &str) -> Host {
+        let ns = format!("{}-{name}", self.prefix);
+        let port = format!("{}{name}", self.prefix);
+        let port = port[..port.len().min(15)].to_string();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "-n",
+            &self.switch_ns,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ]);
+        self.sw(&["link", "set", &port, "master", "br0"]);
+        self.sw(&["link", "set", &port, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns, "addr", "add", ip_cidr, "dev", "eth0"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        let mac = ip(&["-n", &ns, "-br", "link", "show", "eth0"])
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_string();
+        let host = Host {
+            name: name.to_string(),
+            ns,
+            port,
+            ip: ip_cidr.split('/').next().unwrap_or("").to_string(),
+            mac,
+        };
+        self.hosts.push(host.clone());
+        host
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// `ip -n <host> ...`
+    pub fn ip(&self, host: &str, args: &[&str]) -> String {
+        let ns = self.host(host).ns.clone();
+        let mut a = vec!["-n", ns.as_str()];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    /// Runs a command inside a host's namespace and waits for it.
+    pub fn exec(&self, host: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.host(host).ns])
+            .args(args))
+    }
+
+    /// Starts a long-running process inside a host's namespace; it is killed
+    /// when the lab is dropped. Output goes to `<lab dir>/<label>.log`.
+    pub fn spawn(&self, host: &str, label: &str, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.dir.join(format!("{label}.log"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host(host).ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        let pid = child.id();
+        self.procs
+            .lock()
+            .expect("procs")
+            .push((label.to_string(), child));
+        pid
+    }
+
+    pub fn log(&self, label: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
+    }
+
+    /// Sends a signal to a process started with [`spawn`].
+    pub fn kill(&self, label: &str, sig: nix::sys::signal::Signal) {
+        let procs = self.procs.lock().expect("procs");
+        let (_, child) = procs
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no process {label}"));
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+    }
+
+    /// Waits for a spawned process to exit; returns its status.
+    pub fn wait(&self, label: &str, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            {
+                let mut procs = self.procs.lock().expect("procs");
+                if let Some((_, child)) = procs.iter_mut().find(|(l, _)| l == label) {
+                    if let Ok(Some(s)) = child.try_wait() {
+                        return Some(s);
+                    }
+                } else {
+                    return None;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Forgets a process that has exited, so its label can be reused.
+    pub fn reap(&self, label: &str) {
+        let mut procs = self.procs.lock().expect("procs");
+        if let Some(i) = procs.iter().position(|(l, _)| l == label) {
+            let (_, mut child) = procs.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Unplugs (or plugs back) a host's cable at the switch: to the host it
+    /// looks like its carrier going away, to everyone else like host death.
+    pub fn cable(&self, host: &str, connected: bool) {
+        let port = self.host(host).port.clone();
+        self.sw(&["link", "set", &port, if connected { "up" } else { "down" }]);
+    }
+
+    /// Blocks (or unblocks) every frame between two hosts at the switch,
+    /// leaving both connected to everyone else: a partition.
+    pub fn partition(&self, a: &str, b: &str, blocked: bool) {
+        // Bridge port isolation: isolated ports cannot talk to each other
+        // but still reach non-isolated ports (the client, the backends).
+        for h in [a, b] {
+            let port = self.host(h).port.clone();
+            self.sw(&[
+                "link",
+                "set",
+                "dev",
+                &port,
+                "type",
+                "bridge_slave",
+                "isolated",
+                if blocked { "on" } else { "off" },
+            ]);
+        }
+    }
+
+    /// The MAC address the host's neighbour table holds for `ip`, if any.
+    pub fn neigh(&self, host: &str, ip: &str) -> Option<String> {
+        let out = self.ip(host, &["neigh", "show", ip, "dev", "eth0"]);
+        let mut it = out.split_whitespace();
+        while let Some(w) = it.next() {
+            if w == "lladdr" {
+                return it.next().map(String::from);
+            }
+        }
+        None
+    }
+
+    /// Addresses on a host's eth0.
+    pub fn addrs(&self, host: &str) -> Vec<String> {
+        self.ip(host, &["-br", "-4", "addr", "show", "dev", "eth0"])
+            .split_whitespace()
+            .skip(2)
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn has_addr(&self, host: &str, ip: &str) -> bool {
+        self.addrs(host)
+            .iter()
+            .any(|a| a.split('/').next() == Some(ip))
+    }
+
+    /// Runs `f` on a thread that entered the host's network namespace:
+    /// sockets it creates live in that namespace.
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        host: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.host(host).ns);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            f()
+        })
+    }
+
+    /// Writes a file into the lab directory and returns its path.
+    pub fn file(&self, name: &str, body: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, body).expect("write lab file");
+        p.display().to_string()
+    }
+
+    /// Starts `tandem run` on a host with the given config body; the admin
+    /// socket lives in the lab directory as `<label>.sock`.
+    pub fn tandem(&self, host: &str, label: &str, config_body: &str) -> String {
+        let sock = self.dir.join(format!("{label}.sock"));
+        let _ = std::fs::remove_file(&sock);
+        let cfg = self.file(
+            &format!("{label}.toml"),
+            &format!(
+                "[global]\nadmin_socket = \"{}\"\nworkers = 1\nshutdown_timeout = \"3s\"\nlog_level = \"debug\"\n\n{config_body}",
+                sock.display()
+            ),
+        );
+        self.spawn(host, label, &[TANDEM, "run", "-c", &cfg]);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+                return sock.display().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tandem {label} did not start:\n{}", self.log(label));
+    }
+
+    /// The status document of a tandem started with [`tandem`].
+    pub fn status(&self, label: &str) -> Option<serde_json::Value> {
+        let sock = self.dir.join(format!("{label}.sock"));
+        let out = Command::new(TANDEM)
+            .args(["status", "--json", "-s"])
+            .arg(&sock)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// State of a VRRP instance ("master", "backup", ...) or "down" if the
+    /// daemon does not answer.
+    pub fn vrrp_state(&self, label: &str, instance: &str) -> String {
+        self.status(label)
+            .and_then(|s| {
+                s["vrrp"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["name"] == instance)
+                    .and_then(|v| v["state"].as_str().map(String::from))
+            })
+            .unwrap_or_else(|| "down".into())
+    }
+
+    /// Polls `pred` every 5 ms; returns how long it took or panics.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut() -> bool,
+    ) -> Duration {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if pred() {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut logs = String::new();
+        for (label, _) in self.procs.lock().expect("procs").iter() {
+            logs.push_str(&format!("---- {label} ----\n{}\n", self.log(label)));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}\n{logs}");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Ok(mut procs) = self.procs.lock() {
+            for (label, child) in procs.iter_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+                if std::thread::panicking() {
+                    eprintln!("---- {label} ----\n{}", self.log(label));
+                }
+            }
+        }
+        for h in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", &h.ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.switch_ns])
+            .status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 server in a host namespace: answers every request with
+/// its name. Stops (closing its socket) on drop.
+pub struct HttpBackend {
+    pub name: String,
+    stop: Arc<AtomicBool>,
+    pub served: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpBackend {
+    pub fn start(lab: &Lab, host: &str, port: u16, name: &str) -> HttpBackend {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (s2, c2, n2) = (stop.clone(), served.clone(), name.to_string());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = lab.in_ns(host, move || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("backend bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = tx.send(());
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let (c, n, stop) = (c2.clone(), n2.clone(), s2.clone());
+                        std::thread::spawn(move || serve_http(s, &n, &c, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("backend ready");
+        HttpBackend {
+            name: name.to_string(),
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn serve_http(mut s: TcpStream, name: &str, served: &AtomicU64, stop: &AtomicBool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                req.extend_from_slice(&buf[..n]);
+                while let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let close = String::from_utf8_lossy(&req[..end])
+                        .to_ascii_lowercase()
+                        .contains("connection: close");
+                    req.drain(..end + 4);
+                    let body = format!("{name}\n");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n{body}",
+                        body.len(),
+                        if close { "Connection: close\r\n" } else { "" }
+                    );
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                    served.fetch_add(1, Ordering::Relaxed);
+                    if close {
+                        return;
+                    }
+                }
+            }
+            Err(_) => {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One HTTP GET over a new connection with a short timeout.
+pub fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&resp);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad response: {text:?}"));
+    }
+    Ok(text
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+/// What a continuous client saw: one entry per attempt.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub at: Instant,
+    pub ok: bool,
+    pub body: String,
+}
+
+/// A client in a host namespace opening a new connection to `addr` every
+/// `every`, until stopped (bounded by `max` attempts in any case).
+pub struct ProbeClient {
+    stop: Arc<AtomicBool>,
+    results: Arc<Mutex<Vec<Probe>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProbeClient {
+    pub fn start(
+        lab: &Lab,
+        host: &str,
+        addr: SocketAddr,
+        every: Duration,
+        max: usize,
+    ) -> ProbeClient {
+        let stop = Arc::new(AtomicBool::new(false));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let (s2, r2) = (stop.clone(), results.clone());
+        let thread = lab.in_ns(host, move || {
+            for _ in 0..max {
+                if s2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let t = Instant::now();
+                let r = http_get(addr, Duration::from_millis(500));
+                let p = Probe {
+                    at: t,
+                    ok: r.is_ok(),
+                    body: r.unwrap_or_else(|e| e),
+                };
+                if let Ok(mut v) = r2.lock() {
+                    v.push(p);
+                }
+                let spent = t.elapsed();
+                if spent < every {
+                    std::thread::sleep(every - spent);
+                }
+            }
+        });
+        ProbeClient {
+            stop,
+            results,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<Probe> {
+        self.results.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn stop(mut self) -> Vec<Probe> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot()
+    }
+}
+
+impl Drop for ProbeClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Failed probes and the outage window (first failure → first success after
+/// it) among probes that started after `since`.
+pub fn outage(probes: &[Probe], since: Instant) -> (usize, Duration) {
+    let after: Vec<&Probe> = probes.iter().filter(|p| p.at >= since).collect();
+    let failed = after.iter().filter(|p| !p.ok).count();
+    let first_fail = after.iter().find(|p| !p.ok).map(|p| p.at);
+    let gap = match first_fail {
+        None => Duration::ZERO,
+        Some(f) => after
+            .iter()
+            .find(|p| p.ok && p.at > f)
+            .map(|p| p.at - f)
+            .unwrap_or_else(|| after.last().map(|p| p.at - f).unwrap_or_default()),
+    };
+    (failed, gap)
+}
