@@ -71,9 +71,44 @@ virtual_ips = ["{VIP}/24"]
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
-    lab.wait_for(&format!("{label} {state}"), timeout, || {
-        lab.vrrp_state(label, "vip1") == state
+    wait_instance(lab, label, "vip1", state, timeout)
+}
+
+fn wait_instance(
+    lab: &Lab,
+    label: &str,
+    instance: &str,
+    state: &str,
+    timeout: Duration,
+) -> Duration {
+    lab.wait_for(&format!("{label}/{instance} {state}"), timeout, || {
+        lab.vrrp_state(label, instance) == state
     })
+}
+
+/// Starts lb1 (priority 150) and lb2 (100) and waits for the election.
+fn elect(lab: &Lab, extra1: &str, extra2: &str) {
+    lab.tandem("lb1", "lb1", &node_config(150, extra1));
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    lab.tandem("lb2", "lb2", &node_config(100, extra2));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    // The client has talked to the VIP, so it has a neighbour entry that
+    // only a gratuitous ARP can move (arp_accept=0 ignores unknown IPs).
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "client reaches the VIP: {r:?}");
+}
+
+fn report(what: &str, probes: &[Probe], since: Instant) -> (usize, Duration) {
+    let (failed, gap) = outage(probes, since);
+    eprintln!(
+        "{what}: {} probes after the event, {failed} failed, gap {:.0} ms",
+        probes.iter().filter(|p| p.at >= since).count(),
+        gap.as_secs_f64() * 1000.0
+    );
+    (failed, gap)
 }
 
 #[test]
@@ -104,4 +139,552 @@ fn election_higher_priority_wins_and_holds_the_address() {
     assert_eq!(v["effective_priority"], 100);
     assert!(v["adverts_received"].as_u64().unwrap_or(0) > 0);
     assert_eq!(v["peers"][0]["checksum"], "pseudo-header");
+}
+
+#[test]
+fn sigkill_of_master_fails_over_with_gratuitous_arp() {
+    if !enter("sigkill_of_master_fails_over_with_gratuitous_arp") {
+        return;
+    }
+    let p = pair("kill");
+    let lab = &p.lab;
+    elect(lab, "vip_lifetime = \"2s\"", "vip_lifetime = \"2s\"");
+    assert_eq!(lab.neigh("client", VIP), Some(lab.host("lb1").mac.clone()));
+    let client = ProbeClient::start(lab, "client", vip_addr(), Duration::from_millis(10), 3000);
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    lab.kill("lb1", Signal::SIGKILL);
+    let takeover = wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    // Master_Down_Interval at 100 ms adverts, priority 100: 360.9 ms.
+    assert!(
+        takeover < Duration::from_millis(800),
+        "takeover after {takeover:?}"
+    );
+    // Gratuitous ARP moved the client's neighbour entry: no ARP expiry wait.
+    lab.wait_for(
+        "client neighbour entry on lb2",
+        Duration::from_secs(1),
+        || lab.neigh("client", VIP) == Some(lab.host("lb2").mac.clone()),
+    );
+    // HTTP through the VIP works again.
+    lab.wait_for("HTTP via lb2", Duration::from_secs(2), || {
+        client
+            .snapshot()
+            .last()
+            .is_some_and(|p| p.ok && p.at > killed + takeover)
+    });
+    // The dead node's address expires by its lifetime (self-fencing).
+    let gone = lab.wait_for("lb1's VIP to expire", Duration::from_secs(4), || {
+        !lab.has_addr("lb1", VIP)
+    });
+    assert!(
+        killed.elapsed() < Duration::from_millis(3500),
+        "VIP lingered {:?}",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let probes = client.stop();
+    let (_, gap) = report("SIGKILL failover", &probes, killed);
+    assert!(gap < Duration::from_secs(1), "outage {gap:?}");
+    eprintln!("takeover {takeover:?}; dead node's VIP gone {gone:?} after the takeover was seen");
+    let s = lab.status("lb2").expect("status");
+    assert_eq!(s["vrrp"][0]["reason"], "master down timer expired");
+}
+
+#[test]
+fn link_down_of_master_is_host_death() {
+    if !enter("link_down_of_master_is_host_death") {
+        return;
+    }
+    let p = pair("link");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    let cut = Instant::now();
+    lab.cable("lb1", false);
+    let takeover = wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    let s = lab.status("lb2").expect("status");
+    let mdi = Duration::from_millis(
+        s["vrrp"][0]["master_down_interval_ms"]
+            .as_u64()
+            .unwrap_or(0),
+    );
+    eprintln!("link down: lb2 master after {takeover:?} (Master_Down_Interval {mdi:?})");
+    assert!(
+        takeover <= mdi + Duration::from_millis(250),
+        "{takeover:?} > {mdi:?}"
+    );
+    assert!(lab.has_addr("lb2", VIP));
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "{r:?}");
+    // lb1 saw its carrier go: it is in fault and dropped the address.
+    wait_state(lab, "lb1", "fault", Duration::from_secs(2));
+    assert!(!lab.has_addr("lb1", VIP));
+    // Cable back: lb1 preempts (priority 150).
+    lab.cable("lb1", true);
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(2));
+    let _ = cut;
+}
+
+#[test]
+fn graceful_stop_hands_over_without_failed_connections() {
+    if !enter("graceful_stop_hands_over_without_failed_connections") {
+        return;
+    }
+    let p = pair("term");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    let client = ProbeClient::start(lab, "client", vip_addr(), Duration::from_millis(2), 20000);
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
+    lab.kill("lb1", Signal::SIGTERM);
+    let takeover = wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    let exit = lab.wait("lb1", Duration::from_secs(6)).expect("lb1 exits");
+    assert!(exit.success(), "lb1 exit {exit:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let probes = client.stop();
+    let (failed, _) = report("graceful stop", &probes, stopped);
+    assert_eq!(failed, 0, "failed connections during a planned stop");
+    assert!(
+        probes.iter().filter(|p| p.at > stopped).count() > 50,
+        "client kept going"
+    );
+    // Skew_Time at priority 100 and 100 ms adverts is 60.9 ms.
+    assert!(
+        takeover < Duration::from_millis(300),
+        "new master after {takeover:?}"
+    );
+    assert!(!lab.has_addr("lb1", VIP));
+    eprintln!("graceful stop: lb2 master after {takeover:?}");
+}
+
+#[test]
+fn preemption_and_preempt_false() {
+    if !enter("preemption_and_preempt_false") {
+        return;
+    }
+    let p = pair("preempt");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    lab.kill("lb1", Signal::SIGKILL);
+    wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    lab.reap("lb1");
+    // The old master returns and takes the address back (preempt default).
+    lab.tandem("lb1", "lb1", &node_config(150, ""));
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(2));
+    assert!(!lab.has_addr("lb2", VIP));
+    // With preempt = false on lb1 it stays backup behind lb2.
+    lab.kill("lb1", Signal::SIGKILL);
+    wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    lab.reap("lb1");
+    lab.tandem("lb1", "lb1", &node_config(150, "preempt = false"));
+    wait_state(lab, "lb1", "backup", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "backup");
+    assert_eq!(lab.vrrp_state("lb2", "vip1"), "master");
+    let s = lab.status("lb1").expect("status");
+    let why = s["vrrp"][0]["reason"].as_str().unwrap_or("").to_string();
+    assert!(why.contains("preempt disabled"), "{why}");
+}
+
+#[test]
+fn tracking_moves_the_address_when_the_pool_dies() {
+    if !enter("tracking_moves_the_address_when_the_pool_dies") {
+        return;
+    }
+    let p = pair("track");
+    let lab = &p.lab;
+    // Each node fronts its own app servers: lb1 → web1, lb2 → web2 + web3.
+    let cfg = |prio: u8, backends: &str| {
+        node_config(prio, "track = [{ pool = \"web\", weight = -60 }]").replace(
+            "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
+            backends,
+        )
+    };
+    lab.tandem(
+        "lb1",
+        "lb1",
+        &cfg(
+            150,
+            "backends = [{ name = \"web1\", address = \"10.77.0.21:8080\" }]",
+        ),
+    );
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    lab.tandem(
+        "lb2",
+        "lb2",
+        &cfg(100, "backends = [{ name = \"web2\", address = \"10.77.0.22:8080\" }, { name = \"web3\", address = \"10.77.0.23:8080\" }]"),
+    );
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    // Stop lb1's only backend: 150 - 60 = 90 < 100, lb2 preempts.
+    let Pair { lab, mut _backends } = p;
+    drop(_backends.remove(0));
+    let t = wait_state(&lab, "lb2", "master", Duration::from_secs(5));
+    wait_state(&lab, "lb1", "backup", Duration::from_secs(2));
+    eprintln!("tracking: address moved {t:?} after the backend died");
+    let s = lab.status("lb1").expect("status");
+    assert_eq!(s["vrrp"][0]["effective_priority"], 90);
+    assert!(lab.has_addr("lb2", VIP) && !lab.has_addr("lb1", VIP));
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(
+        r.as_deref().is_ok_and(|b| b == "web2" || b == "web3"),
+        "{r:?}"
+    );
+    // Backend back: priority restored, lb1 preempts again.
+    _backends.insert(0, HttpBackend::start(&lab, "be1", 8080, "web1"));
+    wait_state(&lab, "lb1", "master", Duration::from_secs(5));
+}
+
+#[test]
+fn tracking_without_weight_means_fault() {
+    if !enter("tracking_without_weight_means_fault") {
+        return;
+    }
+    let p = pair("trackf");
+    let lab = &p.lab;
+    let cfg = node_config(150, "track = [{ pool = \"web\" }]").replace(
+        "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
+        "backends = [{ name = \"gone\", address = \"10.77.0.29:8080\" }]",
+    );
+    lab.tandem("lb1", "lb1", &cfg);
+    wait_state(lab, "lb1", "fault", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "fault");
+    assert!(
+        !lab.has_addr("lb1", VIP),
+        "an instance in FAULT never holds the address"
+    );
+}
+
+fn active_active_config(p1: u8, p2: u8) -> String {
+    node_config(p1, "")
+        + &format!(
+            r#"
+[[listener]]
+name = "web2"
+bind = "10.77.0.101:80"
+pool = "web"
+
+[[vrrp]]
+name = "vip2"
+interface = "eth0"
+vrid = 52
+priority = {p2}
+advert_interval = "100ms"
+virtual_ips = ["10.77.0.101/24"]
+"#
+        )
+}
+
+#[test]
+fn active_active_each_node_masters_one_and_survivor_holds_both() {
+    if !enter("active_active_each_node_masters_one_and_survivor_holds_both") {
+        return;
+    }
+    let p = pair("aa");
+    let lab = &p.lab;
+    lab.tandem("lb1", "lb1", &active_active_config(150, 100));
+    lab.tandem("lb2", "lb2", &active_active_config(100, 150));
+    wait_instance(lab, "lb1", "vip1", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb2", "vip2", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb1", "vip2", "backup", Duration::from_secs(5));
+    wait_instance(lab, "lb2", "vip1", "backup", Duration::from_secs(5));
+    assert!(lab.has_addr("lb1", VIP) && !lab.has_addr("lb1", "10.77.0.101"));
+    assert!(lab.has_addr("lb2", "10.77.0.101") && !lab.has_addr("lb2", VIP));
+    for vip in [[10, 77, 0, 100], [10, 77, 0, 101]] {
+        let r = lab
+            .in_ns("client", move || {
+                http_get(SocketAddr::from((vip, 80)), Duration::from_secs(2))
+            })
+            .join()
+            .expect("client");
+        assert!(r.is_ok(), "{vip:?}: {r:?}");
+    }
+    lab.kill("lb1", Signal::SIGKILL);
+    wait_instance(lab, "lb2", "vip1", "master", Duration::from_secs(3));
+    assert_eq!(lab.vrrp_state("lb2", "vip2"), "master");
+    assert!(lab.has_addr("lb2", VIP) && lab.has_addr("lb2", "10.77.0.101"));
+    for vip in [[10, 77, 0, 100], [10, 77, 0, 101]] {
+        let ok = lab
+            .in_ns("client", move || {
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(3) {
+                    if http_get(SocketAddr::from((vip, 80)), Duration::from_millis(300)).is_ok() {
+                        return true;
+                    }
+                }
+                false
+            })
+            .join()
+            .expect("client");
+        assert!(ok, "{vip:?} served by the survivor");
+    }
+}
+
+#[test]
+fn partition_then_heal_leaves_one_master_and_fixes_arp() {
+    if !enter("partition_then_heal_leaves_one_master_and_fixes_arp") {
+        return;
+    }
+    let p = pair("split");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    lab.partition("lb1", "lb2", true);
+    // lb2 no longer hears lb1: both masters (split brain); lb2's GARP moved
+    // the client to lb2.
+    wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+    lab.wait_for("client on lb2", Duration::from_secs(2), || {
+        lab.neigh("client", VIP) == Some(lab.host("lb2").mac.clone())
+    });
+    let healed = Instant::now();
+    lab.partition("lb1", "lb2", false);
+    let t = wait_state(lab, "lb2", "backup", Duration::from_secs(3));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+    // The surviving master re-asserted with gratuitous ARP: the client's
+    // cache points at it again without waiting for ARP expiry.
+    lab.wait_for("client back on lb1", Duration::from_secs(2), || {
+        lab.neigh("client", VIP) == Some(lab.host("lb1").mac.clone())
+    });
+    assert!(!lab.has_addr("lb2", VIP));
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!(
+        "partition healed: one master again after {t:?} ({:?} since heal)",
+        healed.elapsed()
+    );
+    assert!(
+        lab.log("lb1").contains("re-asserting"),
+        "lb1 logged the re-assertion"
+    );
+}
+
+/// Sends a raw VRRP payload from `host` with the given TTL.
+fn inject(lab: &Lab, host: &str, payload: Vec<u8>, ttl: u32) {
+    lab.in_ns(host, move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s =
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).expect("raw socket");
+        s.set_multicast_ttl_v4(ttl).expect("ttl");
+        s.set_ttl_v4(ttl).expect("ttl");
+        // Hosts have no default route: name the interface for multicast.
+        s.set_multicast_if_v4(&"10.77.0.66".parse().expect("ip"))
+            .expect("mcast if");
+        let dst: SocketAddr = "224.0.0.18:0".parse().expect("addr");
+        s.send_to(&payload, &dst.into()).expect("send");
+    })
+    .join()
+    .expect("inject");
+}
+
+#[test]
+fn malformed_and_hostile_adverts_are_counted_and_ignored() {
+    if !enter("malformed_and_hostile_adverts_are_counted_and_ignored") {
+        return;
+    }
+    use tandem::vrrp::packet::{encode, Advert, ChecksumForm, Version};
+    let mut p = pair("hostile");
+    p.lab.add_host("evil", "10.77.0.66/24");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    let src = "10.77.0.66".parse().expect("ip");
+    let dst = "224.0.0.18".parse().expect("ip");
+    let adv = |vrid: u8, prio: u8, vips: Vec<&str>| Advert {
+        version: Version::V3,
+        vrid,
+        priority: prio,
+        interval_cs: 10,
+        addrs: vips.iter().map(|v| v.parse().expect("ip")).collect(),
+    };
+    let good = encode(
+        &adv(51, 254, vec![VIP]),
+        src,
+        dst,
+        ChecksumForm::PseudoHeader,
+    );
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    let mut evil255 = encode(
+        &adv(51, 255, vec![VIP]),
+        src,
+        dst,
+        ChecksumForm::PseudoHeader,
+    );
+    evil255[7] ^= 0x01;
+    let wrong_vrid = encode(
+        &adv(99, 254, vec![VIP]),
+        src,
+        dst,
+        ChecksumForm::PseudoHeader,
+    );
+    let wrong_vips = encode(
+        &adv(51, 254, vec!["10.77.0.200"]),
+        src,
+        dst,
+        ChecksumForm::PseudoHeader,
+    );
+    let before1 = lab.status("lb1").expect("status")["vrrp"][0]["transitions"].clone();
+    let before2 = lab.status("lb2").expect("status")["vrrp"][0]["transitions"].clone();
+    for _ in 0..20 {
+        inject(lab, "evil", bad_sum.clone(), 255);
+        inject(lab, "evil", evil255.clone(), 255);
+        inject(lab, "evil", good.clone(), 64); // TTL 64: routed, not link-local
+        inject(lab, "evil", good[..5].to_vec(), 255); // truncated
+        inject(lab, "evil", wrong_vrid.clone(), 255);
+        inject(lab, "evil", wrong_vips.clone(), 255);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for label in ["lb1", "lb2"] {
+        let s = lab.status(label).expect("status");
+        let d = &s["vrrp"][0]["dropped"];
+        for reason in ["checksum", "ttl", "truncated", "vrid", "addresses"] {
+            let n = d[reason].as_u64().unwrap_or(0);
+            let want = if reason == "checksum" { 40 } else { 20 };
+            assert!(
+                n >= want,
+                "{label}: dropped[{reason}] = {n}, want ≥ {want}: {d}"
+            );
+        }
+    }
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+    assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
+    assert_eq!(
+        lab.status("lb1").expect("s")["vrrp"][0]["transitions"],
+        before1
+    );
+    assert_eq!(
+        lab.status("lb2").expect("s")["vrrp"][0]["transitions"],
+        before2
+    );
+    // Logged once per peer and reason, not once per packet.
+    let log = lab.log("lb2");
+    let lines = log.matches("dropped VRRP packet").count();
+    assert!(lines <= 6, "{lines} drop log lines: rate limiting failed");
+}
+
+fn keepalived_config(lab: &Lab, name: &str, priority: u8) -> String {
+    lab.file(
+        &format!("{name}.conf"),
+        &format!(
+            r#"global_defs {{
+    vrrp_version 3
+    script_user root
+    enable_script_security
+}}
+vrrp_instance vip1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+"#
+        ),
+    )
+}
+
+fn keepalived(lab: &Lab, host: &str, label: &str, priority: u8) {
+    let conf = keepalived_config(lab, label, priority);
+    let dir = lab.dir.display().to_string();
+    lab.spawn(
+        host,
+        label,
+        &[
+            "keepalived",
+            "-n",
+            "-l",
+            "-D",
+            "-P",
+            "-f",
+            &conf,
+            "-p",
+            &format!("{dir}/{label}.pid"),
+            "-r",
+            &format!("{dir}/{label}.vrrp.pid"),
+            "-c",
+            &format!("{dir}/{label}.chk.pid"),
+        ],
+    );
+}
+
+#[test]
+fn interoperates_with_keepalived_both_ways() {
+    if !enter("interoperates_with_keepalived_both_ways") {
+        return;
+    }
+    assert!(
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "THIS TEST NEEDS keepalived (apt install keepalived; .ci/run installs it)"
+    );
+    let p = pair("kad");
+    let lab = &p.lab;
+    // tandem 150 vs keepalived 100: tandem is master; kill it, keepalived takes over.
+    lab.tandem("lb1", "lb1", &node_config(150, ""));
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    keepalived(lab, "lb2", "ka2", 100);
+    lab.wait_for(
+        "keepalived sees tandem as master",
+        Duration::from_secs(5),
+        || lab.log("ka2").contains("Entering BACKUP STATE"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!lab.has_addr("lb2", VIP), "keepalived must stay backup");
+    // A backup keepalived is silent; it staying backup past its
+    // Master_Down_Interval proves it accepts our adverts and checksum.
+    assert!(!lab.log("ka2").contains("Entering MASTER STATE"));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+    lab.kill("lb1", Signal::SIGKILL);
+    lab.wait_for("keepalived takes over", Duration::from_secs(3), || {
+        lab.has_addr("lb2", VIP)
+    });
+    lab.kill("ka2", Signal::SIGKILL);
+    lab.reap("ka2");
+    lab.reap("lb1");
+    // keepalived may leave its VIP behind after SIGKILL; clear it for round two.
+    let _ = lab.exec(
+        "lb2",
+        &["ip", "addr", "del", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    let _ = lab.exec(
+        "lb1",
+        &["ip", "addr", "del", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+
+    // keepalived 150 vs tandem 100: keepalived is master; kill it, tandem takes over.
+    keepalived(lab, "lb1", "ka1", 150);
+    lab.wait_for("keepalived master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    lab.tandem("lb2", "lb2", &node_config(100, ""));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
+    let s = lab.status("lb2").expect("status");
+    assert_eq!(s["vrrp"][0]["master"], "10.77.0.1");
+    assert_eq!(s["vrrp"][0]["peers"][0]["address"], "10.77.0.1");
+    assert_eq!(
+        s["vrrp"][0]["peers"][0]["checksum"], "pseudo-header",
+        "keepalived's checksum form"
+    );
+    lab.kill("ka1", Signal::SIGKILL);
+    let t = wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    eprintln!("tandem took over from keepalived after {t:?}");
+    assert!(lab.has_addr("lb2", VIP));
 }

@@ -372,12 +372,10 @@ impl Driver {
                     }
                 },
                 ev = links.recv() => match ev {
-                    Ok(NetEvent::LinkChanged { index, up, .. }) if index == io.link.index => {
-                        if up == own_fault {
-                            own_fault = !up;
-                            tracing::warn!(instance = %name, interface = %io.link.name, up, "interface link changed");
-                            self.apply_fault(&mut router, own_fault || track_fault, &group_fault);
-                        }
+                    Ok(NetEvent::LinkChanged { index, up, .. }) if index == io.link.index && up == own_fault => {
+                        own_fault = !up;
+                        tracing::warn!(instance = %name, interface = %io.link.name, up, "interface link changed");
+                        self.apply_fault(&mut router, own_fault || track_fault, &group_fault);
                     }
                     Ok(NetEvent::LinkRemoved { index, .. }) if index == io.link.index => {
                         tracing::warn!(instance = %name, interface = %io.link.name, "interface removed");

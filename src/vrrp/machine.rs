@@ -820,7 +820,7 @@ mod tests {
         while let Some(at) = r.poll_timeout().filter(|&t| t <= until) {
             r.handle_timeout(at);
             assert!(
-                r.poll_timeout().map_or(true, |t| t > at),
+                r.poll_timeout().is_none_or(|t| t > at),
                 "timer still due after handling"
             );
             let (t, e) = drain(r);
@@ -1834,7 +1834,7 @@ mod tests {
                 while let Some(t) = r.poll_timeout().filter(|&t| t <= now) {
                     r.handle_timeout(t);
                     assert!(
-                        r.poll_timeout().map_or(true, |n| n > t),
+                        r.poll_timeout().is_none_or(|n| n > t),
                         "seed {seed}: timer still due"
                     );
                     for e in drain(&mut r).1 {

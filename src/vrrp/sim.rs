@@ -347,7 +347,7 @@ impl Sim {
                 // Handling a due timer must leave nothing due, or a real
                 // driver would spin.
                 assert!(
-                    n.router.poll_timeout().map_or(true, |t| t > now),
+                    n.router.poll_timeout().is_none_or(|t| t > now),
                     "timer still due after handling"
                 );
                 self.drain(i);
