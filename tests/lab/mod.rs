@@ -31,10 +31,14 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// was re-run in a child user namespace (the caller must return: the child
 /// already ran the test and its result was asserted here).
 pub fn enter(test_name: &str) -> bool {
+    enter_with(&[test_name, "--exact", "--nocapture", "--test-threads=1"])
+}
+
+/// Like [`enter`], re-running the current executable with `args`.
+pub fn enter_with(args: &[&str]) -> bool {
     if nix::unistd::geteuid().is_root() {
         if std::env::var_os("TANDEM_LAB_USERNS").is_some() {
             // Inside `unshare -Urnm`: give `ip netns` a /run of our own.
-            let _ = std::fs::create_dir_all("/run");
             let ok = Command::new("mount")
                 .args(["-t", "tmpfs", "tmpfs", "/run"])
                 .status()
@@ -48,23 +52,16 @@ pub fn enter(test_name: &str) -> bool {
         panic!("unshare -Urnm did not make us root in the user namespace");
     }
     let exe = std::env::current_exe().expect("current exe");
-    eprintln!(
-        "lab test {test_name}: not root — re-running it inside `unshare -Urnm` (user namespace)"
-    );
+    eprintln!("lab: not root, re-running {args:?} inside `unshare -Urnm` (a user namespace)");
     let status = Command::new("unshare")
         .args(["-Urnm", "--"])
         .arg(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .args(args)
         .env("TANDEM_LAB_USERNS", "1")
         .status();
     match status {
-        Ok(s) => assert!(
-            s.success(),
-            "lab test {test_name} failed inside the user namespace"
-        ),
-        Err(e) => {
-            panic!("THIS TEST NEEDS ROOT or unprivileged user namespaces (`unshare -Urnm`): {e}")
-        }
+        Ok(s) => assert!(s.success(), "{args:?} failed inside the user namespace"),
+        Err(e) => panic!("THIS NEEDS ROOT or unprivileged user namespaces (`unshare -Urnm`): {e}"),
     }
     false
 }
