@@ -27,6 +27,8 @@ pub type Tracker = Arc<dyn Fn(&str) -> Option<bool> + Send + Sync>;
 
 /// How often tracked pools are re-read.
 const TRACK_EVERY: Duration = Duration::from_millis(100);
+/// How long a leaving master keeps its VIPs after hearing its successor.
+const HANDOVER_LINGER: Duration = Duration::from_millis(50);
 /// How often a missing interface or address is looked for again.
 const WAIT_RETRY: Duration = Duration::from_millis(500);
 
@@ -605,15 +607,18 @@ impl Driver {
 
     /// Carries out everything the router queued, in order.
     async fn drain(&mut self, router: &mut Router, io: &mut Io) {
+        // Events before adverts: a new master adds its VIPs and sends its
+        // gratuitous ARP before the advert that tells a leaving master it
+        // may let go, so clients never point at a node without the address.
         loop {
             let mut progressed = false;
-            while let Some(t) = router.poll_transmit() {
-                progressed = true;
-                self.transmit(io, t.priority, t.interval_cs).await;
-            }
             while let Some(ev) = router.poll_event() {
                 progressed = true;
                 self.on_event(router, io, ev).await;
+            }
+            while let Some(t) = router.poll_transmit() {
+                progressed = true;
+                self.transmit(io, t.priority, t.interval_cs).await;
             }
             if !progressed {
                 break;
@@ -705,6 +710,14 @@ impl Driver {
                     .then(|| Instant::now() + self.cfg.garp_refresh);
             }
             Event::ReleaseAddresses => {
+                if self.shutting_down && router.state() == State::Stopped {
+                    // Make-before-break, last step: the successor is master
+                    // and has sent its gratuitous ARP. Packets still in
+                    // flight towards us (hosts that have not processed it
+                    // yet) are served for a moment longer instead of being
+                    // dropped. The successor's GARP burst outlasts this.
+                    tokio::time::sleep(HANDOVER_LINGER).await;
+                }
                 io.holding = false;
                 io.garp_left = 0;
                 io.garp_next = None;

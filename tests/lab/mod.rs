@@ -577,6 +577,19 @@ impl ProbeClient {
         every: Duration,
         max: usize,
     ) -> ProbeClient {
+        Self::start_with_timeout(lab, host, addr, every, Duration::from_millis(500), max)
+    }
+
+    /// Like [`ProbeClient::start`] with a chosen per-request timeout: short
+    /// timeouts give a fine-grained view of an outage.
+    pub fn start_with_timeout(
+        lab: &Lab,
+        host: &str,
+        addr: SocketAddr,
+        every: Duration,
+        timeout: Duration,
+        max: usize,
+    ) -> ProbeClient {
         let stop = Arc::new(AtomicBool::new(false));
         let results = Arc::new(Mutex::new(Vec::new()));
         let (s2, r2) = (stop.clone(), results.clone());
@@ -586,7 +599,7 @@ impl ProbeClient {
                     break;
                 }
                 let t = Instant::now();
-                let r = http_get(addr, Duration::from_millis(500));
+                let r = http_get(addr, timeout);
                 let p = Probe {
                     at: t,
                     ok: r.is_ok(),
