@@ -188,10 +188,11 @@ fn check(config: PathBuf, json: bool) -> ExitCode {
                 println!("{}", serde_json::json!({ "ok": true, "errors": [] }));
             } else {
                 println!(
-                    "{}: ok ({} listeners, {} pools)",
+                    "{}: ok ({} listeners, {} pools, {} vrrp instances)",
                     config.display(),
                     c.listeners.len(),
-                    c.pools.len()
+                    c.pools.len(),
+                    c.vrrp.len()
                 );
             }
             ExitCode::SUCCESS

@@ -703,3 +703,161 @@ fn interoperates_with_keepalived_both_ways() {
     eprintln!("tandem took over from keepalived after {t:?}");
     assert!(lab.has_addr("lb2", VIP));
 }
+
+#[test]
+fn unicast_mode_elects_without_multicast() {
+    if !enter("unicast_mode_elects_without_multicast") {
+        return;
+    }
+    let p = pair("ucast");
+    let lab = &p.lab;
+    lab.tandem(
+        "lb1",
+        "lb1",
+        &node_config(150, "unicast_peers = [\"10.77.0.2\"]"),
+    );
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    lab.tandem(
+        "lb2",
+        "lb2",
+        &node_config(100, "unicast_peers = [\"10.77.0.1\"]"),
+    );
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        lab.vrrp_state("lb2", "vip1"),
+        "backup",
+        "unicast adverts keep lb2 backup"
+    );
+    let s = lab.status("lb2").expect("status");
+    assert_eq!(s["vrrp"][0]["master"], "10.77.0.1");
+    // A stranger on the segment is not a peer: its adverts are dropped.
+    lab.kill("lb1", Signal::SIGKILL);
+    wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    assert!(lab.has_addr("lb2", VIP));
+}
+
+#[test]
+fn notify_hooks_run_in_order() {
+    if !enter("notify_hooks_run_in_order") {
+        return;
+    }
+    let p = pair("notify");
+    let lab = &p.lab;
+    let out = lab.dir.join("transitions.txt");
+    let hook = lab.file(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\n# Slow on purpose: transitions must still be reported one at a time, in order.\nsleep 0.05\necho \"$1 $2 $TANDEM_PREVIOUS_STATE\" >> {}\n",
+            out.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .args(["+x", &hook])
+        .status()
+        .expect("chmod");
+    lab.tandem(
+        "lb2",
+        "lb2",
+        &node_config(100, &format!("notify = \"{hook}\"")),
+    );
+    wait_state(lab, "lb2", "master", Duration::from_secs(5));
+    lab.tandem("lb1", "lb1", &node_config(150, ""));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    lab.kill("lb2", Signal::SIGTERM);
+    let _ = lab.wait("lb2", Duration::from_secs(5));
+    lab.wait_for("hook output", Duration::from_secs(3), || {
+        std::fs::read_to_string(&out)
+            .map(|s| s.lines().count() >= 4)
+            .unwrap_or(false)
+    });
+    let text = std::fs::read_to_string(&out).expect("hook output");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "vip1 backup initialize",
+            "vip1 master backup",
+            "vip1 backup master",
+            "vip1 stopped backup",
+        ],
+        "transitions in order"
+    );
+}
+
+#[test]
+fn sync_group_members_fail_over_together() {
+    if !enter("sync_group_members_fail_over_together") {
+        return;
+    }
+    let mut p = pair("sync");
+    let lab = &mut p.lab;
+    // A second network on each node: eth1 on a second switch segment is
+    // simulated by a second VIP on the same segment with its own VRID.
+    let _ = lab;
+    let lab = &p.lab;
+    let cfg = |prio: u8| {
+        node_config(prio, "sync_group = \"g\"")
+            + &format!(
+                r#"
+[[vrrp]]
+name = "vip2"
+interface = "eth0"
+vrid = 52
+priority = {prio}
+advert_interval = "100ms"
+virtual_ips = ["10.77.0.101/24"]
+sync_group = "g"
+track = [{{ pool = "web", weight = -100 }}]
+"#
+            )
+    };
+    lab.tandem("lb1", "lb1", &cfg(150));
+    wait_instance(lab, "lb1", "vip1", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb1", "vip2", "master", Duration::from_secs(5));
+    lab.tandem("lb2", "lb2", &cfg(100));
+    wait_instance(lab, "lb2", "vip1", "backup", Duration::from_secs(5));
+    wait_instance(lab, "lb2", "vip2", "backup", Duration::from_secs(5));
+    // Unplug: both instances of lb2 become master together.
+    lab.cable("lb1", false);
+    wait_instance(lab, "lb2", "vip1", "master", Duration::from_secs(3));
+    wait_instance(lab, "lb2", "vip2", "master", Duration::from_secs(3));
+    // lb1 sees its link go: both of its instances are in fault.
+    wait_instance(lab, "lb1", "vip1", "fault", Duration::from_secs(3));
+    wait_instance(lab, "lb1", "vip2", "fault", Duration::from_secs(3));
+    lab.cable("lb1", true);
+    wait_instance(lab, "lb1", "vip1", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb1", "vip2", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb2", "vip1", "backup", Duration::from_secs(3));
+    wait_instance(lab, "lb2", "vip2", "backup", Duration::from_secs(3));
+}
+
+#[test]
+fn missing_interface_is_waited_for() {
+    if !enter("missing_interface_is_waited_for") {
+        return;
+    }
+    let p = pair("wait");
+    let lab = &p.lab;
+    // lb1's instance lives on eth1, which does not exist yet.
+    let cfg = node_config(150, "").replace("interface = \"eth0\"", "interface = \"eth1\"");
+    lab.tandem("lb1", "lb1", &cfg);
+    lab.wait_for("waiting state", Duration::from_secs(3), || {
+        lab.vrrp_state("lb1", "vip1") == "waiting"
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "waiting");
+    assert!(
+        lab.log("lb1")
+            .matches("waiting: interface does not exist yet")
+            .count()
+            == 1,
+        "logged once"
+    );
+    // The interface appears (renamed eth0 → eth1): the instance starts.
+    lab.ip("lb1", &["link", "set", "eth0", "down"]);
+    lab.ip("lb1", &["link", "set", "eth0", "name", "eth1"]);
+    lab.ip("lb1", &["link", "set", "eth1", "up"]);
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    assert!(lab.has_addr_on("lb1", "eth1", VIP));
+}

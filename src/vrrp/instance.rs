@@ -130,7 +130,7 @@ struct Driver {
     cfg: VrrpConfig,
     ctx: Ctx,
     status: Arc<Mutex<VrrpStatus>>,
-    hooks: mpsc::UnboundedSender<(State, State, String)>,
+    hooks: HookTx,
     sent: u64,
     received: u64,
     transitions: u64,
@@ -155,7 +155,8 @@ pub async fn run(
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     status: Arc<Mutex<VrrpStatus>>,
 ) {
-    let hooks = spawn_hook_runner(&cfg);
+    let (hooks, hook_runner) = spawn_hook_runner(&cfg);
+    let hook_deadline = cfg.notify_timeout * 4;
     let mut d = Driver {
         cfg,
         ctx,
@@ -172,17 +173,19 @@ pub async fn run(
     };
     loop {
         let Some((link, primary)) = d.wait_for_interface(&mut cmds).await else {
-            d.publish(None);
-            return;
+            break;
         };
         match d.serve(link, primary, &mut cmds).await {
-            Exit::Stopped => {
-                d.publish(None);
-                return;
-            }
+            Exit::Stopped => break,
             Exit::InterfaceGone => continue,
         }
     }
+    d.publish(None);
+    // Let queued hooks report the last transitions (stopped included)
+    // before the daemon exits, within a bound.
+    let Driver { hooks, .. } = d;
+    drop(hooks);
+    let _ = tokio::time::timeout(hook_deadline, hook_runner).await;
 }
 
 impl Driver {
@@ -736,7 +739,7 @@ impl Driver {
                 peer,
                 peer_priority,
             } => {
-                tracing::warn!(instance = %name, peer = %peer, peer_priority, "another master with lower priority seen (split brain healing): re-asserting with advert and gratuitous ARP");
+                tracing::warn!(instance = %name, peer = %peer, peer_priority, "master with lower priority seen (preempted peer or healed split brain): re-asserting with advert and gratuitous ARP");
                 if io.holding {
                     io.start_garp_burst(&self.cfg, &self.vip_v4());
                 }
@@ -861,14 +864,16 @@ impl Io {
 
 /// Runs notify hooks one at a time, in transition order, each bounded by
 /// `notify_timeout`; the state machine never waits for them.
-fn spawn_hook_runner(cfg: &VrrpConfig) -> mpsc::UnboundedSender<(State, State, String)> {
+type HookTx = mpsc::UnboundedSender<(State, State, String)>;
+
+fn spawn_hook_runner(cfg: &VrrpConfig) -> (HookTx, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(State, State, String)>();
     let Some(prog) = cfg.notify.clone() else {
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        return tx;
+        let h = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        return (tx, h);
     };
     let (name, vrid, timeout) = (cfg.name.clone(), cfg.vrid, cfg.notify_timeout);
-    tokio::spawn(async move {
+    let h = tokio::spawn(async move {
         while let Some((from, to, reason)) = rx.recv().await {
             let mut cmd = tokio::process::Command::new(&prog);
             cmd.arg(&name)
@@ -900,5 +905,5 @@ fn spawn_hook_runner(cfg: &VrrpConfig) -> mpsc::UnboundedSender<(State, State, S
             }
         }
     });
-    tx
+    (tx, h)
 }

@@ -320,8 +320,13 @@ impl Lab {
     }
 
     pub fn has_addr(&self, host: &str, ip: &str) -> bool {
-        self.addrs(host)
-            .iter()
+        self.has_addr_on(host, "eth0", ip)
+    }
+
+    pub fn has_addr_on(&self, host: &str, dev: &str, ip: &str) -> bool {
+        self.ip(host, &["-br", "-4", "addr", "show", "dev", dev])
+            .split_whitespace()
+            .skip(2)
             .any(|a| a.split('/').next() == Some(ip))
     }
 
