@@ -29,7 +29,7 @@ rotated each round, and every figure is the median over the rounds.
 Options:
   --quick             smoke test: 1 round, 3 s wrk runs, 2 s iperf3 runs
   --runs N            rounds per configuration (default 3)
-  --duration S        seconds per wrk run (default 10)
+  --duration S        seconds per wrk run (default 8)
   --conns "A B"       wrk connection counts (default "64 256")
   --threads N         proxy threads: tandem workers = HAProxy nbthread (default 1)
   --wrk-threads N     wrk threads (default 1)
@@ -46,13 +46,13 @@ Options:
   -h, --help          this help
 
 Missing tools (wrk haproxy nginx iperf3 jq ss strace) are installed with
-apt-get. Needs about 5-6 minutes with the defaults.
+apt-get. Takes about 4.5 minutes with the defaults, plus the build.
 EOF
 }
 
 # ---------------------------------------------------------------- options --
 RUNS=3
-DURATION=10
+DURATION=8
 CONNS="64 256"
 THREADS=1
 WRK_THREADS=1
@@ -144,22 +144,6 @@ ensure_tools() {
 }
 ensure_tools
 
-if [[ -z $TANDEM_BIN ]]; then
-    if [[ $BUILD -eq 1 ]]; then
-        log "cargo build --release"
-        cargo build --release --quiet || die "cargo build --release failed"
-    fi
-    TANDEM_BIN=$ROOT/target/release/tandem
-fi
-[[ -x $TANDEM_BIN ]] || die "no tandem binary at $TANDEM_BIN (build it or pass --tandem-bin)"
-
-CLK_TCK=$(getconf CLK_TCK)
-if [[ -z $OUT ]]; then
-    mkdir -p "$ROOT/target/bench"
-    OUT=$ROOT/target/bench/l4-$(date +%Y%m%d-%H%M%S).md
-fi
-mkdir -p "$(dirname "$OUT")"
-
 # ------------------------------------------------- processes and cleanup --
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-l4.XXXXXX")
 declare -a PIDS=()
@@ -193,6 +177,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+if [[ -z $TANDEM_BIN ]]; then
+    if [[ $BUILD -eq 1 ]]; then
+        log "cargo build --release"
+        if ! cargo build --release >"$WORK/build.log" 2>&1; then
+            tail -n 30 "$WORK/build.log" >&2
+            die "cargo build --release failed"
+        fi
+    fi
+    TANDEM_BIN=$ROOT/target/release/tandem
+fi
+[[ -x $TANDEM_BIN ]] || die "no tandem binary at $TANDEM_BIN (build it or pass --tandem-bin)"
+
+CLK_TCK=$(getconf CLK_TCK)
+if [[ -z $OUT ]]; then
+    mkdir -p "$ROOT/target/bench"
+    OUT=$ROOT/target/bench/l4-$(date +%Y%m%d-%H%M%S).md
+fi
+mkdir -p "$(dirname "$OUT")"
 
 # start NAME CMD...: runs CMD in the background, output to $WORK/NAME.log.
 start() {
@@ -234,13 +237,19 @@ http_get() {
     printf '%s' "${body##*$'\r\n\r\n'}"
 }
 
-# utime + stime of a process, all threads, in clock ticks.
-cpu_ticks() {
+# "utime stime" of a process, all threads, in clock ticks (fields 14, 15 of
+# /proc/PID/stat; the command name may contain spaces, so cut after ')').
+cpu_split() {
     local s f
     s=$(<"/proc/$1/stat")
     s=${s##*) }
     read -r -a f <<<"$s"
-    echo $((f[11] + f[12]))
+    echo "${f[11]} ${f[12]}"
+}
+cpu_ticks() {
+    local u s
+    read -r u s < <(cpu_split "$1")
+    echo $((u + s))
 }
 
 # ------------------------------------------------------------------ ports --
@@ -430,18 +439,21 @@ rotate() {
 
 RAW_HTTP=$WORK/http.tsv
 RAW_BULK=$WORK/bulk.tsv
-printf 'target\tconns\tround\trps\tp50_us\tp99_us\trequests\tcpu_us_per_req\tnginx_us_per_req\terrors\tnon2xx\n' >"$RAW_HTTP"
+printf 'target\tconns\tround\trps\tp50_us\tp99_us\trequests\tcpu_us_per_req\tnginx_us_per_req\terrors\tnon2xx\tuser_us_per_req\tsys_us_per_req\n' >"$RAW_HTTP"
 printf 'target\tround\tgbps\tbytes\tcpu_s_per_gb\tretransmits\n' >"$RAW_BULK"
+
+# per_req TICKS N: CPU microseconds per request.
+per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f", d / hz * 1e6 / n }'; }
 
 run_wrk() {
     local target=$1 conns=$2 round=$3
     local port=${HTTP_PORT[$target]} who=${HTTP_CPU[$target]}
     local pid=${PID_OF[$who]} npid=${PID_OF[nginx]}
-    local c0 c1 n0 n1 out reqs rps p50 p99 errs non2xx cpu ncpu
-    c0=$(cpu_ticks "$pid")
+    local u0 s0 u1 s1 n0 n1 out reqs rps p50 p99 errs non2xx cpu ucpu scpu ncpu
+    read -r u0 s0 < <(cpu_split "$pid")
     n0=$(cpu_ticks "$npid")
     out=$(wrk -t "$WRK_THREADS" -c "$conns" -d "${DURATION}s" --latency "http://127.0.0.1:$port/")
-    c1=$(cpu_ticks "$pid")
+    read -r u1 s1 < <(cpu_split "$pid")
     n1=$(cpu_ticks "$npid")
     printf '=== %s c=%s round %s\n%s\n' "$target" "$conns" "$round" "$out" >>"$WORK/wrk.log"
     alive_or_die "$who"
@@ -452,10 +464,12 @@ run_wrk() {
     errs=$(awk '/Socket errors:/{gsub(/,/, ""); print $4 + $6 + $8 + $10; exit}' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/{print $NF; exit}' <<<"$out")
     [[ -n $reqs && $reqs -gt 0 ]] || die "wrk against $target completed no requests:"$'\n'"$out"
-    cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.3f", d / hz * 1e6 / n }')
-    ncpu=$(awk -v d=$((n1 - n0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.3f", d / hz * 1e6 / n }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$conns" "$round" "$rps" "$p50" "$p99" \
-        "$reqs" "$cpu" "$ncpu" "${errs:-0}" "${non2xx:-0}" >>"$RAW_HTTP"
+    cpu=$(per_req $((u1 - u0 + s1 - s0)) "$reqs")
+    ucpu=$(per_req $((u1 - u0)) "$reqs")
+    scpu=$(per_req $((s1 - s0)) "$reqs")
+    ncpu=$(per_req $((n1 - n0)) "$reqs")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$conns" "$round" "$rps" "$p50" "$p99" \
+        "$reqs" "$cpu" "$ncpu" "${errs:-0}" "${non2xx:-0}" "$ucpu" "$scpu" >>"$RAW_HTTP"
     log "$(printf '%-14s c=%-4s round %s: %10s req/s  p50 %8s us  p99 %8s us  %s CPU %7s us/req  err %s non2xx %s' \
         "$target" "$conns" "$round" "$rps" "$p50" "$p99" "$who" "$cpu" "${errs:-0}" "${non2xx:-0}")"
 }
@@ -492,7 +506,7 @@ for ((round = 1; round <= RUNS; round++)); do
     for conns in "${CONN_LIST[@]}"; do
         for t in "${ORDER[@]}"; do
             run_wrk "$t" "$conns" "$round"
-            sleep 1
+            sleep 0.5
         done
     done
 done
@@ -501,7 +515,7 @@ for ((round = 1; round <= RUNS; round++)); do
     rotate "${BULK_TARGETS[@]}"
     for t in "${ORDER[@]}"; do
         run_iperf "$t" "$round"
-        sleep 1
+        sleep 0.5
     done
 done
 log "load runs took $((SECONDS - T_START)) s"
@@ -513,6 +527,13 @@ med_http() {
         END { if (!n) { print "nan"; exit }
               for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] + 0 < v[i] + 0) { x = v[i]; v[i] = v[j]; v[j] = x }
               print (n % 2) ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }' "$RAW_HTTP"
+}
+# "min-max" over rounds of column COL for rows matching target and conns.
+range_http() {
+    awk -F'\t' -v t="$1" -v c="$2" -v col="$3" -v f="$4" 'NR > 1 && $1 == t && $2 == c {
+            if (!n++ || $col + 0 < lo) lo = $col + 0
+            if (n == 1 || $col + 0 > hi) hi = $col + 0 }
+        END { if (!n) print "-"; else printf f "-" f, lo, hi }' "$RAW_HTTP"
 }
 sum_http() {
     awk -F'\t' -v t="$1" -v c="$2" -v col="$3" 'NR > 1 && $1 == t && $2 == c { s += $col } END { print s + 0 }' "$RAW_HTTP"
@@ -534,6 +555,8 @@ for conns in "${CONN_LIST[@]}"; do
         M[$t,$conns,p50]=$(med_http "$t" "$conns" 5)
         M[$t,$conns,p99]=$(med_http "$t" "$conns" 6)
         M[$t,$conns,cpu]=$(med_http "$t" "$conns" 8)
+        M[$t,$conns,usr]=$(med_http "$t" "$conns" 12)
+        M[$t,$conns,sys]=$(med_http "$t" "$conns" 13)
         M[$t,$conns,err]=$(($(sum_http "$t" "$conns" 10) + $(sum_http "$t" "$conns" 11)))
     done
 done
@@ -545,7 +568,7 @@ done
 
 # The header arrays are passed by name to print_table / md_table.
 # shellcheck disable=SC2034
-HTTP_HDR=(target conns "req/s" "p50 ms" "p99 ms" "CPU µs/req" "errors" "req/s vs haproxy" "CPU vs haproxy" "req/s vs direct")
+HTTP_HDR=(target conns "req/s" "p50 ms" "p99 ms" "CPU µs/req" "usr/sys µs" "errors" "req/s vs haproxy" "CPU vs haproxy" "req/s vs direct")
 # shellcheck disable=SC2034
 BULK_HDR=(target "Gbit/s" "CPU s/GB" "retransmits" "Gbit/s vs haproxy" "CPU vs haproxy" "Gbit/s vs direct")
 declare -a HTTP_ROWS=() BULK_ROWS=()
@@ -555,7 +578,7 @@ for conns in "${CONN_LIST[@]}"; do
         cpu_vs="-"
         [[ $t == direct ]] && label="direct (nginx CPU)"
         [[ $t != direct ]] && cpu_vs=$(ratio "${M[$t,$conns,cpu]}" "${M[haproxy,$conns,cpu]}")
-        HTTP_ROWS+=("$label|$conns|$(fmt "${M[$t,$conns,rps]}" %.0f)|$(fmt_ms "${M[$t,$conns,p50]}")|$(fmt_ms "${M[$t,$conns,p99]}")|$(fmt "${M[$t,$conns,cpu]}" %.2f)|${M[$t,$conns,err]}|$(ratio "${M[$t,$conns,rps]}" "${M[haproxy,$conns,rps]}")|$cpu_vs|$(ratio "${M[$t,$conns,rps]}" "${M[direct,$conns,rps]}")")
+        HTTP_ROWS+=("$label|$conns|$(fmt "${M[$t,$conns,rps]}" %.0f)|$(fmt_ms "${M[$t,$conns,p50]}")|$(fmt_ms "${M[$t,$conns,p99]}")|$(fmt "${M[$t,$conns,cpu]}" %.2f)|$(fmt "${M[$t,$conns,usr]}" %.2f)/$(fmt "${M[$t,$conns,sys]}" %.2f)|${M[$t,$conns,err]}|$(ratio "${M[$t,$conns,rps]}" "${M[haproxy,$conns,rps]}")|$cpu_vs|$(ratio "${M[$t,$conns,rps]}" "${M[direct,$conns,rps]}")")
     done
 done
 for t in "${BULK_TARGETS[@]}"; do
@@ -608,10 +631,10 @@ for conns in "${CONN_LIST[@]}"; do
     lim=$(awk -v h="${M[haproxy,$conns,cpu]}" 'BEGIN { printf "%.3f", 0.8 * h }')
     v=$(verdict "${M[tandem,$conns,cpu]}" le "$lim")
     [[ $v == PASS ]] || cpu_all=MISS
-    cpu_detail+=" c=$conns: $(fmt "${M[tandem,$conns,cpu]}" %.2f) vs $(fmt "${M[haproxy,$conns,cpu]}" %.2f) µs = $(ratio "${M[tandem,$conns,cpu]}" "${M[haproxy,$conns,cpu]}")x $v;"
+    cpu_detail+=" c=$conns: $(fmt "${M[tandem,$conns,cpu]}" %.2f) vs $(fmt "${M[haproxy,$conns,cpu]}" %.2f) µs = $(ratio "${M[tandem,$conns,cpu]}" "${M[haproxy,$conns,cpu]}")x $v (rounds: $(range_http tandem "$conns" 8 %.2f) vs $(range_http haproxy "$conns" 8 %.2f));"
     v=$(verdict "${M[tandem,$conns,rps]}" ge "${M[haproxy,$conns,rps]}")
     [[ $v == PASS ]] || rps_all=MISS
-    rps_detail+=" c=$conns: $(fmt "${M[tandem,$conns,rps]}" %.0f) vs $(fmt "${M[haproxy,$conns,rps]}" %.0f) = $(ratio "${M[tandem,$conns,rps]}" "${M[haproxy,$conns,rps]}")x $v;"
+    rps_detail+=" c=$conns: $(fmt "${M[tandem,$conns,rps]}" %.0f) vs $(fmt "${M[haproxy,$conns,rps]}" %.0f) = $(ratio "${M[tandem,$conns,rps]}" "${M[haproxy,$conns,rps]}")x $v (rounds: $(range_http tandem "$conns" 4 %.0f) vs $(range_http haproxy "$conns" 4 %.0f));"
 done
 bulk_v=$(verdict "${M[tandem,bulk,gbps]}" ge "${M[haproxy,bulk,gbps]}")
 bulk_vs=$(verdict "${M[tandem,bulk,gbps]}" ge "${M[haproxy-splice,bulk,gbps]}")
@@ -627,7 +650,8 @@ echo
 echo "L4 benchmark — $SETUP"
 echo "$VERSIONS"
 echo
-echo "HTTP keep-alive, 3-byte response (CPU = the proxy's utime+stime per request; direct row: nginx's)"
+echo "HTTP keep-alive, 3-byte response (CPU = the proxy's utime+stime per request; direct row: nginx's;"
+echo "every column is its own median over the rounds)"
 print_table HTTP_HDR HTTP_ROWS
 echo
 echo "Bulk, iperf3 client -> server (CPU = the proxy's seconds per GB moved; direct row: iperf3 server's)"
@@ -644,7 +668,7 @@ printf '  %s\n' "${TARGET_LINES[@]}"
     echo
     echo "### HTTP keep-alive, small response"
     echo
-    echo "CPU = the proxy's own utime+stime per request (direct row: nginx's, for reference)."
+    echo "CPU = the proxy's own utime+stime per request (direct row: nginx's, for reference). Every column is its own median over the rounds."
     echo
     md_table HTTP_HDR HTTP_ROWS
     echo

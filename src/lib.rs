@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod caps;
 pub mod config;
 pub mod health;
 pub mod l4;
@@ -10,4 +11,5 @@ pub mod logging;
 pub mod net;
 pub mod pool;
 pub mod runtime;
+pub mod sd;
 pub mod vrrp;

@@ -53,6 +53,9 @@ enum Cmd {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Print the tandem(8) man page (roff) generated from this CLI.
+    #[command(hide = true)]
+    Manpage,
     /// Ask the running daemon to reload its config (like SIGHUP, but reports errors).
     Reload {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Check { config, json } => check(config, json),
         Cmd::Cleanup { config } => cleanup(config),
+        Cmd::Manpage => manpage(),
         Cmd::Status {
             config,
             socket,
@@ -120,6 +124,14 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         }
     };
     tandem::logging::init(log_format, &cfg.global.log_level);
+    let missing = tandem::caps::preflight(&cfg);
+    if !missing.is_empty() {
+        for m in &missing {
+            tracing::error!("{m}");
+            eprintln!("tandem: {m}");
+        }
+        return ExitCode::from(1);
+    }
     let workers = if cfg.global.workers == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -148,6 +160,74 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         }
     }
 }
+
+fn manpage() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command().name("tandem");
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("System Administration")
+        .source(format!("tandem {}", env!("CARGO_PKG_VERSION")));
+    let mut out = Vec::new();
+    // Our own COMMANDS section replaces clap's list of per-command pages,
+    // which the package does not ship.
+    let rendered = man
+        .render_title(&mut out)
+        .and_then(|_| man.render_name_section(&mut out))
+        .and_then(|_| man.render_synopsis_section(&mut out))
+        .and_then(|_| man.render_description_section(&mut out))
+        .and_then(|_| man.render_options_section(&mut out));
+    if let Err(e) = rendered {
+        eprintln!("tandem: {e}");
+        return ExitCode::from(1);
+    }
+    // The generated page covers the commands; add what an operator needs
+    // next: files, signals and where the configuration is documented.
+    out.extend_from_slice(MAN_EXTRA.as_bytes());
+    if std::io::Write::write_all(&mut std::io::stdout(), &out).is_err() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+const MAN_EXTRA: &str = r#".SH COMMANDS
+.TP
+\fBrun\fR \-c FILE [\-\-log\-format text|json]
+Run the daemon in the foreground (systemd Type=notify).
+.TP
+\fBcheck\fR \-c FILE [\-\-json]
+Validate a configuration; print every error as FILE:LINE:COL: key.path: message and exit 1.
+.TP
+\fBstatus\fR [\-c FILE | \-s SOCKET] [\-\-json]
+Show VRRP instances, listeners, pools and backends of the running daemon.
+.TP
+\fBreload\fR [\-c FILE | \-s SOCKET]
+Re-read the configuration; an invalid file changes nothing and its errors are printed.
+.TP
+\fBcleanup\fR \-c FILE
+Remove this node's virtual IP addresses (run by systemd after every exit).
+.PP
+The configuration file defaults to /etc/tandem/tandem.toml; \fBstatus\fR and \fBreload\fR find the admin socket through it unless \-s is given.
+.SH SIGNALS
+.TP
+SIGHUP
+Reload the configuration (invalid files are logged and ignored).
+.TP
+SIGTERM, SIGINT
+Hand virtual IPs over to the peer (priority 0 advert, make\-before\-break), stop accepting, drain connections for up to global.shutdown_timeout, exit 0.
+.SH FILES
+.TP
+/etc/tandem/tandem.toml
+The configuration.
+.TP
+/usr/share/doc/tandem/examples/
+reference.toml documents every option; active\-passive, active\-active and L4\-only examples.
+.TP
+/run/tandem/admin.sock
+The admin API (HTTP/JSON, mode 0660).
+.SH EXIT STATUS
+0 on success, 1 on an invalid configuration or a failed command, 2 on a usage error.
+"#;
 
 fn cleanup(config: PathBuf) -> ExitCode {
     let cfg = match tandem::config::load(&config) {

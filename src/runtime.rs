@@ -571,11 +571,29 @@ pub async fn run_until_signalled(config_path: &Path, cfg: Config) -> Result<(), 
         source,
     })?;
     let daemon = Daemon::start(config_path, cfg).await?;
+    // Listeners are bound and VRRP instances initialized: tell systemd.
+    crate::sd::notify("READY=1\nSTATUS=running");
+    if let Some(every) = crate::sd::watchdog_interval() {
+        tokio::spawn(async move {
+            // Pinged from the data-plane runtime: a wedged runtime stops
+            // the pings and systemd restarts us.
+            let mut t = tokio::time::interval(every / 2);
+            loop {
+                t.tick().await;
+                crate::sd::notify("WATCHDOG=1");
+            }
+        });
+    }
     while let Some(sig) = sigs.recv().await {
         match sig {
             signal_hook::consts::SIGHUP => {
                 tracing::info!("SIGHUP: reloading configuration");
-                let _ = daemon.reload().await;
+                crate::sd::reloading();
+                let status = match daemon.reload().await {
+                    Ok(g) => format!("STATUS=running (generation {g})"),
+                    Err(e) => format!("STATUS=running; last reload rejected: {}", e.len()),
+                };
+                crate::sd::notify(&format!("READY=1\n{status}"));
             }
             _ => {
                 tracing::info!(signal = sig, "shutting down");
@@ -583,6 +601,7 @@ pub async fn run_until_signalled(config_path: &Path, cfg: Config) -> Result<(), 
             }
         }
     }
+    crate::sd::notify("STOPPING=1\nSTATUS=handing over and draining");
     daemon.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -41,6 +41,9 @@ vrid = 51
 priority = {priority}
 advert_interval = "100ms"
 virtual_ips = ["{VIP}/24"]
+# The default (30s) stops a crash-looping node from stealing the VIP back;
+# the demo wants to show preemption at once.
+preempt_delay = "0s"
 "#
     )
 }

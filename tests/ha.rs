@@ -65,6 +65,7 @@ vrid = 51
 priority = {priority}
 advert_interval = "100ms"
 virtual_ips = ["{VIP}/24"]
+preempt_delay = "0s"
 {extra_vrrp}
 "#
     )
@@ -394,6 +395,7 @@ vrid = 52
 priority = {p2}
 advert_interval = "100ms"
 virtual_ips = ["10.77.0.101/24"]
+preempt_delay = "0s"
 "#
         )
 }
@@ -807,6 +809,7 @@ vrid = 52
 priority = {prio}
 advert_interval = "100ms"
 virtual_ips = ["10.77.0.101/24"]
+preempt_delay = "0s"
 sync_group = "g"
 track = [{{ pool = "web", weight = -100 }}]
 "#

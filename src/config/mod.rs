@@ -724,6 +724,11 @@ impl Validator<'_> {
     }
 }
 
+/// A node that restarts waits this long as backup before it takes the
+/// address back from a lower-priority master, so a crash-looping node
+/// (systemd restarts it every few seconds) never keeps stealing the VIP.
+pub const DEFAULT_PREEMPT_DELAY: Duration = Duration::from_secs(30);
+
 impl Validator<'_> {
     fn vrrp(&mut self, i: usize, v: raw::Vrrp, pools: &HashSet<&str>) -> VrrpConfig {
         let at = |k: &str| format!("vrrp[{i}].{k}");
@@ -908,7 +913,7 @@ impl Validator<'_> {
             preempt_delay: self.duration(
                 &at("preempt_delay"),
                 v.preempt_delay.as_deref(),
-                Duration::ZERO,
+                DEFAULT_PREEMPT_DELAY,
             ),
             version,
             checksum,
