@@ -459,3 +459,31 @@ fn sigterm_drains_open_connections_then_exits_zero() {
         .expect("exits after drain");
     assert!(st.success(), "exit status {st:?}");
 }
+
+#[test]
+fn udp_with_no_healthy_backend_drops_and_counts() {
+    let dir = TempDir::new("udpdown");
+    let dead = free_port();
+    let port = free_udp_port();
+    let body = format!(
+        "[[pool]]\nname = \"u\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\" }}\n\
+         backends = [{{ address = \"127.0.0.1:{dead}\" }}]\n\
+         [[listener]]\nname = \"u\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\npool = \"u\"\n"
+    );
+    let d = Daemon::start(&dir, &body);
+    d.wait_for("backend down", Duration::from_secs(3), |d| {
+        d.health("u", &format!("127.0.0.1:{dead}")) == "down"
+    });
+    let c = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("t");
+    for _ in 0..5 {
+        c.send_to(b"hello", addr(port)).expect("send");
+    }
+    let mut buf = [0u8; 64];
+    assert!(c.recv_from(&mut buf).is_err(), "no reply without a backend");
+    d.wait_for("5 drops counted", Duration::from_secs(2), |d| {
+        d.status()["listeners"][0]["dropped"] == 5
+    });
+    assert_eq!(d.status()["listeners"][0]["no_backend"], 5);
+}

@@ -61,7 +61,8 @@ lab_teardown() {
 # KVM when it really works (it boots Debian's kernel to its first panic),
 # software emulation otherwise. The answer is cached next to the image.
 lab_accel() {
-    local probe=$IMAGE/accel-$(uname -r)
+    local probe
+    probe=$IMAGE/accel-$(uname -r)
     if [ -n "${TANDEM_VM_ACCEL:-}" ]; then
         ACCEL=$TANDEM_VM_ACCEL
     elif [ -s "$probe" ]; then
