@@ -49,7 +49,11 @@ lab_teardown() {
             in_ns ssh -F "$WORK/ssh_config" -O exit "$name" >/dev/null 2>&1 || true
         done
     fi
-    for name in "${!VM_PID[@]}"; do vm_kill "$name"; done
+    for name in "${!VM_PID[@]}"; do
+        timeout 20 ip netns exec "$NS" ssh -F "$WORK/ssh_config" "$name" journalctl -b --no-pager \
+            >"$LOGS/$name.journal.log" 2>&1 || true
+        vm_kill "$name"
+    done
     if [ -n "${NS:-}" ] && ip netns list | grep -qw "$NS"; then
         # Anything still running in the namespace was started by this run.
         for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
@@ -119,8 +123,9 @@ EOF
 vm_start() {
     local name=$1 extra_arg=
     [ -z "${VM_EXTRA[$name]}" ] || extra_arg=" tandem.extra=${VM_EXTRA[$name]}"
+    # ip netns exec execs qemu: $! is qemu's pid.
     # shellcheck disable=SC2046 # accel_args is two words on purpose
-    in_ns qemu-system-x86_64 -name "$name" -nodefaults -no-user-config -display none \
+    ip netns exec "$NS" qemu-system-x86_64 -name "$name" -nodefaults -no-user-config -display none \
         $(accel_args) -smp 1 -m "$VM_MEM" \
         -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 mitigations=off tandem.name=$name tandem.lab=${VM_IP[$name]}/24 tandem.labmac=${VM_MAC[$name]}$extra_arg" \
@@ -134,6 +139,7 @@ vm_start() {
         -serial "file:$LOGS/$name.console.log" \
         >>"$LOGS/$name.qemu.log" 2>&1 &
     VM_PID[$name]=$!
+    disown "${VM_PID[$name]}"
     log "$name: qemu pid ${VM_PID[$name]}, lab ${VM_IP[$name]} (${VM_MAC[$name]}), ssh 127.0.0.1:${VM_PORT[$name]} in $NS"
 }
 
@@ -182,17 +188,21 @@ client_stop() {
     wait "$CLIENT_PID" 2>/dev/null || true
 }
 
-# client_report FILE EVENT_EPOCH -> "gap_ms failed attempts first_fail_after_event_ms" on stdout.
-# gap = start of the first failed attempt after the event -> start of the
-# first successful attempt after it; 0 when nothing failed.
+# client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE" on stdout.
+# GAP: start of the first failed attempt after the event -> start of the
+# first successful attempt after it (0 when nothing failed, -1 when the
+# client never recovered); FAILED: failed attempts in that outage;
+# TOTAL_FAILED: failed attempts from the event to the end of the log;
+# BEFORE: failed attempts before the event (the baseline: should be 0).
 client_report() {
     awk -v ev="$2" '
-        $1 >= ev - 0.05 { n++
-            if ($3 != "200") { fail++; if (!ff) ff = $1 }
-            else if (ff && !fs) fs = $1 }
+        $1 < ev - 0.05 { if ($3 != "200") before++; next }
+        { n++
+          if ($3 != "200") { total++; if (!ff) ff = $1; if (!fs) fail++ }
+          else if (ff && !fs) fs = $1 }
         END {
             gap = (ff && fs) ? (fs - ff) * 1000 : (ff ? -1 : 0)
-            printf "%d %d %d %d\n", gap, fail, n, ff ? (ff - ev) * 1000 : -1
+            printf "%d %d %d %d %d\n", gap, fail, total, n, before
         }' "$1"
 }
 

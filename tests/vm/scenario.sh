@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# The tandem pair in real VMs, offline: lb1 and lb2 (tandem from the .deb
+# built from this tree, installed with dpkg -i, configured from the
+# package's active-passive examples by vagrant/provision-lb.sh, started by
+# systemd) and one backend VM "web" holding both backend addresses of the
+# examples (192.168.56.21 and .22, one HTTP server on :8080, configured by
+# vagrant/provision-web.sh), on a private bridge in a network namespace
+# this script makes. The namespace side of the bridge (192.168.56.50) is
+# the client. While the client opens a new connection every ~15 ms:
+#
+#   1. systemctl kill -s KILL tandem on the master  (gap, failures, no VIP left
+#      on the killed node, restart by systemd, rejoin: one preemption after
+#      preempt_delay and nothing else)
+#   2. systemctl stop tandem on the master          (zero failed connections)
+#   3. apt install of a higher version on the backup while it runs (conffile
+#      kept, restart only after tandem check passes, the VIP never lost)
+#   4. hard power-off of the master VM (qemu killed) (gap)
+# then the same VMs with keepalived (advert_int 0.1, same VRID/VIP, socat on
+# :80 to the backend): SIGKILL, graceful stop, power-off.
+#
+# Usage (root): bash tests/vm/scenario.sh [--no-keepalived] [--runs N]
+#   --runs N repeats scenarios 1 and 2 N times (power-off: once per daemon).
+# Logs (serial consoles, client logs, results.txt) stay in
+# $TANDEM_VM_LOGS (default target/vm-logs/<date>-<pid>).
+set -euo pipefail
+VM_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$VM_DIR/../.." && pwd)
+cd "$ROOT"
+# shellcheck source=tests/vm/lib.sh
+. "$VM_DIR/lib.sh"
+
+keepalived=1 runs=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --no-keepalived) keepalived=0 ;;
+        --runs) runs=$2; shift ;;
+        *) echo "usage: $0 [--no-keepalived] [--runs N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$(id -u)" = 0 ] || { echo "the VM lab needs root (network namespace, taps)" >&2; exit 1; }
+for tool in qemu-system-x86_64 qemu-img curl ssh; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: see tests/vm/README.md" >&2; exit 1; }
+done
+
+LOGS=${TANDEM_VM_LOGS:-$ROOT/target/vm-logs/$(date +%Y%m%d-%H%M%S)-$$}
+mkdir -p "$LOGS"
+RESULTS=()
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ "$rc" = 0 ] || log "FAILED (exit $rc): logs in $LOGS"
+    lab_teardown
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+VIP=$LAB_NET.100
+ADVERT_MS=100
+# Goal for an unplanned failover: 3 x advert + skew (priority 100) + 0.1 s.
+GOAL_MS=$((3 * ADVERT_MS + (256 - 100) * ADVERT_MS / 256 + 100))
+
+# --- helpers ------------------------------------------------------------------
+tandem_state() { vm_ssh "$1" tandem status 2>/dev/null | awk '$1 == "web-vip" { print $3 }' || true; }
+has_vip() { vm_ssh "$1" ip -4 -o addr show 2>/dev/null | grep -q " $VIP/"; }
+other() { if [ "$1" = lb1 ]; then echo lb2; else echo lb1; fi; }
+
+# wait_until TIMEOUT DESCRIPTION COMMAND...: polls every 0.5 s (each poll is
+# an ssh session: under emulation that costs the guest CPU time).
+wait_until() {
+    local timeout=$1 what=$2 t0=$EPOCHREALTIME
+    shift 2
+    until "$@"; do
+        if awk -v a="$t0" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }'; then
+            die "timed out after ${timeout}s waiting for: $what"
+        fi
+        sleep 0.5
+    done
+}
+is_state() { [ "$(tandem_state "$1")" = "$2" ]; }
+no_vip() { ! has_vip "$1"; }
+since_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+
+# The master of the tandem pair (exactly one master and one backup).
+tandem_pair() {
+    local s1 s2
+    s1=$(tandem_state lb1) s2=$(tandem_state lb2)
+    if [ "$s1" = master ] && [ "$s2" = backup ]; then echo lb1
+    elif [ "$s2" = master ] && [ "$s1" = backup ]; then echo lb2
+    else return 1; fi
+}
+pair_settled() { tandem_pair >/dev/null; }
+
+# VRRP state changes in a node's journal (this boot), one per line.
+transitions() {
+    vm_ssh "$1" "journalctl -u tandem -o short-precise --no-pager | grep 'vrrp state change' || true" |
+        sed -E 's/^([A-Za-z]+ +[0-9]+ [0-9:.]+) .*from=([a-z]+) to=([a-z]+) reason=(.*) priority=.*/\1 \2 -> \3 (\4)/'
+}
+declare -A MARK=()
+mark_transitions() { MARK[lb1]=$(transitions lb1 | wc -l); MARK[lb2]=$(transitions lb2 | wc -l); }
+new_transitions() { transitions "$1" | tail -n +"$((MARK[$1] + 1))"; }
+
+result() { # daemon scenario gap failed attempts notes
+    RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' "$1" "$2" "$3" "$4" "$5" "$6")")
+    log "RESULT $1 / $2: gap ${3} ms, ${4} failed of ${5}; $6"
+}
+
+report_phase() { # daemon scenario client-log event-epoch notes
+    local gap failed total n before
+    read -r gap failed total n before < <(client_report "$3" "$4")
+    client_outages "$3" "$4" >&2
+    [ "$before" = 0 ] || log "WARNING: $before failed connections BEFORE the event (baseline)"
+    [ "$total" = "$failed" ] || log "NOTE: $((total - failed)) more failed connections after the first outage"
+    [ "$gap" != -1 ] || die "$1 $2: the client never recovered"
+    local goal=
+    case $2 in
+        SIGKILL* | power-off*) if [ "$gap" -le "$GOAL_MS" ]; then goal="within goal; "; else goal="ABOVE GOAL ${GOAL_MS} ms; "; fi ;;
+    esac
+    local more=
+    [ "$total" = "$failed" ] || more="; $total failed in all"
+    result "$1" "$2" "$gap" "$failed" "$n" "$goal$5$more"
+    PHASE_FAILED=$total
+}
+
+# --- build: image, packages -----------------------------------------------------
+t_build=$SECONDS
+IMAGE=$(bash "$VM_DIR/build-image.sh")
+log "image $IMAGE ($((SECONDS - t_build)) s)"
+t_deb=$SECONDS
+bash packaging/build-deb.sh >"$LOGS/build-deb.log" 2>&1 || { tail -20 "$LOGS/build-deb.log" >&2; die "build-deb.sh failed"; }
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+deb1=target/debian/tandem_${version}-1_amd64.deb
+[ -f "$deb1" ] || die "$deb1 was not built"
+lab_init
+cp "$deb1" "$SHARE/tandem_old.deb"
+# The upgrade: the same tree rebuilt with a higher Debian revision.
+bash packaging/build-deb.sh --deb-version "${version}-1+vmlab1" >>"$LOGS/build-deb.log" 2>&1 ||
+    { tail -20 "$LOGS/build-deb.log" >&2; die "build-deb.sh --deb-version failed"; }
+mv "target/debian/tandem_${version}-1+vmlab1_amd64.deb" "$SHARE/tandem_new.deb"
+cp vagrant/provision-lb.sh vagrant/provision-web.sh "$SHARE/"
+log "packages ${version}-1 and ${version}-1+vmlab1 ($((SECONDS - t_deb)) s)"
+
+# --- the lab ----------------------------------------------------------------------
+lab_accel
+vm_define web "$LAB_NET.21" 2221 "$LAB_NET.22/24"
+vm_define lb1 "$LAB_NET.11" 2211
+vm_define lb2 "$LAB_NET.12" 2212
+t_boot=$SECONDS
+for vm in web lb1 lb2; do vm_start "$vm"; done
+for vm in web lb1 lb2; do vm_wait_ssh "$vm"; done
+log "three VMs up in $((SECONDS - t_boot)) s"
+
+vm_ssh web 'sh /mnt/share/provision-web.sh web1' >"$LOGS/provision-web.log" 2>&1 ||
+    { cat "$LOGS/provision-web.log" >&2; die "provision-web.sh failed"; }
+for lb in lb1 lb2; do
+    vm_ssh "$lb" "cp /mnt/share/tandem_old.deb /tmp/tandem.deb && TANDEM_INSTALL=dpkg sh /mnt/share/provision-lb.sh $lb active-passive $LAB_NET" \
+        >"$LOGS/provision-$lb.log" 2>&1 &
+    eval "prov_$lb=\$!"
+done
+# shellcheck disable=SC2154 # set by the eval above
+wait "$prov_lb1" || { cat "$LOGS/provision-lb1.log" >&2; die "provision-lb.sh lb1 failed"; }
+# shellcheck disable=SC2154
+wait "$prov_lb2" || { cat "$LOGS/provision-lb2.log" >&2; die "provision-lb.sh lb2 failed"; }
+log "tandem $(vm_ssh lb1 "dpkg-query -W -f '\${Version}' tandem") installed with dpkg -i and started by systemd on lb1 and lb2"
+
+# Startup: whoever's timer expires first is master; the other one backs off
+# (preempt_delay 30 s if it is lb1), so allow for that.
+wait_until 90 "one master and one backup" pair_settled
+for lb in lb1 lb2; do
+    echo "--- $lb: tandem status"
+    vm_ssh "$lb" tandem status
+done >&2
+master=$(tandem_pair)
+body=$(in_ns curl -s -m 5 "http://$VIP/") || die "no HTTP answer through the VIP"
+[ "$body" = "hello from web1" ] || die "unexpected answer through the VIP: $body"
+log "OK: $master master, $(other "$master") backup; http://$VIP/ from the client: \"$body\""
+
+# --- tandem 1: SIGKILL the master ------------------------------------------------------
+sigkill_tandem() {
+    local run=$1 m b ev restart_ms vip_gone_ms clog notes
+    m=$(tandem_pair) || die "pair not settled"
+    b=$(other "$m")
+    clog=$LOGS/client-tandem-sigkill-$run.log
+    mark_transitions
+    client_start "$clog" 200
+    log "tandem SIGKILL #$run: systemctl kill -s KILL tandem on $m (master)"
+    ev=$(now)
+    vm_ssh "$m" systemctl kill -s KILL tandem
+    sleep 1
+    wait_until 20 "$b master" is_state "$b" master
+    log "$b is master ($(since_ms "$ev") ms after the kill, as seen over ssh)"
+    wait_until 15 "no VIP on the killed $m" no_vip "$m"
+    vip_gone_ms=$(since_ms "$ev")
+    log "$m holds no VIP ($vip_gone_ms ms after the kill: ExecStopPost tandem cleanup)"
+    wait_until 30 "tandem restarted by systemd on $m" is_state "$m" backup
+    restart_ms=$(since_ms "$ev")
+    log "$m: tandem restarted by systemd, backup ($restart_ms ms after the kill)"
+    if [ "$m" = lb1 ]; then
+        # lb1 has the higher priority: it takes the VIP back after preempt_delay (30 s).
+        wait_until 75 "$m preempts after preempt_delay" is_state "$m" master
+        log "$m master again $(since_ms "$ev") ms after the kill (preempt_delay 30 s + restart)"
+    else
+        sleep 5
+    fi
+    sleep 2
+    client_stop
+    echo "--- state changes since the kill" >&2
+    for n in "$m" "$b"; do new_transitions "$n" | sed "s/^/    $n: /" >&2; done
+    # The killed node's journal: after the kill, initialize -> backup, then
+    # (lb1 only) backup -> master once; the peer: backup -> master -> backup.
+    local tm tb
+    tm=$(new_transitions "$m" | grep -c . || true)
+    tb=$(new_transitions "$b" | grep -c . || true)
+    local want_m=1 want_b=1
+    if [ "$m" = lb1 ]; then want_m=2 want_b=2; fi
+    if [ "$tm" -gt "$want_m" ] || [ "$tb" -gt "$want_b" ]; then die "flap: $tm state changes on $m (want $want_m), $tb on $b (want $want_b)"; fi
+    notes="VIP gone from killed node after ${vip_gone_ms} ms; restarted as backup after ${restart_ms} ms; no extra flap ($tm/$tb state changes)"
+    report_phase tandem "SIGKILL #$run" "$clog" "$ev" "$notes"
+    # The preemption is a planned handover: it should fail nothing.
+    local pre
+    pre=$(awk -v s="$ev" '$1 > s + 10 && $3 != "200"' "$clog" | wc -l)
+    [ "$pre" = 0 ] || log "WARNING: $pre failed connections around the preemption"
+    RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' tandem "  preemption #$run" - "$pre" - "failed connections after restart + preempt_delay")")
+}
+
+# --- tandem 2: graceful stop of the master -----------------------------------------------
+stop_tandem() {
+    local run=$1 m b ev clog
+    m=$(tandem_pair) || die "pair not settled"
+    b=$(other "$m")
+    clog=$LOGS/client-tandem-stop-$run.log
+    client_start "$clog" 200
+    log "tandem stop #$run: systemctl stop tandem on $m (master)"
+    ev=$(now)
+    vm_ssh "$m" systemctl stop tandem
+    log "stop returned after $(since_ms "$ev") ms"
+    wait_until 10 "$b master" is_state "$b" master
+    no_vip "$m" || die "$m still holds the VIP after a graceful stop"
+    sleep 1.5
+    client_stop
+    report_phase tandem "graceful stop #$run" "$clog" "$ev" "handover to $b"
+    [ "$PHASE_FAILED" = 0 ] || die "graceful stop failed $PHASE_FAILED connections (want 0)"
+    log "OK: zero failed connections"
+    vm_ssh "$m" systemctl start tandem
+    wait_until 30 "$m backup after start" is_state "$m" backup
+    if [ "$m" = lb1 ]; then
+        log "waiting for $m to preempt (preempt_delay 30 s)"
+        wait_until 60 "$m master after preempt_delay" is_state "$m" master
+    fi
+    wait_until 10 "pair settled" pair_settled
+}
+
+# --- tandem 3: apt install of a higher version on the running backup ---------------------
+upgrade_tandem() {
+    local m b ev clog pid0 pid1 ver out
+    m=$(tandem_pair) || die "pair not settled"
+    b=$(other "$m")
+    clog=$LOGS/client-tandem-upgrade.log
+    mark_transitions
+    vm_ssh "$b" 'echo "# kept across upgrades (vm lab)" >> /etc/tandem/tandem.toml; cp /mnt/share/tandem_new.deb /tmp/tandem_new.deb'
+    pid0=$(vm_ssh "$b" systemctl show -p MainPID --value tandem)
+    client_start "$clog" 200
+    log "upgrade: apt install tandem_${version}-1+vmlab1 on $b (backup, running as pid $pid0)"
+    ev=$(now)
+    vm_ssh "$b" 'DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/tandem_new.deb </dev/null' >"$LOGS/upgrade-apt.log" 2>&1 ||
+        { cat "$LOGS/upgrade-apt.log" >&2; die "apt install of the new package failed"; }
+    wait_until 30 "$b backup after the upgrade" is_state "$b" backup
+    sleep 2
+    client_stop
+    ver=$(vm_ssh "$b" "dpkg-query -W -f '\${Version}' tandem")
+    pid1=$(vm_ssh "$b" systemctl show -p MainPID --value tandem)
+    [ "$ver" = "${version}-1+vmlab1" ] || die "upgrade: version is $ver"
+    vm_ssh "$b" "grep -q 'kept across upgrades' /etc/tandem/tandem.toml" || die "upgrade lost the edited conffile"
+    if [ "$pid1" = "$pid0" ] || [ "$pid1" = 0 ]; then die "upgrade: tandem was not restarted (pid $pid0 -> $pid1)"; fi
+    has_vip "$m" || die "upgrade: $m lost the VIP"
+    [ -z "$(new_transitions "$m")" ] || die "upgrade: the master changed state: $(new_transitions "$m")"
+    report_phase tandem "upgrade on backup" "$clog" "$ev" "$ver, conffile kept, restarted pid $pid0 -> $pid1, $m kept the VIP"
+    [ "$PHASE_FAILED" = 0 ] || die "upgrade failed $PHASE_FAILED connections (want 0)"
+
+    # The gate: with a config tandem check rejects, the upgrade does not restart.
+    vm_ssh "$b" 'cp /etc/tandem/tandem.toml /root/tandem.toml.good && echo "bogus_key = 1" >> /etc/tandem/tandem.toml'
+    out=$(vm_ssh "$b" 'DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/tandem_new.deb </dev/null 2>&1') || die "dpkg -i with a bad config failed: $out"
+    grep -q 'NOT restarting' <<<"$out" || die "no 'NOT restarting' from postinst: $out"
+    [ "$(vm_ssh "$b" systemctl show -p MainPID --value tandem)" = "$pid1" ] || die "restarted with a config that fails tandem check"
+    vm_ssh "$b" 'cp /root/tandem.toml.good /etc/tandem/tandem.toml && tandem check -c /etc/tandem/tandem.toml >/dev/null'
+    log "OK: with a config that fails 'tandem check' the reinstall did not restart tandem (pid $pid1 kept)"
+    RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' tandem "  bad-config reinstall" - - - "postinst refused to restart; daemon kept running")")
+}
+
+# --- 4: hard power-off of the master VM ---------------------------------------------------
+poweroff() { # daemon master-query-function
+    local d=$1 m=$2 b ev clog
+    b=$(other "$m")
+    clog=$LOGS/client-$d-poweroff.log
+    client_start "$clog" 200
+    log "$d power-off: killing $m's qemu (pid ${VM_PID[$m]})"
+    ev=$(now)
+    vm_kill "$m"
+    sleep 1
+    if [ "$d" = tandem ]; then wait_until 20 "$b master" is_state "$b" master
+    else wait_until 20 "$b holds the VIP" has_vip "$b"; fi
+    sleep 2
+    client_stop
+    report_phase "$d" "power-off" "$clog" "$ev" "$b took over"
+}
+
+t_scen=$SECONDS
+for run in $(seq "$runs"); do
+    sigkill_tandem "$run"
+    stop_tandem "$run"
+done
+upgrade_tandem
+poweroff tandem "$(tandem_pair)"
+log "tandem scenarios done in $((SECONDS - t_scen)) s"
+
+# --- keepalived in the same VMs --------------------------------------------------------------
+if [ "$keepalived" = 1 ]; then
+    # Bring the powered-off LB back (a fresh boot on its own disk).
+    for lb in lb1 lb2; do
+        if [ -z "${VM_PID[$lb]:-}" ]; then
+            t_boot=$SECONDS
+            vm_start "$lb"
+            vm_wait_ssh "$lb"
+            log "$lb rebooted in $((SECONDS - t_boot)) s"
+        fi
+    done
+    for lb in lb2 lb1; do vm_ssh "$lb" 'systemctl stop tandem && systemctl disable -q tandem'; done
+    for lb in lb1 lb2; do
+        prio=100; [ "$lb" = lb1 ] && prio=150
+        iface=$(vm_ssh "$lb" "ip -o -4 addr show | awk -v n='$LAB_NET.' 'index(\$4, n) == 1 { print \$2; exit }'")
+        vm_ssh "$lb" "cat > /etc/keepalived/keepalived.conf" <<EOF
+global_defs {
+    router_id $lb
+    vrrp_version 3
+}
+vrrp_instance web {
+    state BACKUP
+    interface $iface
+    virtual_router_id 51
+    priority $prio
+    advert_int 0.1
+    virtual_ipaddress {
+        $VIP/24
+    }
+}
+EOF
+        vm_ssh "$lb" "systemd-run -q --unit=fwd80 socat TCP-LISTEN:80,fork,reuseaddr TCP:$LAB_NET.21:8080 && systemctl start keepalived"
+    done
+    ka_master() { if has_vip lb1 && ! has_vip lb2; then echo lb1; elif has_vip lb2 && ! has_vip lb1; then echo lb2; else return 1; fi; }
+    ka_settled() { ka_master >/dev/null; }
+    wait_until 30 "keepalived: one node with the VIP" ka_settled
+    body=$(in_ns curl -s -m 5 "http://$VIP/") || die "keepalived: no HTTP answer through the VIP"
+    log "keepalived: $(ka_master) holds the VIP; http://$VIP/: \"$body\""
+
+    for run in $(seq "$runs"); do
+        m=$(ka_master) || die "keepalived pair not settled"; b=$(other "$m")
+        clog=$LOGS/client-keepalived-sigkill-$run.log
+        client_start "$clog" 120
+        log "keepalived SIGKILL #$run: systemctl kill -s KILL keepalived on $m"
+        ev=$(now)
+        vm_ssh "$m" systemctl kill -s KILL keepalived
+        sleep 1
+        wait_until 20 "$b holds the VIP" has_vip "$b"
+        sleep 3
+        client_stop
+        left=no; has_vip "$m" && left=yes
+        report_phase keepalived "SIGKILL #$run" "$clog" "$ev" "killed node still holds the VIP: $left"
+        vm_ssh "$m" 'ip addr del '"$VIP"'/24 dev '"$iface"' 2>/dev/null; systemctl restart keepalived'
+        wait_until 30 "keepalived settled" ka_settled
+
+        m=$(ka_master); b=$(other "$m")
+        clog=$LOGS/client-keepalived-stop-$run.log
+        client_start "$clog" 120
+        log "keepalived stop #$run: systemctl stop keepalived on $m"
+        ev=$(now)
+        vm_ssh "$m" systemctl stop keepalived
+        wait_until 20 "$b holds the VIP" has_vip "$b"
+        sleep 2
+        client_stop
+        report_phase keepalived "graceful stop #$run" "$clog" "$ev" "handover to $b"
+        vm_ssh "$m" systemctl start keepalived
+        wait_until 30 "keepalived settled" ka_settled
+        sleep 1
+    done
+    poweroff keepalived "$(ka_master)"
+fi
+
+# --- results ---------------------------------------------------------------------------------
+{
+    echo
+    echo "VM lab: tandem ${version} vs keepalived $(vm_ssh "$(other "${m:-lb1}")" "dpkg-query -W -f '\${Version}' keepalived" 2>/dev/null || echo '?'), advert 100 ms, $ACCEL, 1 vCPU ${VM_MEM} MiB per VM"
+    echo "goal for SIGKILL / power-off: gap <= ${GOAL_MS} ms (3 x advert + skew + 0.1 s); graceful stop: 0 failed"
+    echo "gap = first failed new connection -> first successful one after it (client: a new connection every ~15 ms, connect timeout 150 ms)"
+    echo
+    printf '%-10s %-22s %7s %7s %9s  %s\n' daemon scenario gap_ms failed attempts notes
+    printf '%s\n' "${RESULTS[@]}"
+    echo
+    echo "total $((SECONDS)) s"
+} | tee "$LOGS/results.txt"
+log "PASS: logs in $LOGS"
