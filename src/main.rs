@@ -53,6 +53,24 @@ enum Cmd {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Take a backend out of service or change its weight, at runtime.
+    Backend {
+        #[command(subcommand)]
+        op: BackendOp,
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[arg(short, long, global = true)]
+        socket: Option<PathBuf>,
+    },
+    /// Change a VRRP instance at runtime (maintenance switchover).
+    Vrrp {
+        #[command(subcommand)]
+        op: VrrpOp,
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[arg(short, long, global = true)]
+        socket: Option<PathBuf>,
+    },
     /// Print the tandem(8) man page (roff) generated from this CLI.
     #[command(hide = true)]
     Manpage,
@@ -65,6 +83,47 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum BackendOp {
+    /// No new connections; open ones finish (status shows how many remain).
+    Drain { target: String },
+    /// Back in service.
+    Enable { target: String },
+    /// No new connections; open ones are closed after the grace period.
+    Disable {
+        target: String,
+        #[arg(long, default_value = "10s")]
+        grace: String,
+    },
+    /// Set the weight (1..=256), or `config` for the configured one.
+    Weight { target: String, weight: String },
+}
+
+#[derive(Subcommand)]
+enum VrrpOp {
+    /// Set the priority (1..=255), or `config` for the configured one. Lower
+    /// it below the peer's for a planned switchover.
+    Priority { instance: String, priority: String },
+}
+
+/// `POOL/BACKEND` → the admin API path prefix.
+fn backend_path(target: &str) -> Result<String, String> {
+    match target.split_once('/') {
+        Some((p, b)) if !p.is_empty() && !b.is_empty() => Ok(format!("/v1/backends/{p}/{b}")),
+        _ => Err(format!("{target:?}: write POOL/BACKEND, e.g. web/web1")),
+    }
+}
+
+fn print_result(code: u16, body: &str) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    if code == 200 {
+        println!("{}", v["message"].as_str().unwrap_or(body));
+        Ok(())
+    } else {
+        Err(v["error"].as_str().unwrap_or(body).to_string())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -72,6 +131,68 @@ fn main() -> ExitCode {
         Cmd::Check { config, json } => check(config, json),
         Cmd::Cleanup { config } => cleanup(config),
         Cmd::Manpage => manpage(),
+        Cmd::Backend { op, config, socket } => {
+            let (target, method, action, body) = match &op {
+                BackendOp::Drain { target } => (target, "POST", "drain", None),
+                BackendOp::Enable { target } => (target, "POST", "enable", None),
+                BackendOp::Disable { target, grace } => (
+                    target,
+                    "POST",
+                    "disable",
+                    Some(serde_json::json!({ "grace": grace }).to_string()),
+                ),
+                BackendOp::Weight { target, weight } => {
+                    let w = if weight == "config" {
+                        serde_json::Value::Null
+                    } else {
+                        match weight.parse::<u32>() {
+                            Ok(w) => serde_json::json!(w),
+                            Err(_) => {
+                                eprintln!("tandem: weight must be 1..=256 or `config`");
+                                return ExitCode::from(2);
+                            }
+                        }
+                    };
+                    (
+                        target,
+                        "PUT",
+                        "weight",
+                        Some(serde_json::json!({ "weight": w }).to_string()),
+                    )
+                }
+            };
+            let path = match backend_path(target) {
+                Ok(p) => format!("{p}/{action}"),
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            admin_call_body(&config, socket, method, &path, body, print_result)
+        }
+        Cmd::Vrrp { op, config, socket } => match op {
+            VrrpOp::Priority { instance, priority } => {
+                let p = if priority == "config" {
+                    serde_json::Value::Null
+                } else {
+                    match priority.parse::<u8>() {
+                        Ok(p) if p >= 1 => serde_json::json!(p),
+                        _ => {
+                            eprintln!("tandem: priority must be 1..=255 or `config`");
+                            return ExitCode::from(2);
+                        }
+                    }
+                };
+                admin_call_body(
+                    &config,
+                    socket,
+                    "PUT",
+                    &format!("/v1/vrrp/{instance}/priority"),
+                    Some(serde_json::json!({ "priority": p }).to_string()),
+                    print_result,
+                )
+            }
+        },
         Cmd::Status {
             config,
             socket,
@@ -297,6 +418,17 @@ fn admin_call(
     path: &str,
     handle: impl FnOnce(u16, &str) -> Result<(), String>,
 ) -> ExitCode {
+    admin_call_body(config, socket, method, path, None, handle)
+}
+
+fn admin_call_body(
+    config: &std::path::Path,
+    socket: Option<PathBuf>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    handle: impl FnOnce(u16, &str) -> Result<(), String>,
+) -> ExitCode {
     let socket = socket.unwrap_or_else(|| {
         tandem::config::load(config)
             .map(|c| c.global.admin_socket)
@@ -312,7 +444,7 @@ fn admin_call(
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(tandem::admin::client::request(&socket, method, path, None)) {
+    match rt.block_on(tandem::admin::client::request(&socket, method, path, body)) {
         Ok((code, body)) => match handle(code, &body) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate, View};
 use crate::config::{BackendConfig, PoolConfig};
@@ -62,6 +63,10 @@ pub struct BackendState {
     ewma_ns: AtomicU64,
     passive_streak: AtomicU32,
     check: Mutex<CheckInfo>,
+    /// Weight set at runtime; 0 = the configured weight.
+    weight_override: AtomicU32,
+    /// Cancelled to close every open connection of this backend (disable).
+    cut: Mutex<CancellationToken>,
 }
 
 impl Default for BackendState {
@@ -81,6 +86,8 @@ impl Default for BackendState {
             ewma_ns: AtomicU64::new(0),
             passive_streak: AtomicU32::new(0),
             check: Mutex::new(CheckInfo::default()),
+            weight_override: AtomicU32::new(0),
+            cut: Mutex::new(CancellationToken::new()),
         }
     }
 }
@@ -103,6 +110,51 @@ impl BackendState {
 
     pub fn set_admin(&self, s: AdminState) {
         self.admin.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// The weight balancers use: the runtime one if set, else the configured.
+    pub fn weight(&self, configured: u32) -> u32 {
+        match self.weight_override.load(Ordering::Relaxed) {
+            0 => configured,
+            w => w,
+        }
+    }
+
+    pub fn weight_override(&self) -> Option<u32> {
+        match self.weight_override.load(Ordering::Relaxed) {
+            0 => None,
+            w => Some(w),
+        }
+    }
+
+    pub fn set_weight_override(&self, w: Option<u32>) {
+        self.weight_override
+            .store(w.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Whether anything about this backend was changed at runtime.
+    pub fn has_runtime_state(&self) -> bool {
+        self.admin() != AdminState::Enabled || self.weight_override().is_some()
+    }
+
+    /// Forgets runtime changes (the config changed this backend).
+    pub fn clear_runtime_state(&self) {
+        self.set_admin(AdminState::Enabled);
+        self.set_weight_override(None);
+    }
+
+    /// A token cancelled when this backend's connections must be closed.
+    pub fn cut_token(&self) -> CancellationToken {
+        self.cut.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Closes every open connection of this backend; later ones get a
+    /// fresh token.
+    pub fn cut_connections(&self) {
+        if let Ok(mut t) = self.cut.lock() {
+            t.cancel();
+            *t = CancellationToken::new();
+        }
     }
 
     /// Records a health transition; returns true if the state changed.
@@ -213,7 +265,7 @@ impl View for PickView<'_> {
     fn get(&self, i: usize) -> Candidate {
         let b = &self.backends[i];
         Candidate {
-            weight: b.cfg.weight,
+            weight: b.state.weight(b.cfg.weight),
             usable: b.serving() && b.has_room() && !self.excluded.contains(&i),
             backup: b.cfg.backup,
             active: b.state.active.load(Ordering::Relaxed),
@@ -283,10 +335,14 @@ impl Pool {
             .backends
             .iter()
             .map(|b| {
-                let state = previous
-                    .and_then(|p| p.backends.iter().find(|o| o.cfg.address == b.address))
-                    .map(|o| o.state.clone())
-                    .unwrap_or_default();
+                let old = previous.and_then(|p| p.backends.iter().find(|o| o.cfg.address == b.address));
+                let state = old.map(|o| o.state.clone()).unwrap_or_default();
+                // Runtime changes (drain, weight) survive a reload until the
+                // config itself changes this backend.
+                if old.is_some_and(|o| o.cfg != *b) && state.has_runtime_state() {
+                    tracing::info!(pool = %cfg.name, backend = %b.name, "backend changed in the config: runtime drain/disable/weight cleared");
+                    state.clear_runtime_state();
+                }
                 Backend {
                     cfg: b.clone(),
                     state,
@@ -480,6 +536,29 @@ mod tests {
         assert!(!p.backends[0].state.is_healthy());
         assert!(p.backends[0].state.take_passive_down());
         assert!(!p.backends[0].state.take_passive_down());
+    }
+
+    #[test]
+    fn runtime_weight_and_drain_survive_reload_until_the_backend_changes() {
+        let p = pool(0, 2);
+        p.backends[0].state.set_weight_override(Some(7));
+        p.backends[1].state.set_admin(AdminState::Draining);
+        let q = Pool::build(p.cfg.clone(), Some(&p));
+        assert_eq!(q.backends[0].state.weight(1), 7);
+        assert_eq!(q.backends[1].state.admin(), AdminState::Draining);
+        // Draining backends get no new connections.
+        for _ in 0..4 {
+            assert_eq!(q.try_lease(0, &[]).expect("lease").index, 0);
+        }
+        let mut changed = q.cfg.clone();
+        changed.backends[1].weight = 3;
+        let r = Pool::build(changed, Some(&q));
+        assert_eq!(r.backends[1].state.admin(), AdminState::Enabled);
+        assert_eq!(
+            r.backends[0].state.weight(1),
+            7,
+            "unchanged backend keeps its runtime weight"
+        );
     }
 
     #[test]

@@ -473,7 +473,9 @@ impl Daemon {
                         BackendStatus {
                             name: b.cfg.name.clone(),
                             address: b.cfg.address.to_string(),
-                            weight: b.cfg.weight,
+                            weight: b.state.weight(b.cfg.weight),
+                            configured_weight: b.cfg.weight,
+                            runtime: b.state.has_runtime_state(),
                             backup: b.cfg.backup,
                             health: if b.state.is_healthy() { "up" } else { "down" }.into(),
                             admin: serde_json::to_value(b.state.admin())
@@ -504,6 +506,119 @@ impl Daemon {
             pools,
             vrrp: self.vrrp_service().map(|v| v.status()).unwrap_or_default(),
         }
+    }
+}
+
+/// A runtime change to one backend (`tandem backend ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAction {
+    /// No new connections; open ones finish.
+    Drain,
+    Enable,
+    /// No new connections; open ones are closed after `grace`.
+    Disable {
+        grace: std::time::Duration,
+    },
+    /// Runtime weight, or None for the configured one.
+    Weight(Option<u32>),
+}
+
+/// An admin API failure: HTTP status and message.
+pub type ApiError = (u16, String);
+
+impl Daemon {
+    pub fn backend_action(
+        &self,
+        pool: &str,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<String, ApiError> {
+        let p = self
+            .pool(pool)
+            .ok_or_else(|| (404, format!("no pool named {pool:?}")))?;
+        let b = p
+            .backends
+            .iter()
+            .find(|b| b.cfg.name == backend)
+            .ok_or_else(|| {
+                (
+                    404,
+                    format!("pool {pool:?} has no backend named {backend:?}"),
+                )
+            })?;
+        let st = b.state.clone();
+        let active = || st.active.load(Ordering::Relaxed);
+        let msg = match action {
+            BackendAction::Drain => {
+                st.set_admin(crate::pool::AdminState::Draining);
+                format!("{pool}/{backend} draining: {} connections remain", active())
+            }
+            BackendAction::Enable => {
+                st.set_admin(crate::pool::AdminState::Enabled);
+                format!("{pool}/{backend} enabled")
+            }
+            BackendAction::Disable { grace } => {
+                st.set_admin(crate::pool::AdminState::Disabled);
+                let st2 = st.clone();
+                let (pool_s, backend_s) = (pool.to_string(), backend.to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if st2.admin() == crate::pool::AdminState::Disabled {
+                        let n = st2.active.load(Ordering::Relaxed);
+                        if n > 0 {
+                            tracing::info!(pool = %pool_s, backend = %backend_s, connections = n, "grace period over: closing connections of disabled backend");
+                        }
+                        st2.cut_connections();
+                    }
+                });
+                format!(
+                    "{pool}/{backend} disabled: {} open connections close in {}",
+                    active(),
+                    config::duration::format(grace)
+                )
+            }
+            BackendAction::Weight(w) => {
+                if let Some(w) = w {
+                    if !(1..=256).contains(&w) {
+                        return Err((400, format!("weight {w} is out of range 1..=256")));
+                    }
+                }
+                st.set_weight_override(w);
+                match w {
+                    Some(w) => format!("{pool}/{backend} weight {w} (configured {})", b.cfg.weight),
+                    None => format!(
+                        "{pool}/{backend} weight back to the configured {}",
+                        b.cfg.weight
+                    ),
+                }
+            }
+        };
+        tracing::info!(pool, backend, action = ?action, "{msg}");
+        Ok(msg)
+    }
+
+    /// Runtime VRRP priority (maintenance), or None for the configured one.
+    pub async fn vrrp_priority(
+        &self,
+        instance: &str,
+        priority: Option<u8>,
+    ) -> Result<String, ApiError> {
+        if priority == Some(0) {
+            return Err((
+                400,
+                "priority must be 1..=255 (0 is the resign signal)".into(),
+            ));
+        }
+        let svc = self
+            .vrrp_service()
+            .ok_or_else(|| (404, "no VRRP instance is configured".to_string()))?;
+        if !svc.set_priority(instance, priority).await {
+            return Err((404, format!("no VRRP instance named {instance:?}")));
+        }
+        Ok(match priority {
+            Some(p) => format!("{instance}: priority {p} (set at runtime)"),
+            None => format!("{instance}: priority back to the configured one"),
+        })
     }
 }
 

@@ -864,3 +864,50 @@ fn missing_interface_is_waited_for() {
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
     assert!(lab.has_addr_on("lb1", "eth1", VIP));
 }
+
+#[test]
+fn planned_switchover_by_runtime_priority() {
+    if !enter("planned_switchover_by_runtime_priority") {
+        return;
+    }
+    let p = pair("maint");
+    let lab = &p.lab;
+    elect(lab, "", "");
+    let client = ProbeClient::start(lab, "client", vip_addr(), Duration::from_millis(2), 20000);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let out = std::process::Command::new(TANDEM)
+        .args(["vrrp", "priority", "vip1", "50", "-s"])
+        .arg(lab.dir.join("lb1.sock"))
+        .output()
+        .expect("tandem vrrp");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    wait_state(lab, "lb1", "backup", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let probes = client.stop();
+    let (failed, _) = report("planned switchover", &probes, t);
+    // As for a graceful stop: no outage; only a connection caught in flight
+    // at the ARP flip can be reset.
+    assert!(failed <= 1, "failed connections: {failed}");
+    assert!(probes
+        .iter()
+        .filter(|p| p.at >= t && !p.ok)
+        .all(|p| p.body.contains("reset")));
+    let s = lab.status("lb1").expect("status");
+    assert_eq!(s["vrrp"][0]["priority_override"], 50);
+    assert_eq!(s["vrrp"][0]["effective_priority"], 50);
+    eprintln!("planned switchover: lb2 master after {took:?}");
+    // Back to the configured priority: lb1 preempts again.
+    let out = std::process::Command::new(TANDEM)
+        .args(["vrrp", "priority", "vip1", "config", "-s"])
+        .arg(lab.dir.join("lb1.sock"))
+        .output()
+        .expect("tandem vrrp");
+    assert!(out.status.success());
+    wait_state(lab, "lb1", "master", Duration::from_secs(3));
+}

@@ -6,6 +6,14 @@
 //! - `GET  /v1/status`  → [`status::Status`]
 //! - `POST /v1/reload`  → re-read and apply the config file; 200 on success,
 //!   422 with the list of errors (nothing changed) otherwise.
+//! - `POST /v1/backends/{pool}/{backend}/drain|enable|disable` (disable takes
+//!   an optional `{"grace": "10s"}`), `PUT /v1/backends/{pool}/{backend}/weight`
+//!   with `{"weight": N}` or `{"weight": null}` (back to the configured one).
+//! - `PUT /v1/vrrp/{instance}/priority` with `{"priority": N}` or `null`.
+//!
+//! Every answer is JSON: `{"ok": true, "message": ...}` or
+//! `{"ok": false, "error": ...}` with a 4xx status. The full description is
+//! `packaging/openapi.yaml`.
 
 pub mod client;
 pub mod status;
@@ -87,7 +95,95 @@ fn json(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
+/// Reads a small JSON body (the API's bodies are a few bytes).
+async fn json_body(req: Request<Incoming>) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read body: {e}"))?
+        .to_bytes();
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
+}
+
+fn result(r: Result<String, crate::runtime::ApiError>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(msg) => json(
+            StatusCode::OK,
+            serde_json::json!({ "ok": true, "message": msg }).to_string(),
+        ),
+        Err((code, msg)) => json(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            serde_json::json!({ "ok": false, "error": msg }).to_string(),
+        ),
+    }
+}
+
+async fn backend_route(
+    req: Request<Incoming>,
+    daemon: &Daemon,
+    pool: &str,
+    backend: &str,
+    action: &str,
+) -> Response<Full<Bytes>> {
+    use crate::runtime::BackendAction;
+    let method = req.method().clone();
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(e) => return result(Err((400, e))),
+    };
+    let action = match (method, action) {
+        (Method::POST, "drain") => BackendAction::Drain,
+        (Method::POST, "enable") => BackendAction::Enable,
+        (Method::POST, "disable") => {
+            let grace = match body.get("grace").and_then(|g| g.as_str()) {
+                None => std::time::Duration::from_secs(10),
+                Some(g) => match crate::config::duration::parse(g) {
+                    Ok(d) => d,
+                    Err(e) => return result(Err((400, e))),
+                },
+            };
+            BackendAction::Disable { grace }
+        }
+        (Method::PUT, "weight") => match body.get("weight") {
+            Some(serde_json::Value::Null) | None => BackendAction::Weight(None),
+            Some(w) => match w.as_u64() {
+                Some(w) => BackendAction::Weight(Some(w.min(u32::MAX as u64) as u32)),
+                None => return result(Err((400, "weight must be a number or null".into()))),
+            },
+        },
+        _ => return result(Err((404, format!("unknown backend operation {action:?}")))),
+    };
+    result(daemon.backend_action(pool, backend, action))
+}
+
 async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "backends", pool, backend, action] => {
+            return backend_route(req, daemon, pool, backend, action).await
+        }
+        ["v1", "vrrp", instance, "priority"] if req.method() == Method::PUT => {
+            let body = match json_body(req).await {
+                Ok(b) => b,
+                Err(e) => return result(Err((400, e))),
+            };
+            let prio = match body.get("priority") {
+                Some(serde_json::Value::Null) | None => None,
+                Some(p) => match p.as_u64().filter(|p| *p <= 255) {
+                    Some(p) => Some(p as u8),
+                    None => return result(Err((400, "priority must be 1..=255 or null".into()))),
+                },
+            };
+            return result(daemon.vrrp_priority(instance, prio).await);
+        }
+        _ => {}
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/v1/status") => {
             let s = daemon.status();

@@ -49,7 +49,14 @@ pub struct PoolStatus {
 pub struct BackendStatus {
     pub name: String,
     pub address: String,
+    /// The weight in use (runtime override or configured).
     pub weight: u32,
+    #[serde(default)]
+    pub configured_weight: u32,
+    /// Drain/disable/weight set at runtime (kept across reloads until the
+    /// config changes this backend).
+    #[serde(default)]
+    pub runtime: bool,
     pub backup: bool,
     /// "up" or "down".
     pub health: String,
@@ -73,6 +80,9 @@ pub struct VrrpStatus {
     pub vrid: u8,
     pub state: String,
     pub priority: u8,
+    /// Set at runtime with `tandem vrrp priority`.
+    #[serde(default)]
+    pub priority_override: Option<u8>,
     pub effective_priority: u8,
     pub master: Option<String>,
     pub reason: String,
@@ -154,10 +164,15 @@ impl Status {
                         v.name.clone(),
                         format!("{}/{}", v.interface, v.vrid),
                         v.state.clone(),
-                        if v.priority == v.effective_priority {
-                            v.priority.to_string()
-                        } else {
-                            format!("{} (cfg {})", v.effective_priority, v.priority)
+                        match (v.priority == v.effective_priority, v.priority_override) {
+                            (_, Some(o)) => format!(
+                                "{} (runtime {o}, cfg {})",
+                                v.effective_priority, v.priority
+                            ),
+                            (true, None) => v.priority.to_string(),
+                            (false, None) => {
+                                format!("{} (cfg {})", v.effective_priority, v.priority)
+                            }
                         },
                         v.master.clone().unwrap_or_else(|| "-".into()),
                         v.virtual_ips.join(","),
@@ -219,7 +234,16 @@ impl Status {
                     vec![
                         b.name.clone(),
                         b.address.clone(),
-                        format!("{}{}", b.weight, if b.backup { " backup" } else { "" }),
+                        format!(
+                            "{}{}{}",
+                            b.weight,
+                            if b.weight != b.configured_weight && b.configured_weight != 0 {
+                                "*"
+                            } else {
+                                ""
+                            },
+                            if b.backup { " backup" } else { "" }
+                        ),
                         if b.admin == "enabled" {
                             b.health.to_uppercase()
                         } else {

@@ -221,6 +221,7 @@ async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &Li
         rt.cfg.splice,
         rt.cfg.idle_timeout,
         &counters,
+        &lease.state.cut_token(),
     )
     .await
     {
@@ -254,6 +255,7 @@ pub async fn forward(
     mode: SpliceMode,
     idle: Duration,
     counters: &Counters<'_>,
+    cut: &CancellationToken,
 ) -> io::Result<()> {
     if let Some(h) = proxy_header {
         server.write_all(h).await?;
@@ -267,6 +269,7 @@ pub async fn forward(
         tokio::select! {
             r = futures::future::try_join(up, down) => r.map(|_| ()),
             _ = idle_watch(&act, idle) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
+            _ = cut.cancelled() => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "backend disabled")),
         }
     };
     if result.is_err() {
@@ -433,7 +436,17 @@ mod tests {
                 up: [&zero[0], &zero[1]],
                 down: [&zero[2], &zero[3]],
             };
-            forward(proxy_c, proxy_s, None, mode, Duration::from_secs(10), &c).await
+            let cut = CancellationToken::new();
+            forward(
+                proxy_c,
+                proxy_s,
+                None,
+                mode,
+                Duration::from_secs(10),
+                &c,
+                &cut,
+            )
+            .await
         };
         let data: Vec<u8> = (0..payload).map(|i| (i * 7 + 3) as u8).collect();
         let echo = async {
@@ -493,6 +506,7 @@ mod tests {
             SpliceMode::Auto,
             Duration::from_millis(200),
             &c,
+            &CancellationToken::new(),
         )
         .await;
         assert_eq!(r.err().map(|e| e.kind()), Some(io::ErrorKind::TimedOut));

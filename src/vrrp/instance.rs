@@ -36,6 +36,8 @@ const WAIT_RETRY: Duration = Duration::from_millis(500);
 pub enum Cmd {
     Shutdown,
     Reconfigure(Box<VrrpConfig>),
+    /// Runtime priority (maintenance); None returns to the configured one.
+    SetPriority(Option<u8>),
 }
 
 /// News shared between members of a sync group.
@@ -139,6 +141,9 @@ struct Driver {
     limiter: LogLimiter,
     lateness_max: Duration,
     shutting_down: bool,
+    /// Set at runtime (`tandem vrrp priority`); kept across reloads that do
+    /// not change the configured priority.
+    priority_override: Option<u8>,
 }
 
 enum Exit {
@@ -170,6 +175,7 @@ pub async fn run(
         limiter: LogLimiter(HashMap::new()),
         lateness_max: Duration::ZERO,
         shutting_down: false,
+        priority_override: None,
     };
     loop {
         let Some((link, primary)) = d.wait_for_interface(&mut cmds).await else {
@@ -237,7 +243,8 @@ impl Driver {
             tokio::select! {
                 c = cmds.recv() => match c {
                     None | Some(Cmd::Shutdown) => return None,
-                    Some(Cmd::Reconfigure(c)) => self.cfg = *c,
+                    Some(Cmd::Reconfigure(c)) => self.reconfigured(*c),
+                    Some(Cmd::SetPriority(p)) => self.priority_override = p,
                 },
                 _ = tokio::time::sleep(WAIT_RETRY) => {}
             }
@@ -363,7 +370,19 @@ impl Driver {
                         }
                     }
                     Some(Cmd::Reconfigure(c)) => {
-                        self.cfg = *c;
+                        self.reconfigured(*c);
+                        router.reconfigure(
+                            Instant::now(),
+                            self.cfg.preempt,
+                            self.cfg.preempt_delay,
+                            self.cfg.handover_timeout,
+                            self.cfg.advert_interval,
+                        );
+                        next_track = Instant::now();
+                    }
+                    Some(Cmd::SetPriority(p)) => {
+                        tracing::info!(instance = %name, priority = ?p, configured = self.cfg.priority, "priority set at runtime");
+                        self.priority_override = p;
                         next_track = Instant::now();
                     }
                 },
@@ -477,9 +496,23 @@ impl Driver {
         }
     }
 
+    /// Takes a reloaded config; a runtime priority survives unless the
+    /// configured priority itself changed.
+    fn reconfigured(&mut self, cfg: VrrpConfig) {
+        if cfg.priority != self.cfg.priority {
+            self.priority_override = None;
+        }
+        self.cfg = cfg;
+    }
+
+    fn base_priority(&self) -> u8 {
+        self.priority_override.unwrap_or(self.cfg.priority)
+    }
+
     /// Effective priority and hard fault from tracked pools and interfaces.
     async fn evaluate_tracking(&self) -> (u8, bool) {
-        let mut prio = self.cfg.priority as i32;
+        let base = self.base_priority();
+        let mut prio = base as i32;
         let mut fault = false;
         for t in &self.cfg.track {
             let healthy = (self.ctx.tracker)(&t.pool).unwrap_or(true);
@@ -497,7 +530,7 @@ impl Driver {
             }
         }
         // A tracked owner loses ownership semantics once a track fails.
-        let clamped = if prio >= 255 && self.cfg.priority == 255 && prio == 255 {
+        let clamped = if prio == 255 && base == 255 {
             255
         } else {
             prio.clamp(1, 254)
@@ -771,6 +804,7 @@ impl Driver {
         s.interface = self.cfg.interface.clone();
         s.vrid = self.cfg.vrid;
         s.priority = self.cfg.priority;
+        s.priority_override = self.priority_override;
         s.virtual_ips = self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect();
         s.advert_interval_ms = self.cfg.advert_interval.as_millis() as u64;
         s.adverts_sent = self.sent;

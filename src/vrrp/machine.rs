@@ -439,6 +439,42 @@ impl Router {
         }
     }
 
+    /// Applies reloaded settings in place, without a state change: a
+    /// master keeps its addresses and advertises the new interval at once;
+    /// a backup keeps following the master it knows. VRID, version and
+    /// addresses are not changeable here (they need a new router).
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        preempt: bool,
+        preempt_delay: Duration,
+        handover_timeout: Duration,
+        advert_interval: Duration,
+    ) {
+        self.params.preempt = preempt;
+        self.params.preempt_delay = preempt_delay;
+        self.params.handover_timeout = handover_timeout;
+        let (interval, cs) = normalise_interval(self.params.version, advert_interval);
+        if interval == self.params.advert_interval {
+            return;
+        }
+        self.params.advert_interval = interval;
+        self.interval_cs = cs;
+        match self.state {
+            State::Master => {
+                // Peers learn the new interval from this advert (v3) before
+                // their down timers could be computed from the old one.
+                self.send(self.priority);
+                self.adver_timer = Some(now + interval);
+            }
+            State::Backup if self.params.version == Version::V2 => {
+                // v2 does not learn the master's interval: ours is the one.
+                self.master_adver_interval = interval;
+            }
+            _ => {}
+        }
+    }
+
     /// Interface down / hard tracking failure (true) or recovery (false).
     /// Fault never holds the addresses; a Master resigns with priority 0 so
     /// a Backup takes over after Skew_Time rather than Master_Down_Interval.
@@ -1390,6 +1426,28 @@ mod tests {
         r.handle_advert(t0, ip(9), &v2);
         assert_eq!(r.master_adver_interval(), SEC);
         assert_eq!(r.poll_timeout(), Some(t0 + us(3_609_375)));
+    }
+
+    #[test]
+    fn reconfigure_changes_interval_without_a_transition() {
+        let t0 = Instant::now();
+        let (mut r, tm) = master(params(100), t0);
+        let t = tm + ms(300);
+        r.reconfigure(t, true, Duration::ZERO, SEC, ms(200));
+        let (txs, evs) = drain(&mut r);
+        assert_eq!(
+            txs,
+            vec![Transmit {
+                priority: 100,
+                interval_cs: 20
+            }]
+        );
+        assert!(evs.is_empty(), "no state change: {evs:?}");
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.poll_timeout(), Some(t + ms(200)));
+        // Same interval again: nothing to send.
+        r.reconfigure(t, false, SEC, SEC, ms(200));
+        assert_eq!(drain(&mut r), (vec![], vec![]));
     }
 
     #[test]

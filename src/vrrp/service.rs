@@ -17,6 +17,7 @@ use crate::net;
 
 enum Control {
     Reload(Vec<VrrpConfig>, oneshot::Sender<()>),
+    SetPriority(String, Option<u8>, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -72,6 +73,14 @@ impl VrrpService {
                                 apply(&ctx, &mut running, cfgs, &st).await;
                                 let _ = done.send(());
                             }
+                            Control::SetPriority(name, prio, done) => {
+                                let found = running
+                                    .iter()
+                                    .find(|r| r.cfg.name == name)
+                                    .map(|r| r.cmd.send(Cmd::SetPriority(prio)).is_ok())
+                                    .unwrap_or(false);
+                                let _ = done.send(found);
+                            }
                             Control::Shutdown(done) => {
                                 for r in &running {
                                     let _ = r.cmd.send(Cmd::Shutdown);
@@ -117,6 +126,20 @@ impl VrrpService {
         }
     }
 
+    /// Runtime priority of one instance (None: back to the configured one).
+    /// Returns false if no such instance runs.
+    pub async fn set_priority(&self, instance: &str, priority: Option<u8>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .send(Control::SetPriority(instance.to_string(), priority, tx))
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// Graceful stop of every instance (make-before-break handover), then
     /// the thread ends.
     pub async fn shutdown(&self) {
@@ -152,19 +175,15 @@ fn context(tracker: Tracker) -> Result<Ctx, net::NetError> {
 }
 
 /// Fields whose change needs a new router (new socket, new VRID, new
-/// addresses); anything else is applied to the running instance.
+/// addresses); priority, tracking, interval, preemption and hooks are
+/// applied to the running instance without a state change.
 fn needs_restart(a: &VrrpConfig, b: &VrrpConfig) -> bool {
     a.interface != b.interface
         || a.vrid != b.vrid
         || a.virtual_ips != b.virtual_ips
         || a.version != b.version
-        || a.advert_interval != b.advert_interval
         || a.unicast_peers != b.unicast_peers
         || a.unicast_source != b.unicast_source
-        || a.priority != b.priority
-        || a.preempt != b.preempt
-        || a.preempt_delay != b.preempt_delay
-        || a.handover_timeout != b.handover_timeout
 }
 
 async fn apply(
