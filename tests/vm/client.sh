@@ -13,7 +13,7 @@ n=0
 trap 'exit 0' TERM INT
 while [ "$SECONDS" -lt "$end" ] && [ "$n" -lt "$limit" ]; do
     t=$EPOCHREALTIME
-    code=$(curl -s -o /dev/null -w '%{http_code}' --connect-timeout 0.15 -m 1 "$url" 2>/dev/null) || true
+    code=$(curl -s -o /dev/null -w '%{http_code}' --connect-timeout 0.15 -m 0.5 "$url" 2>/dev/null) || true
     [ -n "$code" ] || code=000
     printf '%s %s %s\n' "$t" "$EPOCHREALTIME" "$code" >>"$out"
     n=$((n + 1))

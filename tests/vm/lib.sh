@@ -189,6 +189,8 @@ client_stop() {
 }
 
 # client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE" on stdout.
+# Attempts that ended after the event belong to it (one in flight at the
+# event counts).
 # GAP: start of the first failed attempt after the event -> start of the
 # first successful attempt after it (0 when nothing failed, -1 when the
 # client never recovered); FAILED: failed attempts in that outage;
@@ -196,7 +198,7 @@ client_stop() {
 # BEFORE: failed attempts before the event (the baseline: should be 0).
 client_report() {
     awk -v ev="$2" '
-        $1 < ev - 0.05 { if ($3 != "200") before++; next }
+        $2 < ev { if ($3 != "200") before++; next }
         { n++
           if ($3 != "200") { total++; if (!ff) ff = $1; if (!fs) fail++ }
           else if (ff && !fs) fs = $1 }
@@ -209,6 +211,7 @@ client_report() {
 # The outages in a client log: one line per run of consecutive failures.
 client_outages() {
     awk -v t0="$2" '
+        $2 < t0 { next }
         $3 != "200" { if (!s) s = $1; c++; next }
         s { printf "    outage at +%.3fs: %d failed, until +%.3fs (%.0f ms)\n", s - t0, c, $1 - t0, ($1 - s) * 1000; s = 0; c = 0 }
         END { if (s) printf "    outage at +%.3fs: %d failed, never recovered\n", s - t0, c }' "$1"

@@ -46,6 +46,7 @@ done
 LOGS=${TANDEM_VM_LOGS:-$ROOT/target/vm-logs/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$LOGS"
 RESULTS=()
+RAW=()
 on_exit() {
     local rc=$?
     trap - EXIT INT TERM
@@ -102,8 +103,15 @@ declare -A MARK=()
 mark_transitions() { MARK[lb1]=$(transitions lb1 | wc -l); MARK[lb2]=$(transitions lb2 | wc -l); }
 new_transitions() { transitions "$1" | tail -n +"$((MARK[$1] + 1))"; }
 
+# keepalived's proxy: socat from :80 to the backend, a transient unit.
+start_fwd() {
+    vm_ssh "$1" "systemctl reset-failed fwd80 2>/dev/null; systemctl is-active -q fwd80 || systemd-run -q --unit=fwd80 socat TCP-LISTEN:80,fork,reuseaddr TCP:$LAB_NET.21:8080"
+}
+
 result() { # daemon scenario gap failed attempts notes
     RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' "$1" "$2" "$3" "$4" "$5" "$6")")
+    local base=${2% #*}
+    RAW+=("$1|${base#"${base%%[! ]*}"}|$3|$4")
     log "RESULT $1 / $2: gap ${3} ms, ${4} failed of ${5}; $6"
 }
 
@@ -222,7 +230,9 @@ sigkill_tandem() {
     local pre
     pre=$(awk -v s="$ev" '$1 > s + 10 && $3 != "200"' "$clog" | wc -l)
     [ "$pre" = 0 ] || log "WARNING: $pre failed connections around the preemption"
-    RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' tandem "  preemption #$run" - "$pre" - "failed connections after restart + preempt_delay")")
+    if [ "$m" = lb1 ]; then
+        RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' tandem "  preemption #$run" - "$pre" - "failed connections when lb1 took the VIP back after preempt_delay")")
+    fi
 }
 
 # --- tandem 2: graceful stop of the master -----------------------------------------------
@@ -346,8 +356,15 @@ vrrp_instance web {
     }
 }
 EOF
-        vm_ssh "$lb" "systemd-run -q --unit=fwd80 socat TCP-LISTEN:80,fork,reuseaddr TCP:$LAB_NET.21:8080 && systemctl start keepalived"
+        start_fwd "$lb"
+        vm_ssh "$lb" systemctl start keepalived
     done
+    ka_restart() { # NODE: a clean start after a kill (the VIP keepalived left behind removed)
+        vm_ssh "$1" "ip addr del $VIP/24 dev $iface 2>/dev/null; systemctl restart keepalived"
+        start_fwd "$1"
+        wait_until 30 "keepalived settled" ka_settled
+        sleep 1
+    }
     ka_master() { if has_vip lb1 && ! has_vip lb2; then echo lb1; elif has_vip lb2 && ! has_vip lb1; then echo lb2; else return 1; fi; }
     ka_settled() { ka_master >/dev/null; }
     wait_until 30 "keepalived: one node with the VIP" ka_settled
@@ -355,20 +372,35 @@ EOF
     log "keepalived: $(ka_master) holds the VIP; http://$VIP/: \"$body\""
 
     for run in $(seq "$runs"); do
+        # The load balancer's software crashes: keepalived and the proxy (tandem is both).
         m=$(ka_master) || die "keepalived pair not settled"; b=$(other "$m")
         clog=$LOGS/client-keepalived-sigkill-$run.log
         client_start "$clog" 120
-        log "keepalived SIGKILL #$run: systemctl kill -s KILL keepalived on $m"
+        log "keepalived SIGKILL #$run: systemctl kill -s KILL keepalived fwd80 on $m"
+        ev=$(now)
+        vm_ssh "$m" systemctl kill -s KILL keepalived fwd80
+        sleep 1
+        wait_until 20 "$b holds the VIP" has_vip "$b"
+        sleep 4
+        client_stop
+        left=no; has_vip "$m" && left=yes
+        report_phase keepalived "SIGKILL #$run" "$clog" "$ev" "keepalived+socat killed; killed node still holds the VIP: $left"
+        ka_restart "$m"
+
+        # keepalived alone killed: its VIP stays, and so does the proxy behind it.
+        m=$(ka_master); b=$(other "$m")
+        clog=$LOGS/client-keepalived-sigkill-only-$run.log
+        client_start "$clog" 120
+        log "keepalived SIGKILL (daemon only) #$run: systemctl kill -s KILL keepalived on $m"
         ev=$(now)
         vm_ssh "$m" systemctl kill -s KILL keepalived
         sleep 1
         wait_until 20 "$b holds the VIP" has_vip "$b"
-        sleep 3
+        sleep 4
         client_stop
         left=no; has_vip "$m" && left=yes
-        report_phase keepalived "SIGKILL #$run" "$clog" "$ev" "killed node still holds the VIP: $left"
-        vm_ssh "$m" 'ip addr del '"$VIP"'/24 dev '"$iface"' 2>/dev/null; systemctl restart keepalived'
-        wait_until 30 "keepalived settled" ka_settled
+        report_phase keepalived "  SIGKILL daemon only #$run" "$clog" "$ev" "socat kept running; killed node still holds the VIP: $left (both nodes hold it)"
+        ka_restart "$m"
 
         m=$(ka_master); b=$(other "$m")
         clog=$LOGS/client-keepalived-stop-$run.log
@@ -380,14 +412,17 @@ EOF
         sleep 2
         client_stop
         report_phase keepalived "graceful stop #$run" "$clog" "$ev" "handover to $b"
-        vm_ssh "$m" systemctl start keepalived
-        wait_until 30 "keepalived settled" ka_settled
-        sleep 1
+        ka_restart "$m"
     done
     poweroff keepalived "$(ka_master)"
 fi
 
 # --- results ---------------------------------------------------------------------------------
+summary() { # gaps and failures per daemon and scenario over the runs
+    printf '%s\n' "${RAW[@]}" | awk -F'|' '
+        { k = sprintf("%-10s %-24s", $1, $2); gaps[k] = gaps[k] " " $3; fails[k] = fails[k] " " $4 }
+        END { for (k in gaps) printf "  %s gap ms:%s   failed:%s\n", k, gaps[k], fails[k] }' | sort
+}
 {
     echo
     echo "VM lab: tandem ${version} vs keepalived $(vm_ssh "$(other "${m:-lb1}")" "dpkg-query -W -f '\${Version}' keepalived" 2>/dev/null || echo '?'), advert 100 ms, $ACCEL, 1 vCPU ${VM_MEM} MiB per VM"
@@ -396,6 +431,9 @@ fi
     echo
     printf '%-10s %-22s %7s %7s %9s  %s\n' daemon scenario gap_ms failed attempts notes
     printf '%s\n' "${RESULTS[@]}"
+    echo
+    echo "per scenario over the runs:"
+    summary
     echo
     echo "total $((SECONDS)) s"
 } | tee "$LOGS/results.txt"
