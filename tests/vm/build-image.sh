@@ -50,7 +50,7 @@ if [ -z "$mirror" ]; then
         /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
     [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' \
         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    [ -n "$mirror" ] || die "no bookworm mirror in the apt sources: set TANDEM_VM_MIRROR"
 fi
 
 work=$(mktemp -d "$cache/build.XXXXXX")
