@@ -487,6 +487,7 @@ mod tests {
                 queue_size: 2,
                 queue_timeout: Duration::from_millis(200),
                 passive_failures: 2,
+                http: crate::config::HttpPoolConfig::default(),
             },
             None,
         )

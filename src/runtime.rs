@@ -89,10 +89,7 @@ enum Bound {
 }
 
 fn proto_str(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
+    p.name()
 }
 
 fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
@@ -103,7 +100,7 @@ fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
         source,
     };
     match l.protocol {
-        Protocol::Tcp => {
+        Protocol::Tcp | Protocol::Http | Protocol::Https => {
             let std = crate::l4::bind_tcp(l.bind, l.backlog).map_err(err)?;
             tokio::net::TcpListener::from_std(std)
                 .map(Bound::Tcp)

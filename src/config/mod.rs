@@ -9,7 +9,10 @@
 
 pub mod diag;
 pub mod duration;
+mod http;
 mod raw;
+
+pub use http::*;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -56,6 +59,8 @@ pub struct PoolConfig {
     /// Consecutive failed connections in live traffic that mark a backend
     /// down until active checks bring it back; 0 disables passive checks.
     pub passive_failures: u32,
+    /// How HTTP listeners talk to this pool's backends.
+    pub http: HttpPoolConfig,
 }
 
 fn ser_algorithm<S: serde::Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
@@ -101,6 +106,8 @@ pub struct HealthConfig {
 pub enum Protocol {
     Tcp,
     Udp,
+    Http,
+    Https,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,6 +143,8 @@ pub struct ListenerConfig {
     pub backlog: u32,
     /// UDP only: bound on the client flow table.
     pub max_flows: u32,
+    /// HTTP/HTTPS listeners: routes, TLS and HTTP limits.
+    pub http: Option<HttpListenerConfig>,
 }
 
 /// How the IPv4 VRRPv3 checksum is computed on transmit (receive accepts
@@ -449,7 +458,7 @@ impl Validator<'_> {
         }
     }
 
-    fn pool(&mut self, i: usize, p: raw::Pool) -> Option<PoolConfig> {
+    fn pool(&mut self, i: usize, mut p: raw::Pool) -> Option<PoolConfig> {
         let at = |k: &str| format!("pool[{i}].{k}");
         self.name(&at("name"), &p.name);
         let algorithm = match p.algorithm.as_deref() {
@@ -472,7 +481,7 @@ impl Validator<'_> {
         let mut backends = Vec::new();
         let mut names = HashSet::new();
         let mut addrs = HashSet::new();
-        for (j, b) in p.backends.into_iter().enumerate() {
+        for (j, b) in std::mem::take(&mut p.backends).into_iter().enumerate() {
             let bat = |k: &str| format!("pool[{i}].backends[{j}].{k}");
             let address = match parse_socket_addr(&b.address) {
                 Ok(a) => a,
@@ -506,7 +515,7 @@ impl Validator<'_> {
                 ) as u32,
             });
         }
-        let health = self.health(i, p.health.unwrap_or_default());
+        let health = self.health(i, p.health.take().unwrap_or_default());
         let connect_timeout = self.duration(
             &at("connect_timeout"),
             p.connect_timeout.as_deref(),
@@ -515,7 +524,9 @@ impl Validator<'_> {
         if connect_timeout.is_zero() {
             self.err(&at("connect_timeout"), "must be greater than 0");
         }
+        let http = self.http_pool(i, &mut p);
         let cfg = PoolConfig {
+            http,
             name: p.name,
             algorithm,
             backends,
@@ -627,7 +638,7 @@ impl Validator<'_> {
     fn listener(
         &mut self,
         i: usize,
-        l: raw::Listener,
+        mut l: raw::Listener,
         pools: &HashSet<&str>,
     ) -> Option<ListenerConfig> {
         let at = |k: &str| format!("listener[{i}].{k}");
@@ -646,20 +657,54 @@ impl Validator<'_> {
         let protocol = match l.protocol.as_deref().unwrap_or("tcp") {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
+            "http" => Protocol::Http,
+            "https" => Protocol::Https,
             other => {
                 self.err(
                     &at("protocol"),
-                    format!("unknown protocol {other:?}; expected tcp or udp"),
+                    format!("unknown protocol {other:?}; expected tcp, udp, http or https"),
                 );
                 Protocol::Tcp
             }
         };
-        let pool = l.pool.unwrap_or_default();
-        if pool.is_empty() {
+        let is_http = matches!(protocol, Protocol::Http | Protocol::Https);
+        let pool = l.pool.take().unwrap_or_default();
+        if pool.is_empty() && !is_http {
             self.err(&at("pool"), "missing required key `pool`");
-        } else if !pools.contains(pool.as_str()) {
+        } else if !pool.is_empty() && !pools.contains(pool.as_str()) {
             self.err(&at("pool"), format!("no pool named {pool:?} is defined"));
         }
+        let http = if is_http {
+            Some(self.http_listener(
+                i,
+                &mut l,
+                protocol == Protocol::Https,
+                (!pool.is_empty()).then_some(pool.as_str()),
+                pools,
+            ))
+        } else {
+            let http_only = [
+                ("routes", l.routes.is_some()),
+                ("tls", l.tls.is_some()),
+                ("hsts", l.hsts.is_some()),
+                ("request_id", l.request_id.is_some()),
+                ("forwarded", l.forwarded.is_some()),
+                ("http2", l.http2.is_some()),
+                ("header_timeout", l.header_timeout.is_some()),
+                ("keepalive_timeout", l.keepalive_timeout.is_some()),
+                ("max_header_bytes", l.max_header_bytes.is_some()),
+                ("max_headers", l.max_headers.is_some()),
+                ("max_body_bytes", l.max_body_bytes.is_some()),
+                ("access_log", l.access_log.is_some()),
+                ("error_pages", l.error_pages.is_some()),
+            ];
+            for (k, set) in http_only {
+                if set {
+                    self.err(&at(k), "only valid on http and https listeners");
+                }
+            }
+            None
+        };
         let send_proxy = match l.send_proxy.as_deref() {
             None | Some("none") => ProxyProtocol::None,
             Some("v1") => ProxyProtocol::V1,
@@ -688,7 +733,7 @@ impl Validator<'_> {
             }
         };
         let default_idle = match protocol {
-            Protocol::Tcp => Duration::from_secs(300),
+            Protocol::Tcp | Protocol::Http | Protocol::Https => Duration::from_secs(300),
             Protocol::Udp => Duration::from_secs(30),
         };
         let idle_timeout =
@@ -719,6 +764,7 @@ impl Validator<'_> {
             splice,
             backlog: self.range(&at("backlog"), l.backlog, 1024, 1, 65535) as u32,
             max_flows: self.range(&at("max_flows"), l.max_flows, 65536, 1, 10_000_000) as u32,
+            http,
         };
         Some(cfg)
     }
@@ -988,9 +1034,22 @@ pub fn parse_cidr(s: &str) -> Result<VirtualIp, String> {
 }
 
 fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
+    p.name()
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+
+    /// Listening over TCP (everything but UDP).
+    pub fn is_stream(self) -> bool {
+        self != Protocol::Udp
     }
 }
 

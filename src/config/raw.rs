@@ -27,6 +27,13 @@ pub struct Pool {
     pub queue_size: Option<u64>,
     pub queue_timeout: Option<String>,
     pub passive_failures: Option<u64>,
+    // HTTP upstream behaviour (pools used by http/https listeners).
+    pub sticky: Option<Sticky>,
+    pub http2: Option<bool>,
+    pub tls: Option<UpstreamTls>,
+    pub max_idle_per_backend: Option<u64>,
+    pub upstream_idle_timeout: Option<String>,
+    pub response_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +76,143 @@ pub struct Listener {
     pub splice: Option<String>,
     pub backlog: Option<u64>,
     pub max_flows: Option<u64>,
+    // HTTP / HTTPS listeners.
+    pub routes: Option<Vec<Route>>,
+    pub tls: Option<ListenerTls>,
+    pub hsts: Option<String>,
+    pub request_id: Option<String>,
+    pub forwarded: Option<bool>,
+    pub http2: Option<bool>,
+    pub header_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_body_bytes: Option<u64>,
+    pub access_log: Option<bool>,
+    pub error_pages: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub certificates: Vec<Certificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: String,
+    pub key: String,
+    pub names: Option<Vec<String>>,
+    pub default: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<Match>,
+    pub pool: Option<String>,
+    pub strip_prefix: Option<String>,
+    pub rewrite_path: Option<String>,
+    pub redirect: Option<Redirect>,
+    pub respond: Option<Respond>,
+    pub request_headers: Option<HeaderOps>,
+    pub response_headers: Option<HeaderOps>,
+    pub cache: Option<CacheOpt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_exact: Option<String>,
+    pub path_regex: Option<String>,
+    pub method: Option<OneOrMany>,
+    pub header: Option<std::collections::BTreeMap<String, ValueMatch>>,
+    pub cookie: Option<std::collections::BTreeMap<String, ValueMatch>>,
+    pub query: Option<std::collections::BTreeMap<String, ValueMatch>>,
+}
+
+/// `"value"` (equals), `true` (present) or `{ regex = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ValueMatch {
+    Present(bool),
+    Equals(String),
+    Table(ValueMatchTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatchTable {
+    pub equals: Option<String>,
+    pub regex: Option<String>,
+    pub present: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOps {
+    pub set: Option<std::collections::BTreeMap<String, String>>,
+    pub add: Option<std::collections::BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    pub status: Option<u64>,
+    pub location: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    pub status: Option<u64>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// `cache = true` or `cache = { max_bytes = 67108864 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CacheOpt {
+    On(bool),
+    Table(CacheTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheTable {
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    pub mode: String,
+    pub name: Option<String>,
+    pub ttl: Option<String>,
+    pub max_entries: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    pub verify: String,
+    pub server_name: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,687 @@
+//! HTTP/HTTPS parts of the config: listener options, routes, upstream
+//! behaviour of pools. Routes are kept as validated strings here (the
+//! config must compare equal across reloads); [`build_route`] compiles one
+//! into the router's matching types, and validation runs it once so every
+//! bad regex or header name is a config error with its position.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{raw, Validator};
+use crate::l7::headers::HeaderOps;
+use crate::l7::router::{self, Action, HostMatch, Match, PathMatch, Route, ValueMatch};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpListenerConfig {
+    pub routes: Vec<RouteConfig>,
+    /// Certificates of an https listener (None: plain http).
+    pub tls: Option<Vec<CertConfig>>,
+    /// `Strict-Transport-Security` value added to https responses.
+    pub hsts: Option<String>,
+    /// Request id header added when absent ("" disables).
+    pub request_id: Option<String>,
+    /// Also send an RFC 7239 `Forwarded` header.
+    pub forwarded: bool,
+    /// HTTP/2: ALPN h2 on https, h2c with prior knowledge on http.
+    pub http2: bool,
+    /// Slow clients (slowloris) are cut when the request head takes longer.
+    pub header_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub keepalive_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// 0 = unlimited.
+    pub max_body_bytes: u64,
+    pub access_log: bool,
+    /// Response bodies for errors tandem generates (502, 503, 504, ...).
+    pub error_pages: BTreeMap<u16, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub names: Option<Vec<String>>,
+    pub default: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfig {
+    pub name: String,
+    pub matcher: MatchConfig,
+    pub action: ActionConfig,
+    pub request_headers: HeaderOpsConfig,
+    pub response_headers: HeaderOpsConfig,
+    /// Response cache size in bytes; None = not cached.
+    pub cache: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct MatchConfig {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_exact: Option<String>,
+    pub path_regex: Option<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<(String, ValueMatchConfig)>,
+    pub cookies: Vec<(String, ValueMatchConfig)>,
+    pub query: Vec<(String, ValueMatchConfig)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ValueMatchConfig {
+    Present,
+    Equals(String),
+    Regex(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ActionConfig {
+    Forward {
+        pool: String,
+        strip_prefix: Option<String>,
+        rewrite_path: Option<String>,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    Respond {
+        status: u16,
+        body: String,
+        content_type: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HeaderOpsConfig {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StickyConfig {
+    /// tandem's own cookie naming the backend by an opaque token.
+    Cookie { name: String },
+    /// Learn the application's session cookie from Set-Cookie.
+    AppCookie {
+        name: String,
+        ttl: Duration,
+        max_entries: usize,
+    },
+    /// Consistent hash of the client address.
+    SourceIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamTlsConfig {
+    /// CA file to verify backends with; None = `verify = "none"`.
+    pub verify: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// How a pool talks HTTP to its backends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpPoolConfig {
+    pub sticky: Option<StickyConfig>,
+    pub http2: bool,
+    pub tls: Option<UpstreamTlsConfig>,
+    pub max_idle_per_backend: usize,
+    pub idle_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl Default for HttpPoolConfig {
+    fn default() -> Self {
+        HttpPoolConfig {
+            sticky: None,
+            http2: false,
+            tls: None,
+            max_idle_per_backend: 32,
+            idle_timeout: Duration::from_secs(90),
+            response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+fn value_match(v: &ValueMatchConfig) -> Result<ValueMatch, String> {
+    Ok(match v {
+        ValueMatchConfig::Present => ValueMatch::Present,
+        ValueMatchConfig::Equals(s) => ValueMatch::Equals(s.clone()),
+        ValueMatchConfig::Regex(r) => {
+            ValueMatch::Regex(regex::Regex::new(r).map_err(|e| format!("bad regex: {e}"))?)
+        }
+    })
+}
+
+fn header_ops(c: &HeaderOpsConfig) -> Result<HeaderOps, String> {
+    let pair =
+        |(n, v): &(String, String)| -> Result<(http::HeaderName, http::HeaderValue), String> {
+            let name = http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("{n:?} is not a valid header name"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("value of {n} is not a valid header value"))?;
+            Ok((name, value))
+        };
+    Ok(HeaderOps {
+        set: c.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: c.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: c
+            .remove
+            .iter()
+            .map(|n| {
+                http::HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("{n:?} is not a valid header name"))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Compiles a validated route into the router's matching types. Errors
+/// carry the key (relative to the route) they belong to.
+pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
+    let m = &c.matcher;
+    let host = match &m.host {
+        Some(h) => Some(HostMatch::parse(h).map_err(|e| ("match.host".to_string(), e))?),
+        None => None,
+    };
+    let path = match (&m.path_prefix, &m.path_exact, &m.path_regex) {
+        (Some(p), None, None) => Some(PathMatch::Prefix(p.clone())),
+        (None, Some(p), None) => Some(PathMatch::Exact(p.clone())),
+        (None, None, Some(r)) => {
+            Some(PathMatch::Regex(regex::Regex::new(r).map_err(|e| {
+                ("match.path_regex".to_string(), format!("bad regex: {e}"))
+            })?))
+        }
+        (None, None, None) => None,
+        _ => {
+            return Err((
+                "match".into(),
+                "use only one of path_prefix, path_exact, path_regex".into(),
+            ))
+        }
+    };
+    let methods = m
+        .methods
+        .iter()
+        .map(|s| {
+            http::Method::from_bytes(s.as_bytes()).map_err(|_| {
+                (
+                    "match.method".to_string(),
+                    format!("{s:?} is not an HTTP method"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                (
+                    format!("match.header.{n}"),
+                    "not a valid header name".to_string(),
+                )
+            })?;
+            Ok((
+                name,
+                value_match(v).map_err(|e| (format!("match.header.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let cookies = m
+        .cookies
+        .iter()
+        .map(|(n, v)| {
+            Ok((
+                n.clone(),
+                value_match(v).map_err(|e| (format!("match.cookie.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let query = m
+        .query
+        .iter()
+        .map(|(n, v)| {
+            Ok((
+                n.clone(),
+                value_match(v).map_err(|e| (format!("match.query.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let action = match &c.action {
+        ActionConfig::Forward {
+            pool,
+            strip_prefix,
+            rewrite_path,
+        } => Action::Forward {
+            pool: pool.clone(),
+            strip_prefix: strip_prefix.clone(),
+            rewrite_path: rewrite_path.clone(),
+        },
+        ActionConfig::Redirect { status, location } => Action::Redirect {
+            status: *status,
+            location: location.clone(),
+        },
+        ActionConfig::Respond {
+            status,
+            body,
+            content_type,
+        } => Action::Respond {
+            status: *status,
+            body: body.clone(),
+            content_type: content_type.clone(),
+        },
+    };
+    Ok(Route {
+        name: c.name.clone(),
+        matcher: Match {
+            host,
+            path,
+            methods,
+            headers,
+            cookies,
+            query,
+        },
+        action,
+        request_headers: header_ops(&c.request_headers)
+            .map_err(|e| ("request_headers".to_string(), e))?,
+        response_headers: header_ops(&c.response_headers)
+            .map_err(|e| ("response_headers".to_string(), e))?,
+        cache: c.cache.is_some(),
+    })
+}
+
+/// Default response cache size per cached route.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+fn value_match_raw(v: &raw::ValueMatch) -> Result<ValueMatchConfig, String> {
+    match v {
+        raw::ValueMatch::Present(true) => Ok(ValueMatchConfig::Present),
+        raw::ValueMatch::Present(false) => {
+            Err("`false` cannot be matched; omit the key instead".into())
+        }
+        raw::ValueMatch::Equals(s) => Ok(ValueMatchConfig::Equals(s.clone())),
+        raw::ValueMatch::Table(t) => match (&t.equals, &t.regex, t.present) {
+            (Some(e), None, None) => Ok(ValueMatchConfig::Equals(e.clone())),
+            (None, Some(r), None) => Ok(ValueMatchConfig::Regex(r.clone())),
+            (None, None, Some(true)) => Ok(ValueMatchConfig::Present),
+            _ => Err("use exactly one of equals, regex, present = true".into()),
+        },
+    }
+}
+
+fn ops_raw(o: Option<raw::HeaderOps>) -> HeaderOpsConfig {
+    match o {
+        None => HeaderOpsConfig::default(),
+        Some(o) => HeaderOpsConfig {
+            set: o.set.unwrap_or_default().into_iter().collect(),
+            add: o.add.unwrap_or_default().into_iter().collect(),
+            remove: o.remove.unwrap_or_default(),
+        },
+    }
+}
+
+impl Validator<'_> {
+    /// Validates one route of `listener[i]`.
+    fn route(
+        &mut self,
+        li: usize,
+        ri: usize,
+        r: raw::Route,
+        pools: &std::collections::HashSet<&str>,
+    ) -> Option<RouteConfig> {
+        let at = |k: &str| format!("listener[{li}].routes[{ri}].{k}");
+        let before = self.errors.len();
+        let name = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
+        let mut matcher = MatchConfig::default();
+        if let Some(m) = r.matcher {
+            matcher.host = m.host;
+            matcher.path_prefix = m.path_prefix;
+            matcher.path_exact = m.path_exact;
+            matcher.path_regex = m.path_regex;
+            matcher.methods = match m.method {
+                None => Vec::new(),
+                Some(raw::OneOrMany::One(s)) => vec![s],
+                Some(raw::OneOrMany::Many(v)) => v,
+            };
+            for (field, map, out) in [
+                ("header", m.header, &mut matcher.headers),
+                ("cookie", m.cookie, &mut matcher.cookies),
+                ("query", m.query, &mut matcher.query),
+            ] {
+                for (k, v) in map.unwrap_or_default() {
+                    match value_match_raw(&v) {
+                        Ok(vm) => out.push((k, vm)),
+                        Err(e) => self.err(&at(&format!("match.{field}.{k}")), e),
+                    }
+                }
+            }
+        }
+        let kinds = [r.pool.is_some(), r.redirect.is_some(), r.respond.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            self.err(
+                &at("pool"),
+                "a route needs exactly one of pool, redirect, respond",
+            );
+            return None;
+        }
+        if (r.strip_prefix.is_some() || r.rewrite_path.is_some()) && r.pool.is_none() {
+            self.err(
+                &at("strip_prefix"),
+                "strip_prefix/rewrite_path only apply to routes with a pool",
+            );
+        }
+        if r.strip_prefix.is_some() && r.rewrite_path.is_some() {
+            self.err(
+                &at("rewrite_path"),
+                "use strip_prefix or rewrite_path, not both",
+            );
+        }
+        let action = if let Some(pool) = r.pool {
+            if !pools.contains(pool.as_str()) {
+                self.err(&at("pool"), format!("no pool named {pool:?} is defined"));
+            }
+            ActionConfig::Forward {
+                pool,
+                strip_prefix: r.strip_prefix,
+                rewrite_path: r.rewrite_path,
+            }
+        } else if let Some(red) = r.redirect {
+            let status = red.status.unwrap_or(301);
+            let status = u16::try_from(status).unwrap_or(0);
+            if let Err(e) = router::validate_status_redirect(status) {
+                self.err(&at("redirect.status"), e);
+            }
+            ActionConfig::Redirect {
+                status,
+                location: red.location,
+            }
+        } else if let Some(resp) = r.respond {
+            let status = u16::try_from(resp.status.unwrap_or(200)).unwrap_or(0);
+            if let Err(e) = router::validate_status_respond(status) {
+                self.err(&at("respond.status"), e);
+            }
+            ActionConfig::Respond {
+                status,
+                body: resp.body.unwrap_or_default(),
+                content_type: resp.content_type,
+            }
+        } else {
+            return None;
+        };
+        let cache = match r.cache {
+            None | Some(raw::CacheOpt::On(false)) => None,
+            Some(raw::CacheOpt::On(true)) => Some(DEFAULT_CACHE_BYTES),
+            Some(raw::CacheOpt::Table(t)) => {
+                let b = self.range(
+                    &at("cache.max_bytes"),
+                    t.max_bytes,
+                    DEFAULT_CACHE_BYTES as u64,
+                    4096,
+                    1 << 40,
+                );
+                Some(b as usize)
+            }
+        };
+        let cfg = RouteConfig {
+            name,
+            matcher,
+            action,
+            request_headers: ops_raw(r.request_headers),
+            response_headers: ops_raw(r.response_headers),
+            cache,
+        };
+        if self.errors.len() == before {
+            if let Err((key, msg)) = build_route(&cfg) {
+                self.err(&at(&key), msg);
+            }
+        }
+        Some(cfg)
+    }
+
+    /// The HTTP part of `listener[i]`; `pool` is the listener's own `pool`
+    /// key, a shorthand for a single default route.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn http_listener(
+        &mut self,
+        i: usize,
+        l: &mut raw::Listener,
+        https: bool,
+        pool: Option<&str>,
+        pools: &std::collections::HashSet<&str>,
+    ) -> HttpListenerConfig {
+        let at = |k: &str| format!("listener[{i}].{k}");
+        let mut routes = Vec::new();
+        for (ri, r) in l.routes.take().unwrap_or_default().into_iter().enumerate() {
+            if let Some(rc) = self.route(i, ri, r, pools) {
+                routes.push(rc);
+            }
+        }
+        if let Some(p) = pool {
+            // `pool = "web"` on an http listener: the default route.
+            routes.push(RouteConfig {
+                name: "default".into(),
+                matcher: MatchConfig::default(),
+                action: ActionConfig::Forward {
+                    pool: p.to_string(),
+                    strip_prefix: None,
+                    rewrite_path: None,
+                },
+                request_headers: HeaderOpsConfig::default(),
+                response_headers: HeaderOpsConfig::default(),
+                cache: None,
+            });
+        }
+        if routes.is_empty() {
+            self.err(&at("routes"), "an http listener needs routes (or a pool)");
+        }
+        let tls = match (l.tls.take(), https) {
+            (Some(t), true) => {
+                if t.certificates.is_empty() {
+                    self.err(
+                        &at("tls.certificates"),
+                        "at least one certificate is needed",
+                    );
+                }
+                let defaults = t
+                    .certificates
+                    .iter()
+                    .filter(|c| c.default == Some(true))
+                    .count();
+                if defaults > 1 {
+                    self.err(
+                        &at("tls.certificates"),
+                        "only one certificate can be the default",
+                    );
+                }
+                let certs: Vec<CertConfig> = t
+                    .certificates
+                    .into_iter()
+                    .map(|c| CertConfig {
+                        cert: PathBuf::from(c.cert),
+                        key: PathBuf::from(c.key),
+                        names: c.names,
+                        default: c.default.unwrap_or(false),
+                    })
+                    .collect();
+                for (k, c) in certs.iter().enumerate() {
+                    if let Err(e) = crate::tls::check_cert(c) {
+                        self.err(&format!("listener[{i}].tls.certificates[{k}]"), e);
+                    }
+                }
+                Some(certs)
+            }
+            (None, true) => {
+                self.err(
+                    &at("tls"),
+                    "an https listener needs tls = { certificates = [...] }",
+                );
+                None
+            }
+            (Some(_), false) => {
+                self.err(&at("tls"), "tls is only valid with protocol = \"https\"");
+                None
+            }
+            (None, false) => None,
+        };
+        if l.hsts.is_some() && !https {
+            self.err(&at("hsts"), "hsts is only valid with protocol = \"https\"");
+        }
+        let mut error_pages = BTreeMap::new();
+        for (k, body) in l.error_pages.take().unwrap_or_default() {
+            match k.parse::<u16>() {
+                Ok(code) if (400..=599).contains(&code) => {
+                    error_pages.insert(code, body);
+                }
+                _ => self.err(
+                    &format!("listener[{i}].error_pages.{k}"),
+                    "keys are HTTP error statuses 400..=599",
+                ),
+            }
+        }
+        let request_id = match l.request_id.take() {
+            None => Some("X-Request-Id".to_string()),
+            Some(s) if s.is_empty() => None,
+            Some(s) => {
+                if http::HeaderName::from_bytes(s.as_bytes()).is_err() {
+                    self.err(
+                        &at("request_id"),
+                        format!("{s:?} is not a valid header name"),
+                    );
+                }
+                Some(s)
+            }
+        };
+        let header_timeout = self.duration(
+            &at("header_timeout"),
+            l.header_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let keepalive_timeout = self.duration(
+            &at("keepalive_timeout"),
+            l.keepalive_timeout.as_deref(),
+            Duration::from_secs(60),
+        );
+        if header_timeout.is_zero() {
+            self.err(&at("header_timeout"), "must be greater than 0");
+        }
+        HttpListenerConfig {
+            routes,
+            tls,
+            hsts: l.hsts.take(),
+            request_id,
+            forwarded: l.forwarded.unwrap_or(false),
+            http2: l.http2.unwrap_or(true),
+            header_timeout,
+            keepalive_timeout,
+            max_header_bytes: self.range(
+                &at("max_header_bytes"),
+                l.max_header_bytes,
+                64 * 1024,
+                1024,
+                1 << 20,
+            ) as usize,
+            max_headers: self.range(&at("max_headers"), l.max_headers, 100, 8, 1000) as usize,
+            max_body_bytes: self.range(&at("max_body_bytes"), l.max_body_bytes, 0, 0, u64::MAX),
+            access_log: l.access_log.unwrap_or(false),
+            error_pages,
+        }
+    }
+
+    pub(super) fn http_pool(&mut self, i: usize, p: &mut raw::Pool) -> HttpPoolConfig {
+        let at = |k: &str| format!("pool[{i}].{k}");
+        let d = HttpPoolConfig::default();
+        let sticky = p.sticky.take().and_then(|s| match s.mode.as_str() {
+            "cookie" => Some(StickyConfig::Cookie {
+                name: s.name.unwrap_or_else(|| "TANDEM_SRV".into()),
+            }),
+            "app_cookie" => match s.name {
+                Some(name) => Some(StickyConfig::AppCookie {
+                    name,
+                    ttl: self.duration(
+                        &at("sticky.ttl"),
+                        s.ttl.as_deref(),
+                        Duration::from_secs(3600),
+                    ),
+                    max_entries: self.range(
+                        &at("sticky.max_entries"),
+                        s.max_entries,
+                        100_000,
+                        1,
+                        100_000_000,
+                    ) as usize,
+                }),
+                None => {
+                    self.err(
+                        &at("sticky.name"),
+                        "app_cookie needs the application's cookie name",
+                    );
+                    None
+                }
+            },
+            "source_ip" => Some(StickyConfig::SourceIp),
+            other => {
+                self.err(
+                    &at("sticky.mode"),
+                    format!("unknown mode {other:?}; expected cookie, app_cookie or source_ip"),
+                );
+                None
+            }
+        });
+        let tls = p.tls.take().map(|t| {
+            if t.client_cert.is_some() != t.client_key.is_some() {
+                self.err(
+                    &at("tls.client_key"),
+                    "client_cert and client_key go together",
+                );
+            }
+            let verify = if t.verify == "none" {
+                None
+            } else {
+                let path = PathBuf::from(&t.verify);
+                if let Err(e) = std::fs::metadata(&path) {
+                    self.err(
+                        &at("tls.verify"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                }
+                Some(path)
+            };
+            UpstreamTlsConfig {
+                verify,
+                server_name: t.server_name,
+                client_cert: t.client_cert.map(PathBuf::from),
+                client_key: t.client_key.map(PathBuf::from),
+            }
+        });
+        HttpPoolConfig {
+            sticky,
+            http2: p.http2.unwrap_or(false),
+            tls,
+            max_idle_per_backend: self.range(
+                &at("max_idle_per_backend"),
+                p.max_idle_per_backend,
+                d.max_idle_per_backend as u64,
+                0,
+                100_000,
+            ) as usize,
+            idle_timeout: self.duration(
+                &at("upstream_idle_timeout"),
+                p.upstream_idle_timeout.as_deref(),
+                d.idle_timeout,
+            ),
+            response_timeout: self.duration(
+                &at("response_timeout"),
+                p.response_timeout.as_deref(),
+                d.response_timeout,
+            ),
+        }
+    }
+}

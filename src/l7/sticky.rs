@@ -1,0 +1,660 @@
+//! Sticky sessions: the pure parts (tokens, cookie parsing, the learned-session table).
+//!
+//! - `mode = "cookie"`: tandem sets its own cookie holding [`backend_token`] of the chosen
+//!   backend and honours it while that backend is healthy; otherwise the pool's algorithm picks
+//!   (and a fresh cookie is set). The caller maps a token back by computing the tokens of the
+//!   pool's backends once per config.
+//! - `mode = "app_cookie"`: the application's own session cookie is learned from Set-Cookie
+//!   ([`learn_set_cookie`]) into a [`StickyTable`], and requests carrying it are routed to the
+//!   backend that issued it.
+//! - `mode = "source_ip"` needs nothing here: it is the pool's source-hash balancer.
+//!
+//! Nothing in this module does I/O or reads a clock; callers pass `now`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+
+/// The cookie value naming a backend: 16 hex digits of SipHash-2-4 over (pool, backend name),
+/// keyed by `secret`.
+///
+/// It reveals neither name nor address, and cannot be forged for another backend without the
+/// secret. It must be stable across restarts *and across the two nodes of a pair*, or every
+/// failover would scatter sessions: derive `secret` deterministically from the configuration
+/// (e.g. a hash of the pool's config, or a configured secret), never from randomness at
+/// startup. Changing the secret (or a backend's name) simply re-balances the affected clients.
+/// The effective key is 64 bits: enough to keep tokens opaque, not meant as authentication.
+pub fn backend_token(pool: &str, backend_name: &str, secret: u64) -> String {
+    // Length-prefixing the pool keeps ("ab", "c") and ("a", "bc") apart.
+    let mut input = Vec::with_capacity(8 + pool.len() + backend_name.len());
+    input.extend_from_slice(&(pool.len() as u64).to_le_bytes());
+    input.extend_from_slice(pool.as_bytes());
+    input.extend_from_slice(backend_name.as_bytes());
+    // SipHash wants 128 key bits; the second half is derived so that one u64 configures it.
+    let k1 = secret.rotate_left(32) ^ 0x7461_6e64_656d_2d31; // "tandem-1"
+    format!("{:016x}", siphash24(secret, k1, &input))
+}
+
+/// SipHash-2-4 (Aumasson & Bernstein), written out because std's hashers are not guaranteed
+/// stable across Rust releases, and tokens must survive upgrades.
+fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let compress = |v: &mut [u64; 4], m: u64| {
+        v[3] ^= m;
+        round(v);
+        round(v);
+        v[0] ^= m;
+    };
+    let chunks = data.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        compress(&mut v, u64::from_le_bytes(word));
+    }
+    // Last word: the remaining bytes, with the message length (mod 256) in the top byte.
+    let mut last = (data.len() as u64) << 56;
+    for (i, &b) in tail.iter().enumerate() {
+        last |= u64::from(b) << (8 * i);
+    }
+    compress(&mut v, last);
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// The value of cookie `name` in the request's Cookie headers (HTTP/2 may split them into
+/// several), first occurrence wins. Names are case-sensitive; surrounding quotes are removed.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n.trim() == name).then(|| unquote(v.trim()))
+        })
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+/// Whether `name` is a valid cookie name (an RFC 6265 token). The config layer should reject
+/// others: [`set_cookie_header`] would have to drop characters, and the cookie would then never
+/// match on the way back.
+pub fn valid_cookie_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token_byte)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+}
+
+/// RFC 6265 cookie-octet: visible ASCII except `"`, `,`, `;` and `\`.
+fn is_cookie_octet(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"\",;\\".contains(&b)
+}
+
+/// `NAME=VALUE; Path=/; HttpOnly; SameSite=Lax[; Secure][; Max-Age=N]` for tandem's own cookie.
+///
+/// HttpOnly because scripts have no business with it; Lax so that following a link to the site
+/// keeps the session; Secure should be set on HTTPS listeners. No Max-Age makes a browser-session
+/// cookie. Characters not allowed in a cookie name or value are dropped so that this cannot
+/// fail (tokens are hex, names are validated by [`valid_cookie_name`]).
+pub fn set_cookie_header(
+    name: &str,
+    value: &str,
+    secure: bool,
+    max_age: Option<Duration>,
+) -> HeaderValue {
+    let mut s: String = name
+        .chars()
+        .filter(|&c| c.is_ascii() && is_token_byte(c as u8))
+        .collect();
+    s.push('=');
+    s.extend(
+        value
+            .chars()
+            .filter(|&c| c.is_ascii() && is_cookie_octet(c as u8)),
+    );
+    s.push_str("; Path=/; HttpOnly; SameSite=Lax");
+    if secure {
+        s.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        s.push_str(&format!("; Max-Age={}", age.as_secs()));
+    }
+    // Only visible ASCII and spaces went in, which HeaderValue always accepts.
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// What a response's Set-Cookie headers say about one cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Set to this value: learn it.
+    Set(String),
+    /// Deleted (Max-Age ≤ 0, Expires in the past, or an empty value): forget the session the
+    /// request carried.
+    Deleted,
+}
+
+/// What the response does to cookie `name`, or `None` if it does not mention it. With several
+/// Set-Cookie headers for the name the last wins, as in a browser. `now` judges Expires;
+/// Max-Age takes precedence over Expires (RFC 6265 §5.3).
+pub fn learn_set_cookie(headers: &HeaderMap, name: &str, now: SystemTime) -> Option<SetCookie> {
+    let mut outcome = None;
+    for header in headers.get_all(SET_COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        let mut parts = header.split(';');
+        let Some((n, v)) = parts.next().and_then(|p| p.split_once('=')) else {
+            continue;
+        };
+        if n.trim() != name {
+            continue;
+        }
+        let value = unquote(v.trim());
+        let mut max_age_expired = None;
+        let mut expires_expired = None;
+        for attribute in parts {
+            let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+            let (key, val) = (key.trim(), val.trim());
+            if key.eq_ignore_ascii_case("max-age") {
+                if let Ok(seconds) = val.parse::<i64>() {
+                    max_age_expired = Some(seconds <= 0);
+                }
+            } else if key.eq_ignore_ascii_case("expires") {
+                if let Some(at) = parse_cookie_date(val) {
+                    expires_expired = Some(at <= unix_seconds(now));
+                }
+            }
+        }
+        let deleted = value.is_empty() || max_age_expired.or(expires_expired).unwrap_or(false);
+        outcome = Some(if deleted {
+            SetCookie::Deleted
+        } else {
+            SetCookie::Set(value.to_owned())
+        });
+    }
+    outcome
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Seconds since the Unix epoch of a cookie date, per the lenient algorithm of RFC 6265 §5.1.1,
+/// which accepts what servers actually send (`Thu, 01 Jan 1970 00:00:00 GMT`,
+/// `Thursday, 01-Jan-70 00:00:01 GMT`, asctime, ...). `None` if unparseable: the attribute is
+/// then ignored, as the RFC says.
+fn parse_cookie_date(s: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    // min..=max digits, then nothing or a non-digit.
+    fn number(token: &str, min: usize, max: usize) -> Option<i64> {
+        let digits = token.bytes().take_while(u8::is_ascii_digit).count();
+        if digits < min || digits > max {
+            return None;
+        }
+        token[..digits].parse().ok()
+    }
+    let is_delimiter = |c: char| matches!(c, '\x09' | '\x20'..='\x2f' | '\x3b'..='\x40' | '\x5b'..='\x60' | '\x7b'..='\x7e');
+    let (mut time, mut day, mut month, mut year) = (None, None, None, None);
+    for token in s.split(is_delimiter).filter(|t| !t.is_empty()) {
+        if time.is_none() {
+            let mut hms = token.splitn(3, ':');
+            if let (Some(h), Some(m), Some(sec)) = (hms.next(), hms.next(), hms.next()) {
+                let field = |t: &str| number(t, 1, 2).filter(|_| t.len() <= 2);
+                if let (Some(h), Some(m), Some(sec)) = (field(h), field(m), number(sec, 1, 2)) {
+                    time = Some((h, m, sec));
+                    continue;
+                }
+            }
+        }
+        if day.is_none() {
+            if let Some(d) = number(token, 1, 2) {
+                day = Some(d);
+                continue;
+            }
+        }
+        if month.is_none() {
+            let prefix = token.get(..3).map(str::to_ascii_lowercase);
+            if let Some(m) = prefix.and_then(|p| MONTHS.iter().position(|&name| name == p)) {
+                month = Some(m as i64 + 1);
+                continue;
+            }
+        }
+        if year.is_none() {
+            year = number(token, 2, 4);
+        }
+    }
+    let ((hour, minute, second), day, month, mut year) = (time?, day?, month?, year?);
+    if (70..=99).contains(&year) {
+        year += 1900;
+    } else if (0..=69).contains(&year) {
+        year += 2000;
+    }
+    if !(1..=31).contains(&day) || year < 1601 || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's civil-date algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// `app_cookie` memory: session value → backend name, bounded and expiring.
+///
+/// At most `max_entries` sessions; learning one more evicts the least recently used. An entry
+/// idle (neither learned nor looked up) for `ttl` is gone. Expired entries are dropped when met
+/// by a lookup and, oldest first, whenever something is learned, so `len` may briefly count a
+/// few that are already dead. One mutex: every operation is O(log n) and short.
+///
+/// Session values are credentials: this type never prints them (its Debug shows sizes only).
+pub struct StickyTable {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Arc<str>, Entry>,
+    /// Recency order: a sequence number per touch, oldest first.
+    by_age: BTreeMap<u64, Arc<str>>,
+    next_seq: u64,
+}
+
+struct Entry {
+    backend: String,
+    last_used: Instant,
+    seq: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, session: &str) {
+        if let Some(entry) = self.entries.remove(session) {
+            self.by_age.remove(&entry.seq);
+        }
+    }
+}
+
+impl StickyTable {
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_entries,
+            ttl,
+        }
+    }
+
+    // A panic elsewhere while holding the lock cannot leave the maps inconsistent in a way
+    // that matters more than losing stickiness, so keep serving rather than propagate it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn expired(&self, entry: &Entry, now: Instant) -> bool {
+        now.saturating_duration_since(entry.last_used) >= self.ttl
+    }
+
+    /// Records that `session` lives on `backend` (replacing what was known about it).
+    pub fn learn(&self, session: &str, backend: &str, now: Instant) {
+        if self.max_entries == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        // Oldest first; stops at the first live one. Callers' clocks may interleave slightly
+        // across threads, which can only make this stop early, never drop a live entry.
+        while let Some((_, oldest)) = inner.by_age.first_key_value() {
+            let oldest = Arc::clone(oldest);
+            match inner.entries.get(&oldest) {
+                Some(entry) if !self.expired(entry, now) => break,
+                _ => inner.remove(&oldest),
+            }
+        }
+        inner.remove(session);
+        let key: Arc<str> = Arc::from(session);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.by_age.insert(seq, Arc::clone(&key));
+        inner.entries.insert(
+            key,
+            Entry {
+                backend: backend.to_owned(),
+                last_used: now,
+                seq,
+            },
+        );
+        while inner.entries.len() > self.max_entries {
+            let Some((_, oldest)) = inner.by_age.pop_first() else {
+                break;
+            };
+            inner.entries.remove(&oldest);
+        }
+    }
+
+    /// The backend `session` was learned on, refreshing its idle timer and recency.
+    pub fn lookup(&self, session: &str, now: Instant) -> Option<String> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let entry = inner.entries.get_mut(session)?;
+        if self.expired(entry, now) {
+            inner.remove(session);
+            return None;
+        }
+        // Move it to the young end of the recency order.
+        let key = inner.by_age.remove(&entry.seq)?;
+        entry.seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.by_age.insert(entry.seq, key);
+        entry.last_used = now;
+        Some(entry.backend.clone())
+    }
+
+    /// Drops `session` (the application deleted its cookie).
+    pub fn forget(&self, session: &str) {
+        self.lock().remove(session);
+    }
+
+    /// Entries held, including expired ones not yet dropped.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for StickyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StickyTable")
+            .field("len", &self.len())
+            .field("max_entries", &self.max_entries)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: http::HeaderName, values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(name.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn siphash_matches_the_reference_vectors() {
+        // Key 00..0f, message 00..(n-1): vectors from the SipHash reference implementation.
+        let (k0, k1) = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+        let message: Vec<u8> = (0..15).collect();
+        assert_eq!(siphash24(k0, k1, &[]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash24(k0, k1, &message[..8]), 0x93f5_f579_9a93_2462);
+        assert_eq!(siphash24(k0, k1, &message), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn tokens_are_stable_opaque_and_distinct() {
+        let t = backend_token("web", "app1", 42);
+        // Pinned: a change here breaks every sticky cookie in the field on upgrade.
+        assert_eq!(t, backend_token("web", "app1", 42));
+        assert_eq!(t, "b16dbdbca96ed7fb");
+        assert_eq!(t.len(), 16);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(!t.contains("app1"));
+        assert_ne!(t, backend_token("web", "app2", 42));
+        assert_ne!(t, backend_token("api", "app1", 42));
+        assert_ne!(t, backend_token("web", "app1", 43));
+        assert_ne!(backend_token("ab", "c", 1), backend_token("a", "bc", 1));
+    }
+
+    #[test]
+    fn cookie_value_searches_every_cookie_header() {
+        let h = headers(
+            COOKIE,
+            &[
+                "theme=dark; TANDEM_SRV2=nope",
+                "lang=en;TANDEM_SRV = \"0123abcd\" ; x=1",
+                "TANDEM_SRV=second",
+            ],
+        );
+        assert_eq!(cookie_value(&h, "TANDEM_SRV"), Some("0123abcd"));
+        assert_eq!(cookie_value(&h, "TANDEM_SRV2"), Some("nope"));
+        assert_eq!(cookie_value(&h, "x"), Some("1"));
+        assert_eq!(cookie_value(&h, "tandem_srv"), None);
+        assert_eq!(cookie_value(&h, "missing"), None);
+        let h = headers(COOKIE, &["JSESSIONID=a=b=c", "empty="]);
+        assert_eq!(cookie_value(&h, "JSESSIONID"), Some("a=b=c"));
+        assert_eq!(cookie_value(&h, "empty"), Some(""));
+        assert_eq!(cookie_value(&HeaderMap::new(), "JSESSIONID"), None);
+    }
+
+    #[test]
+    fn set_cookie_header_format() {
+        assert_eq!(
+            set_cookie_header("TANDEM_SRV", "0123abcd", false, None),
+            "TANDEM_SRV=0123abcd; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            set_cookie_header("S", "v", true, Some(Duration::from_secs(3600))),
+            "S=v; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=3600"
+        );
+        // Bytes that would end the cookie early or break the header are dropped.
+        assert_eq!(
+            set_cookie_header("A B;", "x; Domain=evil\r\n", false, None),
+            "AB=xDomain=evil; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert!(valid_cookie_name("TANDEM_SRV"));
+        for bad in ["", "A B", "a;b", "a=b", "é"] {
+            assert!(!valid_cookie_name(bad), "{bad:?}");
+        }
+    }
+
+    fn learned(values: &[&str]) -> Option<SetCookie> {
+        // 2026-01-01T00:00:00Z
+        let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        learn_set_cookie(&headers(SET_COOKIE, values), "JSESSIONID", now)
+    }
+
+    #[test]
+    fn set_cookie_learning() {
+        let set = |v: &str| Some(SetCookie::Set(v.to_owned()));
+        assert_eq!(
+            learned(&["JSESSIONID=abc123; Path=/; HttpOnly"]),
+            set("abc123")
+        );
+        assert_eq!(
+            learned(&["other=1", "JSESSIONID=\"q\"", "more=2; Max-Age=0"]),
+            set("q")
+        );
+        assert_eq!(learned(&["JSESSIONIDX=1", "other=JSESSIONID=2"]), None);
+        assert_eq!(learned(&[]), None);
+        // The last header for the name wins.
+        assert_eq!(learned(&["JSESSIONID=old", "JSESSIONID=new"]), set("new"));
+        assert_eq!(
+            learned(&["JSESSIONID=old; Max-Age=0", "JSESSIONID=new"]),
+            set("new")
+        );
+        assert_eq!(
+            learned(&["JSESSIONID=new", "JSESSIONID=; Max-Age=0"]),
+            Some(SetCookie::Deleted)
+        );
+    }
+
+    #[test]
+    fn set_cookie_deletion() {
+        let deleted = Some(SetCookie::Deleted);
+        let set = Some(SetCookie::Set("x".to_owned()));
+        assert_eq!(learned(&["JSESSIONID=x; Max-Age=0"]), deleted);
+        assert_eq!(learned(&["JSESSIONID=x; max-age=-1; Path=/"]), deleted);
+        assert_eq!(learned(&["JSESSIONID=; Path=/"]), deleted);
+        assert_eq!(
+            learned(&["JSESSIONID=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=junk"]),
+            Some(SetCookie::Deleted)
+        );
+        assert_eq!(
+            learned(&["JSESSIONID=x; Expires=Wed, 31 Dec 2025 23:59:59 GMT"]),
+            deleted
+        );
+        assert_eq!(
+            learned(&["JSESSIONID=x; Expires=Thu, 01 Jan 2026 00:00:01 GMT"]),
+            set
+        );
+        assert_eq!(learned(&["JSESSIONID=x; Max-Age=60"]), set);
+        // Max-Age beats Expires, whichever order they come in.
+        assert_eq!(
+            learned(&["JSESSIONID=x; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]),
+            set
+        );
+        assert_eq!(
+            learned(&["JSESSIONID=x; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Max-Age=0"]),
+            deleted
+        );
+        // An unparseable date is ignored.
+        assert_eq!(learned(&["JSESSIONID=x; Expires=yesterday"]), set);
+    }
+
+    #[test]
+    fn cookie_dates() {
+        let sunday = Some(784_111_777); // 1994-11-06T08:49:37Z
+        assert_eq!(parse_cookie_date("Sun, 06 Nov 1994 08:49:37 GMT"), sunday);
+        assert_eq!(parse_cookie_date("Sunday, 06-Nov-94 08:49:37 GMT"), sunday);
+        assert_eq!(parse_cookie_date("Sun Nov  6 08:49:37 1994"), sunday);
+        assert_eq!(parse_cookie_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_cookie_date("Wed, 01 Mar 2000 00:00:00 GMT"),
+            Some(951_868_800)
+        );
+        assert_eq!(
+            parse_cookie_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "Sun, 06 Nov 1994",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "06 Nov 1994 24:00:00",
+        ] {
+            assert_eq!(parse_cookie_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn table_learns_looks_up_and_forgets() {
+        let t0 = Instant::now();
+        let table = StickyTable::new(10, Duration::from_secs(60));
+        assert!(table.is_empty());
+        table.learn("s1", "app1", t0);
+        assert_eq!(table.lookup("s1", t0).as_deref(), Some("app1"));
+        assert_eq!(table.lookup("s2", t0), None);
+        // Re-learning moves the session (the application reissued it elsewhere).
+        table.learn("s1", "app2", t0);
+        assert_eq!(table.lookup("s1", t0).as_deref(), Some("app2"));
+        assert_eq!(table.len(), 1);
+        table.forget("s1");
+        assert_eq!(table.lookup("s1", t0), None);
+        assert!(table.is_empty());
+        assert_eq!(
+            format!("{table:?}"),
+            "StickyTable { len: 0, max_entries: 10, ttl: 60s }"
+        );
+    }
+
+    #[test]
+    fn table_is_bounded_and_evicts_least_recently_used() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let table = StickyTable::new(3, Duration::from_secs(600));
+        table.learn("a", "app1", at(0));
+        table.learn("b", "app2", at(1));
+        table.learn("c", "app3", at(2));
+        assert_eq!(table.lookup("a", at(3)).as_deref(), Some("app1")); // a is now the youngest
+        table.learn("d", "app4", at(4));
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.lookup("b", at(5)), None, "b was least recently used");
+        for s in ["a", "c", "d"] {
+            assert!(table.lookup(s, at(5)).is_some(), "{s}");
+        }
+        for i in 0..100 {
+            table.learn(&format!("s{i}"), "app1", at(6));
+        }
+        assert_eq!(table.len(), 3);
+
+        let none = StickyTable::new(0, Duration::from_secs(600));
+        none.learn("a", "app1", at(0));
+        assert_eq!(none.lookup("a", at(0)), None);
+    }
+
+    #[test]
+    fn table_entries_expire_when_idle() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let table = StickyTable::new(100, Duration::from_secs(60));
+        table.learn("busy", "app1", at(0));
+        table.learn("idle", "app2", at(0));
+        // Lookups keep "busy" alive past the ttl counted from when it was learned.
+        assert!(table.lookup("busy", at(50)).is_some());
+        assert!(table.lookup("busy", at(100)).is_some());
+        assert_eq!(table.lookup("idle", at(60)), None);
+        assert_eq!(
+            table.len(),
+            1,
+            "an expired entry found by lookup is dropped"
+        );
+        // Learning sweeps expired entries from the old end.
+        table.learn("x", "app1", at(100));
+        table.learn("y", "app1", at(100));
+        table.learn("z", "app1", at(170));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.lookup("z", at(170)).as_deref(), Some("app1"));
+    }
+}
