@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lab's client: opens a new TCP connection (one HTTP request) about
-# every 15 ms and logs "START END CODE" per attempt (CODE 000: the
-# connection failed or timed out). Bounded in time and in count; stops on
+# every 15 ms and logs "START END CODE CONNECTED" per attempt (CODE 000:
+# failed or timed out; CONNECTED 1 if the TCP connection was established,
+# so a failure with CONNECTED 1 is a request lost in flight). Bounded in time and in count; stops on
 # SIGTERM. Usage: client.sh URL LOGFILE MAX_SECONDS
 set -euo pipefail
 url=$1 out=$2 max=$3
@@ -13,9 +14,13 @@ n=0
 trap 'exit 0' TERM INT
 while [ "$SECONDS" -lt "$end" ] && [ "$n" -lt "$limit" ]; do
     t=$EPOCHREALTIME
-    code=$(curl -s -o /dev/null -w '%{http_code}' --connect-timeout 0.15 -m 0.5 "$url" 2>/dev/null) || true
-    [ -n "$code" ] || code=000
-    printf '%s %s %s\n' "$t" "$EPOCHREALTIME" "$code" >>"$out"
+    res=$(curl -s -o /dev/null -w '%{http_code} %{time_connect}' --connect-timeout 0.15 -m 0.5 "$url" 2>/dev/null) || true
+    code=000 tc=0
+    read -r code tc <<<"$res" || true
+    case $code in '' | *[!0-9]*) code=000 ;; esac
+    connected=0
+    case ${tc:-0} in *[1-9]*) connected=1 ;; esac
+    printf '%s %s %s %s\n' "$t" "$EPOCHREALTIME" "$code" "$connected" >>"$out"
     n=$((n + 1))
     # Pace: the next attempt starts 15 ms after this one started.
     now=$EPOCHREALTIME

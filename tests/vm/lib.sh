@@ -188,7 +188,10 @@ client_stop() {
     wait "$CLIENT_PID" 2>/dev/null || true
 }
 
-# client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE" on stdout.
+# client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE NOCONNECT INFLIGHT".
+# NOCONNECT: failed attempts (after the event) whose TCP connection was
+# never established (failed new connections); INFLIGHT: connected, but the
+# request failed (lost in flight).
 # Attempts that ended after the event belong to it (one in flight at the
 # event counts).
 # GAP: start of the first failed attempt after the event -> start of the
@@ -200,11 +203,11 @@ client_report() {
     awk -v ev="$2" '
         $2 < ev { if ($3 != "200") before++; next }
         { n++
-          if ($3 != "200") { total++; if (!ff) ff = $1; if (!fs) fail++ }
+          if ($3 != "200") { total++; if ($4 == "1") inflight++; else noconn++; if (!ff) ff = $1; if (!fs) fail++ }
           else if (ff && !fs) fs = $1 }
         END {
             gap = (ff && fs) ? (fs - ff) * 1000 : (ff ? -1 : 0)
-            printf "%d %d %d %d %d\n", gap, fail, total, n, before
+            printf "%d %d %d %d %d %d %d\n", gap, fail, total, n, before, noconn, inflight
         }' "$1"
 }
 

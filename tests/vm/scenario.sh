@@ -108,6 +108,18 @@ start_fwd() {
     vm_ssh "$1" "systemctl reset-failed fwd80 2>/dev/null; systemctl is-active -q fwd80 || systemd-run -q --unit=fwd80 socat TCP-LISTEN:80,fork,reuseaddr TCP:$LAB_NET.21:8080"
 }
 
+# Planned events must fail no connection. TANDEM_VM_INFLIGHT_OK=1 tolerates
+# requests lost in flight (connected before the VIP moved, answer lost) and
+# only fails on new connections that could not be made.
+zero_failures() {
+    [ "$PHASE_FAILED" != 0 ] || { log "OK: zero failed connections"; return 0; }
+    if [ "$PHASE_NOCONN" = 0 ] && [ "${TANDEM_VM_INFLIGHT_OK:-0}" = 1 ]; then
+        log "WARNING: $1: $PHASE_INFLIGHT request(s) lost in flight (connected before the VIP moved); tolerated (TANDEM_VM_INFLIGHT_OK=1)"
+        return 0
+    fi
+    die "$1: $PHASE_FAILED failed connections ($PHASE_NOCONN could not connect, $PHASE_INFLIGHT lost in flight); want 0"
+}
+
 result() { # daemon scenario gap failed attempts notes
     RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' "$1" "$2" "$3" "$4" "$5" "$6")")
     local base=${2% #*}
@@ -116,8 +128,8 @@ result() { # daemon scenario gap failed attempts notes
 }
 
 report_phase() { # daemon scenario client-log event-epoch notes
-    local gap failed total n before
-    read -r gap failed total n before < <(client_report "$3" "$4")
+    local gap failed total n before noconn inflight
+    read -r gap failed total n before noconn inflight < <(client_report "$3" "$4")
     client_outages "$3" "$4" >&2
     [ "$before" = 0 ] || log "WARNING: $before failed connections BEFORE the event (baseline)"
     [ "$total" = "$failed" ] || log "NOTE: $((total - failed)) more failed connections after the first outage"
@@ -128,8 +140,9 @@ report_phase() { # daemon scenario client-log event-epoch notes
     esac
     local more=
     [ "$total" = "$failed" ] || more="; $total failed in all"
+    [ "$total" = 0 ] || more="$more ($noconn could not connect, $inflight lost in flight)"
     result "$1" "$2" "$gap" "$failed" "$n" "$goal$5$more"
-    PHASE_FAILED=$total
+    PHASE_FAILED=$total PHASE_NOCONN=$noconn PHASE_INFLIGHT=$inflight
 }
 
 # --- build: image, packages -----------------------------------------------------
@@ -251,8 +264,7 @@ stop_tandem() {
     sleep 1.5
     client_stop
     report_phase tandem "graceful stop #$run" "$clog" "$ev" "handover to $b"
-    [ "$PHASE_FAILED" = 0 ] || die "graceful stop failed $PHASE_FAILED connections (want 0)"
-    log "OK: zero failed connections"
+    zero_failures "graceful stop"
     vm_ssh "$m" systemctl start tandem
     wait_until 30 "$m backup after start" is_state "$m" backup
     if [ "$m" = lb1 ]; then
@@ -287,7 +299,7 @@ upgrade_tandem() {
     has_vip "$m" || die "upgrade: $m lost the VIP"
     [ -z "$(new_transitions "$m")" ] || die "upgrade: the master changed state: $(new_transitions "$m")"
     report_phase tandem "upgrade on backup" "$clog" "$ev" "$ver, conffile kept, restarted pid $pid0 -> $pid1, $m kept the VIP"
-    [ "$PHASE_FAILED" = 0 ] || die "upgrade failed $PHASE_FAILED connections (want 0)"
+    zero_failures "upgrade"
 
     # The gate: with a config tandem check rejects, the upgrade does not restart.
     vm_ssh "$b" 'cp /etc/tandem/tandem.toml /root/tandem.toml.good && echo "bogus_key = 1" >> /etc/tandem/tandem.toml'
