@@ -587,6 +587,22 @@ mod der {
     }
 }
 
+/// Config validation: the certificate and key load and match (the same
+/// loading the listener does), so a bad file never reaches start or reload.
+pub fn check_cert(c: &crate::config::CertConfig) -> Result<(), String> {
+    load_certified_key(&spec(c))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub fn spec(c: &crate::config::CertConfig) -> CertSpec {
+    CertSpec {
+        cert: c.cert.clone(),
+        key: c.key.clone(),
+        names: c.names.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1429,21 +1445,5 @@ sXiewbuJb8PWKG9Vxrwt
         for cut in [0, 1, 10, a.der.len() / 2, a.der.len() - 1] {
             assert_eq!(cert_dns_names(&a.der[..cut]), None, "cut at {cut}");
         }
-    }
-}
-
-/// Config validation: the certificate and key load and match (the same
-/// loading the listener does), so a bad file never reaches start or reload.
-pub fn check_cert(c: &crate::config::CertConfig) -> Result<(), String> {
-    load_certified_key(&spec(c))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-pub fn spec(c: &crate::config::CertConfig) -> CertSpec {
-    CertSpec {
-        cert: c.cert.clone(),
-        key: c.key.clone(),
-        names: c.names.clone(),
     }
 }

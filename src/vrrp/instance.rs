@@ -746,12 +746,13 @@ impl Driver {
                     .then(|| Instant::now() + self.cfg.garp_refresh);
             }
             Event::ReleaseAddresses => {
-                if self.shutting_down && router.state() == State::Stopped {
-                    // Make-before-break, last step: the successor is master
-                    // and has sent its gratuitous ARP. Packets still in
-                    // flight towards us (hosts that have not processed it
-                    // yet) are served for a moment longer instead of being
-                    // dropped. The successor's GARP burst outlasts this.
+                if matches!(router.state(), State::Stopped | State::Backup) {
+                    // Make-before-break, last step: a successor is master
+                    // and has sent its gratuitous ARP (we heard its advert).
+                    // Packets still in flight towards us (hosts that have
+                    // not processed the GARP yet) are served for a moment
+                    // longer instead of being dropped; the successor's
+                    // GARP burst outlasts this. A fault releases at once.
                     tokio::time::sleep(HANDOVER_LINGER).await;
                 }
                 io.holding = false;
