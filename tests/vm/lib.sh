@@ -172,20 +172,31 @@ vm_wait_ssh() {
     log "$name: up in $((SECONDS - t0)) s (system $state)"
 }
 
-# --- client: a new TCP connection every ~15 ms ----------------------------
-# client_start FILE [MAX_SECONDS]: one line per attempt: START END RESULT
-# (RESULT: the HTTP code, or 000 when the connection failed or timed out).
+# --- client: two loops, each a new TCP connection every 30 ms ------------
+# Two loops, started 15 ms apart, so that a request hanging in flight (up
+# to its 0.5 s timeout) does not blind the measurement.
+# client_start FILE [MAX_SECONDS]: one line per attempt in FILE after
+# client_stop: START END CODE CONNECTED, sorted by START.
+CLIENT_LOOPS=2
+CLIENT_INTERVAL_MS=30
 client_start() {
-    local file=$1 max=${2:-240}
-    in_ns bash "$VM_DIR/client.sh" "http://$LAB_NET.100/" "$file" "$max" &
-    CLIENT_PIDS+=("$!")
-    CLIENT_PID=$!
+    local i max=${2:-240}
+    CLIENT_FILE=$1 CLIENT_PID=()
+    for i in $(seq "$CLIENT_LOOPS"); do
+        ip netns exec "$NS" bash "$VM_DIR/client.sh" "http://$LAB_NET.100/" "$1.$i" "$max" "$CLIENT_INTERVAL_MS" &
+        CLIENT_PIDS+=("$!")
+        CLIENT_PID+=("$!")
+        sleep 0.015
+    done
     sleep 1.5
 }
 
 client_stop() {
-    kill "$CLIENT_PID" 2>/dev/null || true
-    wait "$CLIENT_PID" 2>/dev/null || true
+    local pid
+    for pid in "${CLIENT_PID[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLIENT_PID[@]}"; do wait "$pid" 2>/dev/null || true; done
+    sort -n "$CLIENT_FILE".[0-9]* >"$CLIENT_FILE"
+    rm -f "$CLIENT_FILE".[0-9]*
 }
 
 # client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE NOCONNECT INFLIGHT".

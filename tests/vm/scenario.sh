@@ -15,8 +15,8 @@
 #   3. apt install of a higher version on the backup while it runs (conffile
 #      kept, restart only after tandem check passes, the VIP never lost)
 #   4. hard power-off of the master VM (qemu killed) (gap)
-# then the same VMs with keepalived (advert_int 0.1, same VRID/VIP, socat on
-# :80 to the backend): SIGKILL, graceful stop, power-off.
+# then the same VMs with keepalived (advert_int 0.1, same VRID/VIP; tandem
+# without [[vrrp]] as the proxy on :80): SIGKILL, graceful stop, power-off.
 #
 # Usage (root): bash tests/vm/scenario.sh [--no-keepalived] [--runs N]
 #   --runs N repeats scenarios 1 and 2 N times (power-off: once per daemon).
@@ -103,9 +103,29 @@ declare -A MARK=()
 mark_transitions() { MARK[lb1]=$(transitions lb1 | wc -l); MARK[lb2]=$(transitions lb2 | wc -l); }
 new_transitions() { transitions "$1" | tail -n +"$((MARK[$1] + 1))"; }
 
-# keepalived's proxy: socat from :80 to the backend, a transient unit.
+# keepalived's proxy: the same tandem binary as an L4 proxy only (no
+# [[vrrp]]), the example's pool, listening on 0.0.0.0:80: both setups then
+# have the same data plane and differ in the VRRP side only.
 start_fwd() {
-    vm_ssh "$1" "systemctl reset-failed fwd80 2>/dev/null; systemctl is-active -q fwd80 || systemd-run -q --unit=fwd80 socat TCP-LISTEN:80,fork,reuseaddr TCP:$LAB_NET.21:8080"
+    vm_ssh "$1" "cat > /root/l4-proxy.toml" <<EOF
+[global]
+admin_socket = "/run/tandem-l4.sock"
+
+[[pool]]
+name = "web"
+algorithm = "least_connections"
+health = { check = "http", path = "/", expect_status = [200], interval = "1s", timeout = "500ms", rise = 2, fall = 2 }
+backends = [
+  { name = "web1", address = "$LAB_NET.21:8080" },
+  { name = "web2", address = "$LAB_NET.22:8080" },
+]
+
+[[listener]]
+name = "web"
+bind = "0.0.0.0:80"
+pool = "web"
+EOF
+    vm_ssh "$1" "systemctl reset-failed fwd80 2>/dev/null; systemctl is-active -q fwd80 || systemd-run -q --unit=fwd80 /usr/sbin/tandem run -c /root/l4-proxy.toml"
 }
 
 # Planned events must fail no connection. TANDEM_VM_INFLIGHT_OK=1 tolerates
@@ -396,7 +416,7 @@ EOF
         sleep 4
         client_stop
         left=no; has_vip "$m" && left=yes
-        report_phase keepalived "SIGKILL #$run" "$clog" "$ev" "keepalived+socat killed; killed node still holds the VIP: $left"
+        report_phase keepalived "SIGKILL #$run" "$clog" "$ev" "keepalived+proxy killed; killed node still holds the VIP: $left"
         ka_restart "$m"
 
         # keepalived alone killed: its VIP stays, and so does the proxy behind it.
@@ -411,7 +431,7 @@ EOF
         sleep 4
         client_stop
         left=no; has_vip "$m" && left=yes
-        report_phase keepalived "  SIGKILL daemon only #$run" "$clog" "$ev" "socat kept running; killed node still holds the VIP: $left (both nodes hold it)"
+        report_phase keepalived "  SIGKILL daemon only #$run" "$clog" "$ev" "proxy kept running; killed node still holds the VIP: $left (both nodes hold it)"
         ka_restart "$m"
 
         m=$(ka_master); b=$(other "$m")
@@ -439,7 +459,8 @@ summary() { # gaps and failures per daemon and scenario over the runs
     echo
     echo "VM lab: tandem ${version} vs keepalived $(vm_ssh "$(other "${m:-lb1}")" "dpkg-query -W -f '\${Version}' keepalived" 2>/dev/null || echo '?'), advert 100 ms, $ACCEL, 1 vCPU ${VM_MEM} MiB per VM"
     echo "goal for SIGKILL / power-off: gap <= ${GOAL_MS} ms (3 x advert + skew + 0.1 s); graceful stop: 0 failed"
-    echo "gap = first failed new connection -> first successful one after it (client: a new connection every ~15 ms, connect timeout 150 ms)"
+    echo "gap = first failed attempt -> first successful one after it (client: 2 loops, each a new connection every 30 ms, connect timeout 150 ms, request timeout 500 ms)"
+    echo "keepalived runs with the same tandem binary as its proxy (L4 only, no [[vrrp]]), so the data plane is the same"
     echo
     printf '%-10s %-22s %7s %7s %9s  %s\n' daemon scenario gap_ms failed attempts notes
     printf '%s\n' "${RESULTS[@]}"
