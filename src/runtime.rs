@@ -21,9 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, Status};
+use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, RouteStatus, Status};
 use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol, VrrpConfig};
+use crate::config::StickyConfig;
 use crate::l4::tcp::{ListenerRt, ListenerStats};
+use crate::l7::server::{HttpPool, HttpRt};
+use crate::l7::sticky::StickyTable;
+use crate::l7::upstream::Upstream;
 use crate::pool::Pool;
 use crate::vrrp::instance::Tracker;
 use crate::vrrp::service::VrrpService;
@@ -39,6 +43,8 @@ pub enum StartError {
     },
     #[error("cannot start VRRP: {source}")]
     Vrrp { source: std::io::Error },
+    #[error("listener {name}: {message}")]
+    Listener { name: String, message: String },
     #[error("listener {name} ({proto} {addr}): cannot bind: {source}")]
     Bind {
         name: String,
@@ -48,12 +54,30 @@ pub enum StartError {
     },
 }
 
-type ListenerKey = (SocketAddr, Protocol);
+/// Address and stream (TCP, HTTP, HTTPS) or datagram (UDP).
+type ListenerKey = (SocketAddr, bool);
 type CheckerKey = (String, SocketAddr);
+
+fn key_of(l: &ListenerConfig) -> ListenerKey {
+    (l.bind, l.protocol.is_stream())
+}
+
+/// A listener's swappable snapshot: L4 engine or HTTP engine.
+#[derive(Clone)]
+enum Rt {
+    L4(Arc<ArcSwap<ListenerRt>>),
+    Http(Arc<ArcSwap<HttpRt>>),
+}
+
+/// A new snapshot, built before anything is swapped.
+enum NewRt {
+    L4(ListenerRt),
+    Http(HttpRt),
+}
 
 struct ListenerEntry {
     cfg: ListenerConfig,
-    rt: Arc<ArcSwap<ListenerRt>>,
+    rt: Rt,
     stats: Arc<ListenerStats>,
     stop: CancellationToken,
 }
@@ -62,7 +86,8 @@ struct ListenerEntry {
 struct Snapshot {
     config: Arc<Config>,
     pools: BTreeMap<String, Arc<Pool>>,
-    listeners: Vec<(ListenerConfig, Arc<ListenerStats>)>,
+    http_pools: HashMap<String, Arc<HttpPool>>,
+    listeners: Vec<(ListenerConfig, Arc<ListenerStats>, Option<Arc<ArcSwap<HttpRt>>>)>,
 }
 
 struct Inner {
@@ -128,6 +153,94 @@ fn build_pools(
         .collect()
 }
 
+/// HTTP views of the pools: the pooled upstream client and sticky table
+/// are kept from the previous generation while their settings are unchanged
+/// (so keep-alive connections to backends survive a reload).
+fn build_http_pools(
+    cfg: &Config,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    old: Option<&HashMap<String, Arc<HttpPool>>>,
+) -> Result<HashMap<String, Arc<HttpPool>>, StartError> {
+    let mut out = HashMap::new();
+    for pc in &cfg.pools {
+        let Some(pool) = pools.get(&pc.name) else {
+            continue;
+        };
+        let prev = old.and_then(|o| o.get(&pc.name));
+        let want = (pc.http.clone(), pc.connect_timeout);
+        let upstream = match prev {
+            Some(p) if p.upstream.built_from == want => p.upstream.clone(),
+            _ => Arc::new(Upstream::new(&pc.http, pc.connect_timeout).map_err(|message| {
+                StartError::Listener {
+                    name: format!("pool {}", pc.name),
+                    message,
+                }
+            })?),
+        };
+        let table = match &pc.http.sticky {
+            Some(StickyConfig::AppCookie {
+                ttl, max_entries, ..
+            }) => match prev.and_then(|p| p.table.clone()) {
+                Some(t) if prev.is_some_and(|p| p.pool.cfg.http.sticky == pc.http.sticky) => Some(t),
+                _ => Some(Arc::new(StickyTable::new(*max_entries, *ttl))),
+            },
+            _ => None,
+        };
+        out.insert(
+            pc.name.clone(),
+            Arc::new(HttpPool::new(pool.clone(), upstream, table)),
+        );
+    }
+    Ok(out)
+}
+
+/// Builds a listener's snapshot (TLS certificates are read here, so a
+/// reload picks up renewed certificates).
+fn make_rt(
+    l: &ListenerConfig,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    http_pools: &HashMap<String, Arc<HttpPool>>,
+    prev: Option<&Rt>,
+) -> Result<NewRt, StartError> {
+    let err = |message: String| StartError::Listener {
+        name: l.name.clone(),
+        message,
+    };
+    match &l.http {
+        None => {
+            let pool = pools
+                .get(&l.pool)
+                .cloned()
+                .ok_or_else(|| err(format!("no pool named {:?}", l.pool)))?;
+            let prev = match prev {
+                Some(Rt::L4(r)) => Some(r.load_full()),
+                _ => None,
+            };
+            Ok(NewRt::L4(ListenerRt::new(l.clone(), pool, prev.as_deref())))
+        }
+        Some(h) => {
+            let tls = match &h.tls {
+                None => None,
+                Some(certs) => {
+                    let specs: Vec<_> = certs.iter().map(crate::tls::spec).collect();
+                    let default = certs.iter().position(|c| c.default);
+                    Some(
+                        crate::tls::server_config(&specs, default, h.http2)
+                            .map_err(|e| err(e.to_string()))?,
+                    )
+                }
+            };
+            let prev = match prev {
+                Some(Rt::Http(r)) => Some(r.load_full()),
+                _ => None,
+            };
+            Ok(NewRt::Http(
+                HttpRt::new(l.clone(), http_pools, tls, prev.as_deref()).map_err(err)?,
+            ))
+        }
+    }
+}
+
 impl Daemon {
     /// Binds every socket and starts every task; fails without side effects
     /// left running if any listener cannot bind.
@@ -138,9 +251,11 @@ impl Daemon {
                 source,
             })?;
         let pools = build_pools(&cfg, None);
+        let http_pools = build_http_pools(&cfg, &pools, None)?;
         let mut bound = Vec::new();
         for l in &cfg.listeners {
-            bound.push((l.clone(), bind(l)?));
+            let rt = make_rt(l, &pools, &http_pools, None)?;
+            bound.push((l.clone(), bind(l)?, rt));
         }
         let daemon = Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
@@ -149,6 +264,7 @@ impl Daemon {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
                 config: Arc::new(cfg.clone()),
                 pools: pools.clone(),
+                http_pools: http_pools.clone(),
                 listeners: Vec::new(),
             })),
             vrrp: std::sync::Mutex::new(None),
@@ -161,11 +277,11 @@ impl Daemon {
         });
         {
             let mut inner = daemon.inner.lock().await;
-            for (l, sock) in bound {
-                daemon.spawn_listener(&mut inner, l, sock, &pools);
+            for (l, sock, rt) in bound {
+                daemon.spawn_listener(&mut inner, l, sock, rt);
             }
             sync_checkers(&mut inner, &pools);
-            daemon.publish(&inner, Arc::new(cfg.clone()), pools);
+            daemon.publish(&inner, Arc::new(cfg.clone()), pools, http_pools);
         }
         // Listeners are bound (IP_FREEBIND) before the election starts, so
         // the moment this node claims a VIP it already serves it.
@@ -188,47 +304,50 @@ impl Daemon {
         Ok(daemon)
     }
 
-    fn spawn_listener(
-        &self,
-        inner: &mut Inner,
-        cfg: ListenerConfig,
-        sock: Bound,
-        pools: &BTreeMap<String, Arc<Pool>>,
-    ) {
-        let Some(pool) = pools.get(&cfg.pool).cloned() else {
-            // Validation guarantees the pool exists; keep the daemon up anyway.
-            tracing::error!(listener = %cfg.name, pool = %cfg.pool, "listener refers to a missing pool");
-            return;
-        };
-        let rt = Arc::new(ArcSwap::from_pointee(ListenerRt::new(
-            cfg.clone(),
-            pool,
-            None,
-        )));
+    fn spawn_listener(&self, inner: &mut Inner, cfg: ListenerConfig, sock: Bound, rt: NewRt) {
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
-        match sock {
-            Bound::Tcp(l) => {
+        let rt = match (sock, rt) {
+            (Bound::Tcp(l), NewRt::L4(r)) => {
+                let r = Arc::new(ArcSwap::from_pointee(r));
                 tokio::spawn(crate::l4::tcp::serve(
                     l,
-                    rt.clone(),
+                    r.clone(),
                     stats.clone(),
                     stop.clone(),
                     self.conns.clone(),
                 ));
+                Rt::L4(r)
             }
-            Bound::Udp(s) => {
+            (Bound::Udp(s), NewRt::L4(r)) => {
+                let r = Arc::new(ArcSwap::from_pointee(r));
                 self.conns.spawn(crate::l4::udp::serve(
                     s,
-                    rt.clone(),
+                    r.clone(),
                     stats.clone(),
                     stop.clone(),
                 ));
+                Rt::L4(r)
             }
-        }
-        tracing::info!(listener = %cfg.name, bind = %cfg.bind, protocol = proto_str(cfg.protocol), pool = %cfg.pool, "listening");
+            (Bound::Tcp(l), NewRt::Http(r)) => {
+                let r = Arc::new(ArcSwap::from_pointee(r));
+                tokio::spawn(crate::l7::server::serve(
+                    l,
+                    r.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                    self.conns.clone(),
+                ));
+                Rt::Http(r)
+            }
+            (Bound::Udp(_), NewRt::Http(_)) => {
+                tracing::error!(listener = %cfg.name, "an http listener cannot use a UDP socket");
+                return;
+            }
+        };
+        tracing::info!(listener = %cfg.name, bind = %cfg.bind, protocol = proto_str(cfg.protocol), "listening");
         inner.listeners.insert(
-            (cfg.bind, cfg.protocol),
+            key_of(&cfg),
             ListenerEntry {
                 cfg,
                 rt,
@@ -238,21 +357,31 @@ impl Daemon {
         );
     }
 
-    fn publish(&self, inner: &Inner, config: Arc<Config>, pools: BTreeMap<String, Arc<Pool>>) {
+    fn publish(
+        &self,
+        inner: &Inner,
+        config: Arc<Config>,
+        pools: BTreeMap<String, Arc<Pool>>,
+        http_pools: HashMap<String, Arc<HttpPool>>,
+    ) {
         // Keep the config file's order in status output.
         let listeners = config
             .listeners
             .iter()
             .filter_map(|l| {
-                inner
-                    .listeners
-                    .get(&(l.bind, l.protocol))
-                    .map(|e| (e.cfg.clone(), e.stats.clone()))
+                inner.listeners.get(&key_of(l)).map(|e| {
+                    let http = match &e.rt {
+                        Rt::Http(r) => Some(r.clone()),
+                        Rt::L4(_) => None,
+                    };
+                    (e.cfg.clone(), e.stats.clone(), http)
+                })
             })
             .collect();
         self.snapshot.store(Arc::new(Snapshot {
             config,
             pools,
+            http_pools,
             listeners,
         }));
     }
@@ -330,39 +459,37 @@ impl Daemon {
             tracing::warn!("changes in [global] take effect at the next restart");
         }
         let pools = build_pools(&cfg, Some(&old.pools));
-        // Prepare: bind what is new; nothing is swapped if any bind fails.
+        let http_pools = build_http_pools(&cfg, &pools, Some(&old.http_pools))?;
+        // Prepare: build every snapshot (reading certificates) and bind what
+        // is new; nothing is swapped if anything fails.
+        let same_kind = |a: &ListenerConfig, b: &ListenerConfig| {
+            a.backlog == b.backlog && a.http.is_some() == b.http.is_some()
+        };
+        let mut updates = Vec::new();
         let mut fresh = Vec::new();
         for l in &cfg.listeners {
-            let key = (l.bind, l.protocol);
-            let reusable = inner
-                .listeners
-                .get(&key)
-                .is_some_and(|e| e.cfg.backlog == l.backlog);
-            if !reusable {
-                fresh.push((l.clone(), key));
+            let key = key_of(l);
+            match inner.listeners.get(&key) {
+                Some(e) if same_kind(&e.cfg, l) => {
+                    updates.push((key, l.clone(), make_rt(l, &pools, &http_pools, Some(&e.rt))?));
+                }
+                _ => fresh.push((l.clone(), make_rt(l, &pools, &http_pools, None)?)),
             }
         }
         let mut bound = Vec::new();
-        for (l, key) in fresh {
-            // A listener whose only change is its backlog must free its
-            // address before the new socket can bind it.
-            if let Some(e) = inner.listeners.get(&key) {
-                if e.cfg.backlog != l.backlog {
-                    tracing::info!(listener = %l.name, "backlog changed: re-binding");
-                    e.stop.cancel();
-                    inner.listeners.remove(&key);
-                }
+        for (l, rt) in fresh {
+            // A listener that changes backlog or engine (tcp <-> http) on
+            // the same address must free it before the new socket binds.
+            if let Some(e) = inner.listeners.remove(&key_of(&l)) {
+                tracing::info!(listener = %l.name, "listener re-created on the same address");
+                e.stop.cancel();
             }
-            bound.push((l.clone(), bind(&l)?));
+            bound.push((l.clone(), bind(&l)?, rt));
         }
         // Commit.
-        let wanted: HashMap<ListenerKey, &ListenerConfig> = cfg
-            .listeners
-            .iter()
-            .map(|l| ((l.bind, l.protocol), l))
-            .collect();
+        let wanted: std::collections::HashSet<ListenerKey> = cfg.listeners.iter().map(key_of).collect();
         inner.listeners.retain(|key, e| {
-            if wanted.contains_key(key) {
+            if wanted.contains(key) {
                 true
             } else {
                 tracing::info!(listener = %e.cfg.name, bind = %e.cfg.bind, "listener removed: no longer accepting, existing connections continue");
@@ -370,23 +497,22 @@ impl Daemon {
                 false
             }
         });
-        for (key, e) in inner.listeners.iter_mut() {
-            if let (Some(l), Some(pool)) = (wanted.get(key), pools.get(&wanted[key].pool)) {
-                let prev = e.rt.load();
-                e.rt.store(Arc::new(ListenerRt::new(
-                    (*l).clone(),
-                    pool.clone(),
-                    Some(&prev),
-                )));
-                e.cfg = (*l).clone();
+        for (key, l, rt) in updates {
+            if let Some(e) = inner.listeners.get_mut(&key) {
+                match (&e.rt, rt) {
+                    (Rt::L4(cur), NewRt::L4(r)) => cur.store(Arc::new(r)),
+                    (Rt::Http(cur), NewRt::Http(r)) => cur.store(Arc::new(r)),
+                    _ => {}
+                }
+                e.cfg = l;
             }
         }
-        for (l, sock) in bound {
-            self.spawn_listener(inner, l, sock, &pools);
+        for (l, sock, rt) in bound {
+            self.spawn_listener(inner, l, sock, rt);
         }
         sync_checkers(inner, &pools);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.publish(inner, Arc::new(cfg), pools);
+        self.publish(inner, Arc::new(cfg), pools, http_pools);
         tracing::info!(generation, config = %self.config_path.display(), "config reloaded");
         Ok(generation)
     }
@@ -435,7 +561,23 @@ impl Daemon {
         let listeners = snap
             .listeners
             .iter()
-            .map(|(l, s)| ListenerStatus {
+            .map(|(l, s, http)| ListenerStatus {
+                routes: http
+                    .as_ref()
+                    .map(|h| {
+                        let h = h.load();
+                        h.router
+                            .routes()
+                            .iter()
+                            .zip(&h.route_stats)
+                            .map(|(r, st)| RouteStatus {
+                                name: r.name.clone(),
+                                requests: st.requests.load(Ordering::Relaxed),
+                                by_class: std::array::from_fn(|i| st.by_class[i].load(Ordering::Relaxed)),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 name: l.name.clone(),
                 bind: l.bind.to_string(),
                 protocol: proto_str(l.protocol).into(),

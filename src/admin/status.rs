@@ -32,6 +32,17 @@ pub struct ListenerStatus {
     pub dropped: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// HTTP listeners: per-route request counters.
+    #[serde(default)]
+    pub routes: Vec<RouteStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RouteStatus {
+    pub name: String,
+    pub requests: u64,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub by_class: [u64; 5],
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -8,4 +8,6 @@
 pub mod cache;
 pub mod headers;
 pub mod router;
+pub mod server;
 pub mod sticky;
+pub mod upstream;
