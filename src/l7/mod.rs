@@ -6,6 +6,7 @@
 //! [`server`] the hyper-based engine that drives them.
 
 pub mod cache;
+pub mod framing;
 pub mod headers;
 pub mod router;
 pub mod server;

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{self, Cache, Coalescer, RequestPolicy};
+use super::framing::H1Scanner;
 use super::headers::{self, ForwardedInfo};
 use super::router::{self, Action, RequestView, Route, Router};
 use super::sticky;
@@ -182,6 +183,10 @@ struct Conn {
     scheme: &'static str,
     in_flight: AtomicU64,
     activity: AtomicU64,
+    /// Raw framing of HTTP/1 requests on this connection (see framing.rs).
+    scanner: std::sync::Mutex<H1Scanner>,
+    /// HTTP/1 requests handled so far on this connection.
+    h1_requests: AtomicU64,
 }
 
 pub async fn serve(
@@ -261,6 +266,9 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.conn.activity.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut sc) = self.conn.scanner.lock() {
+                sc.feed(&buf.filled()[before..]);
+            }
         }
         r
     }
@@ -318,6 +326,8 @@ async fn connection(
         scheme: if snap.tls.is_some() { "https" } else { "http" },
         in_flight: AtomicU64::new(0),
         activity: AtomicU64::new(0),
+        scanner: std::sync::Mutex::new(H1Scanner::default()),
+        h1_requests: AtomicU64::new(0),
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -483,6 +493,21 @@ async fn route_request(
     conn: &Arc<Conn>,
     rt: &Arc<HttpRt>,
 ) -> (Response<Body>, Option<usize>, Option<String>) {
+    if req.version() <= Version::HTTP_11 {
+        // hyper has already resolved CL+TE and folded duplicate lengths;
+        // the raw-byte scanner saw what the client really sent.
+        let n = conn.h1_requests.fetch_add(1, Ordering::Relaxed);
+        let seen = conn.scanner.lock().ok().and_then(|s| s.violation(n));
+        if let Some(reason) = seen {
+            tracing::debug!(client = %conn.peer, reason, "request rejected: ambiguous framing");
+            conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return (
+                closing(error(rt, StatusCode::BAD_REQUEST, "ambiguous message framing")),
+                None,
+                None,
+            );
+        }
+    }
     if let Err(e) = headers::check_request_framing(req.headers(), req.version()) {
         tracing::debug!(client = %conn.peer, reason = e.reason(), "request rejected: bad framing");
         conn.stats.dropped.fetch_add(1, Ordering::Relaxed);

@@ -392,3 +392,4 @@ pub fn wait_port(addr: SocketAddr) {
 pub fn config_path_exists(p: &Path) -> bool {
     p.exists()
 }
+pub mod web;

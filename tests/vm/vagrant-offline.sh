@@ -88,16 +88,22 @@ EOF
     log "OK: lb1 master, lb2 backup; curl http://$VIP/ (from the lab network): $body"
 
     # README step 4: kill the primary the way a crash does, with a client running.
-    local clog=$LOGS/client-vagrant-sigkill.log ev gap failed total n before cpid
-    bash "$VM_DIR/client.sh" "http://$VIP/" "$clog" 60 &
+    local clog=$LOGS/client-vagrant-sigkill.log ev gap failed total n before noconn inflight cpid cpid2
+    # Two loops 15 ms apart, each a new connection every 30 ms (as scenario.sh).
+    bash "$VM_DIR/client.sh" "http://$VIP/" "$clog.1" 60 30 &
     cpid=$!
+    sleep 0.015
+    bash "$VM_DIR/client.sh" "http://$VIP/" "$clog.2" 60 30 &
+    cpid2=$!
     sleep 2
     log "vagrant ssh lb1 -c 'sudo systemctl kill -s KILL tandem'"
     ev=$EPOCHREALTIME
     vagrant ssh lb1 -c 'sudo systemctl kill -s KILL tandem' 2>/dev/null
     sleep 6
-    kill "$cpid" 2>/dev/null || true
-    wait "$cpid" 2>/dev/null || true
+    kill "$cpid" "$cpid2" 2>/dev/null || true
+    wait "$cpid" "$cpid2" 2>/dev/null || true
+    sort -n "$clog.1" "$clog.2" >"$clog"
+    rm -f "$clog.1" "$clog.2"
     s2=$(vagrant ssh lb2 -c 'sudo tandem status' 2>/dev/null)
     printf -- '--- lb2 after the kill: sudo tandem status\n%s\n' "$s2" >&2
     [ "$(state "$s2")" = master ] || die "lb2 is $(state "$s2") after the kill, not master"
@@ -105,9 +111,9 @@ EOF
     if vagrant ssh lb1 -c 'ip -br addr' 2>/dev/null | grep -q "$VIP/"; then die "the killed lb1 still holds $VIP"; fi
     # shellcheck source=tests/vm/lib.sh
     . "$VM_DIR/lib.sh"
-    read -r gap failed total n before < <(client_report "$clog" "$ev")
+    read -r gap failed total n before noconn inflight < <(client_report "$clog" "$ev")
     client_outages "$clog" "$ev" >&2
-    log "RESULT vagrant kill-the-primary: gap $gap ms, $failed failed new connections of $n ($total failed in all, $before before the kill); lb2 master, lb1 holds no VIP"
+    log "RESULT vagrant kill-the-primary: gap $gap ms, $failed failed new connections of $n ($total failed in all: $noconn could not connect, $inflight lost in flight; $before before the kill); lb2 master, lb1 holds no VIP"
     echo "vagrant offline: up ${UP_S} s; SIGKILL of the primary: gap ${gap} ms, ${failed} failed of ${n}" >"$LOGS/result.txt"
 
     t0=$SECONDS
