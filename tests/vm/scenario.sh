@@ -431,7 +431,7 @@ EOF
         sleep 4
         client_stop
         left=no; has_vip "$m" && left=yes
-        report_phase keepalived "  SIGKILL daemon only #$run" "$clog" "$ev" "proxy kept running; killed node still holds the VIP: $left (both nodes hold it)"
+        report_phase keepalived "  SIGKILL daemon only #$run" "$clog" "$ev" "proxy kept running; killed node still holds the VIP: $left$([ "$left" = no ] || echo ' (both nodes hold it)')"
         ka_restart "$m"
 
         m=$(ka_master); b=$(other "$m")
