@@ -17,8 +17,10 @@ ROOT=$(cd "$VM_DIR/../.." && pwd)
 VIP=192.168.56.100
 UP_TIMEOUT=${TANDEM_VAGRANT_UP_TIMEOUT:-900}
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FAIL: $*"; exit 1; }
+# log, die, client_report, client_outages (the lab's other helpers are unused here).
+# shellcheck source=tests/vm/lib.sh
+. "$VM_DIR/lib.sh"
+export LAB_T0=${LAB_T0:-$EPOCHREALTIME}
 
 # --- inside the namespaces ----------------------------------------------------------
 inner() {
@@ -109,11 +111,9 @@ EOF
     [ "$(state "$s2")" = master ] || die "lb2 is $(state "$s2") after the kill, not master"
     vagrant ssh lb2 -c 'ip -br addr' 2>/dev/null | grep -q "$VIP/" || die "lb2 does not hold $VIP"
     if vagrant ssh lb1 -c 'ip -br addr' 2>/dev/null | grep -q "$VIP/"; then die "the killed lb1 still holds $VIP"; fi
-    # shellcheck source=tests/vm/lib.sh
-    . "$VM_DIR/lib.sh"
     read -r gap failed total n before noconn inflight < <(client_report "$clog" "$ev")
     client_outages "$clog" "$ev" >&2
-    log "RESULT vagrant kill-the-primary: gap $gap ms, $failed failed new connections of $n ($total failed in all: $noconn could not connect, $inflight lost in flight; $before before the kill); lb2 master, lb1 holds no VIP"
+    log "RESULT vagrant kill-the-primary: gap $gap ms, $failed failed attempts of $n ($total failed in all: $noconn could not connect, $inflight lost in flight; $before before the kill); lb2 master, lb1 holds no VIP"
     echo "vagrant offline: up ${UP_S} s; SIGKILL of the primary: gap ${gap} ms, ${failed} failed of ${n}" >"$LOGS/result.txt"
 
     t0=$SECONDS
