@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, RouteStatus, Status};
-use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol, VrrpConfig};
 use crate::config::StickyConfig;
+use crate::config::{self, Config, HealthConfig, ListenerConfig, Protocol, VrrpConfig};
 use crate::l4::tcp::{ListenerRt, ListenerStats};
 use crate::l7::server::{HttpPool, HttpRt};
 use crate::l7::sticky::StickyTable;
@@ -71,8 +71,8 @@ enum Rt {
 
 /// A new snapshot, built before anything is swapped.
 enum NewRt {
-    L4(ListenerRt),
-    Http(HttpRt),
+    L4(Box<ListenerRt>),
+    Http(Box<HttpRt>),
 }
 
 struct ListenerEntry {
@@ -82,12 +82,19 @@ struct ListenerEntry {
     stop: CancellationToken,
 }
 
+/// A listener as status sees it (HTTP listeners also expose route counters).
+type ListenerView = (
+    ListenerConfig,
+    Arc<ListenerStats>,
+    Option<Arc<ArcSwap<HttpRt>>>,
+);
+
 /// What status and the data plane read; replaced whole on reload.
 struct Snapshot {
     config: Arc<Config>,
     pools: BTreeMap<String, Arc<Pool>>,
     http_pools: HashMap<String, Arc<HttpPool>>,
-    listeners: Vec<(ListenerConfig, Arc<ListenerStats>, Option<Arc<ArcSwap<HttpRt>>>)>,
+    listeners: Vec<ListenerView>,
 }
 
 struct Inner {
@@ -170,18 +177,22 @@ fn build_http_pools(
         let want = (pc.http.clone(), pc.connect_timeout);
         let upstream = match prev {
             Some(p) if p.upstream.built_from == want => p.upstream.clone(),
-            _ => Arc::new(Upstream::new(&pc.http, pc.connect_timeout).map_err(|message| {
-                StartError::Listener {
-                    name: format!("pool {}", pc.name),
-                    message,
-                }
-            })?),
+            _ => Arc::new(
+                Upstream::new(&pc.http, pc.connect_timeout).map_err(|message| {
+                    StartError::Listener {
+                        name: format!("pool {}", pc.name),
+                        message,
+                    }
+                })?,
+            ),
         };
         let table = match &pc.http.sticky {
             Some(StickyConfig::AppCookie {
                 ttl, max_entries, ..
             }) => match prev.and_then(|p| p.table.clone()) {
-                Some(t) if prev.is_some_and(|p| p.pool.cfg.http.sticky == pc.http.sticky) => Some(t),
+                Some(t) if prev.is_some_and(|p| p.pool.cfg.http.sticky == pc.http.sticky) => {
+                    Some(t)
+                }
                 _ => Some(Arc::new(StickyTable::new(*max_entries, *ttl))),
             },
             _ => None,
@@ -216,7 +227,11 @@ fn make_rt(
                 Some(Rt::L4(r)) => Some(r.load_full()),
                 _ => None,
             };
-            Ok(NewRt::L4(ListenerRt::new(l.clone(), pool, prev.as_deref())))
+            Ok(NewRt::L4(Box::new(ListenerRt::new(
+                l.clone(),
+                pool,
+                prev.as_deref(),
+            ))))
         }
         Some(h) => {
             let tls = match &h.tls {
@@ -234,9 +249,9 @@ fn make_rt(
                 Some(Rt::Http(r)) => Some(r.load_full()),
                 _ => None,
             };
-            Ok(NewRt::Http(
+            Ok(NewRt::Http(Box::new(
                 HttpRt::new(l.clone(), http_pools, tls, prev.as_deref()).map_err(err)?,
-            ))
+            )))
         }
     }
 }
@@ -309,7 +324,7 @@ impl Daemon {
         let stop = CancellationToken::new();
         let rt = match (sock, rt) {
             (Bound::Tcp(l), NewRt::L4(r)) => {
-                let r = Arc::new(ArcSwap::from_pointee(r));
+                let r = Arc::new(ArcSwap::from(Arc::new(*r)));
                 tokio::spawn(crate::l4::tcp::serve(
                     l,
                     r.clone(),
@@ -320,7 +335,7 @@ impl Daemon {
                 Rt::L4(r)
             }
             (Bound::Udp(s), NewRt::L4(r)) => {
-                let r = Arc::new(ArcSwap::from_pointee(r));
+                let r = Arc::new(ArcSwap::from(Arc::new(*r)));
                 self.conns.spawn(crate::l4::udp::serve(
                     s,
                     r.clone(),
@@ -330,7 +345,7 @@ impl Daemon {
                 Rt::L4(r)
             }
             (Bound::Tcp(l), NewRt::Http(r)) => {
-                let r = Arc::new(ArcSwap::from_pointee(r));
+                let r = Arc::new(ArcSwap::from(Arc::new(*r)));
                 tokio::spawn(crate::l7::server::serve(
                     l,
                     r.clone(),
@@ -471,7 +486,11 @@ impl Daemon {
             let key = key_of(l);
             match inner.listeners.get(&key) {
                 Some(e) if same_kind(&e.cfg, l) => {
-                    updates.push((key, l.clone(), make_rt(l, &pools, &http_pools, Some(&e.rt))?));
+                    updates.push((
+                        key,
+                        l.clone(),
+                        make_rt(l, &pools, &http_pools, Some(&e.rt))?,
+                    ));
                 }
                 _ => fresh.push((l.clone(), make_rt(l, &pools, &http_pools, None)?)),
             }
@@ -487,7 +506,8 @@ impl Daemon {
             bound.push((l.clone(), bind(&l)?, rt));
         }
         // Commit.
-        let wanted: std::collections::HashSet<ListenerKey> = cfg.listeners.iter().map(key_of).collect();
+        let wanted: std::collections::HashSet<ListenerKey> =
+            cfg.listeners.iter().map(key_of).collect();
         inner.listeners.retain(|key, e| {
             if wanted.contains(key) {
                 true
@@ -500,8 +520,8 @@ impl Daemon {
         for (key, l, rt) in updates {
             if let Some(e) = inner.listeners.get_mut(&key) {
                 match (&e.rt, rt) {
-                    (Rt::L4(cur), NewRt::L4(r)) => cur.store(Arc::new(r)),
-                    (Rt::Http(cur), NewRt::Http(r)) => cur.store(Arc::new(r)),
+                    (Rt::L4(cur), NewRt::L4(r)) => cur.store(Arc::new(*r)),
+                    (Rt::Http(cur), NewRt::Http(r)) => cur.store(Arc::new(*r)),
                     _ => {}
                 }
                 e.cfg = l;
@@ -573,7 +593,9 @@ impl Daemon {
                             .map(|(r, st)| RouteStatus {
                                 name: r.name.clone(),
                                 requests: st.requests.load(Ordering::Relaxed),
-                                by_class: std::array::from_fn(|i| st.by_class[i].load(Ordering::Relaxed)),
+                                by_class: std::array::from_fn(|i| {
+                                    st.by_class[i].load(Ordering::Relaxed)
+                                }),
                             })
                             .collect()
                     })

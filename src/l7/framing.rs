@@ -54,7 +54,10 @@ impl Default for H1Scanner {
 impl H1Scanner {
     /// The framing problem of request `n` (0-based on this connection).
     pub fn violation(&self, n: u64) -> Option<&'static str> {
-        self.violations.iter().find(|(i, _)| *i == n).map(|(_, r)| *r)
+        self.violations
+            .iter()
+            .find(|(i, _)| *i == n)
+            .map(|(_, r)| *r)
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
@@ -90,7 +93,11 @@ impl H1Scanner {
                     let n = (left as usize).min(data.len());
                     data = &data[n..];
                     let left = left - n as u64;
-                    self.state = if left == 0 { self.next_request() } else { State::Body(left) };
+                    self.state = if left == 0 {
+                        self.next_request()
+                    } else {
+                        State::Body(left)
+                    };
                 }
                 State::ChunkSize => {
                     let (done, used) = take_line(&mut self.line, data);
@@ -114,7 +121,11 @@ impl H1Scanner {
                     let n = (left as usize).min(data.len());
                     data = &data[n..];
                     let left = left - n as u64;
-                    self.state = if left == 0 { State::ChunkDataEnd } else { State::ChunkData(left) };
+                    self.state = if left == 0 {
+                        State::ChunkDataEnd
+                    } else {
+                        State::ChunkData(left)
+                    };
                 }
                 State::ChunkDataEnd => {
                     let (done, used) = take_line(&mut self.line, data);
@@ -260,7 +271,11 @@ mod tests {
         for split in 1..raw.len() {
             let s = scan(&[&raw[..split], &raw[split..]]);
             assert_eq!(s.violation(0), None, "split {split}");
-            assert_eq!(s.violation(1), Some("multiple_content_length"), "split {split}");
+            assert_eq!(
+                s.violation(1),
+                Some("multiple_content_length"),
+                "split {split}"
+            );
         }
         // One byte at a time.
         let mut s = H1Scanner::default();
@@ -272,9 +287,19 @@ mod tests {
 
     #[test]
     fn gives_up_on_http2_and_upgrades() {
-        let s = scan(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"]);
+        let s = scan(&[
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]);
         assert_eq!(s.violation(0), None);
-        let s = scan(&[b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"]);
-        assert_eq!(s.violation(1), None, "bytes after an upgrade are not requests");
+        let s = scan(&[
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]);
+        assert_eq!(
+            s.violation(1),
+            None,
+            "bytes after an upgrade are not requests"
+        );
     }
 }

@@ -70,7 +70,11 @@ pub struct HttpPool {
 }
 
 impl HttpPool {
-    pub fn new(pool: Arc<Pool>, upstream: Arc<Upstream>, table: Option<Arc<sticky::StickyTable>>) -> HttpPool {
+    pub fn new(
+        pool: Arc<Pool>,
+        upstream: Arc<Upstream>,
+        table: Option<Arc<sticky::StickyTable>>,
+    ) -> HttpPool {
         // The token secret comes from the pool's name: the same on both
         // nodes of a pair, so a failover keeps every client's backend.
         let secret = crate::balance::client_key(std::net::IpAddr::from([0, 0, 0, 0]))
@@ -82,7 +86,12 @@ impl HttpPool {
             .iter()
             .map(|b| sticky::backend_token(pool.name(), &b.cfg.name, secret))
             .collect();
-        let tokens = token_of.iter().cloned().enumerate().map(|(i, t)| (t, i)).collect();
+        let tokens = token_of
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, t)| (t, i))
+            .collect();
         HttpPool {
             pool,
             upstream,
@@ -227,7 +236,9 @@ pub async fn serve(
                         continue;
                     }
                     stats.queued.fetch_add(1, Ordering::Relaxed);
-                    let r = tokio::time::timeout(snap.cfg.queue_timeout, sem.clone().acquire_owned()).await;
+                    let r =
+                        tokio::time::timeout(snap.cfg.queue_timeout, sem.clone().acquire_owned())
+                            .await;
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
                     match r {
                         Ok(Ok(p)) => Some(p),
@@ -410,11 +421,15 @@ trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo for T {}
 
 fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).map_err(|never| match never {}).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A response tandem generates itself (errors, redirects, fixed replies).
@@ -442,14 +457,16 @@ fn error(rt: &HttpRt, status: StatusCode, detail: &str) -> Response<Body> {
         });
     let mut r = simple(status, body, "text/plain; charset=utf-8");
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     r
 }
 
 /// Marks a response so hyper closes the connection after it (bad framing).
 fn closing(mut r: Response<Body>) -> Response<Body> {
-    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -463,7 +480,8 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
     let mut resp = resp;
     if let Some(hsts) = rt.http.hsts.as_deref().filter(|_| conn.scheme == "https") {
         if let Ok(v) = HeaderValue::from_str(hsts) {
-            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, v);
         }
     }
     if let Some(i) = route_idx {
@@ -502,7 +520,11 @@ async fn route_request(
             tracing::debug!(client = %conn.peer, reason, "request rejected: ambiguous framing");
             conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return (
-                closing(error(rt, StatusCode::BAD_REQUEST, "ambiguous message framing")),
+                closing(error(
+                    rt,
+                    StatusCode::BAD_REQUEST,
+                    "ambiguous message framing",
+                )),
                 None,
                 None,
             );
@@ -511,12 +533,20 @@ async fn route_request(
     if let Err(e) = headers::check_request_framing(req.headers(), req.version()) {
         tracing::debug!(client = %conn.peer, reason = e.reason(), "request rejected: bad framing");
         conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        return (closing(error(rt, StatusCode::BAD_REQUEST, &e.to_string())), None, None);
+        return (
+            closing(error(rt, StatusCode::BAD_REQUEST, &e.to_string())),
+            None,
+            None,
+        );
     }
     let (parts, body) = req.into_parts();
     let view = RequestView::from_parts(&parts);
     let Some((idx, route)) = rt.router.route(&view) else {
-        return (error(rt, StatusCode::NOT_FOUND, "no route matches this request"), None, None);
+        return (
+            error(rt, StatusCode::NOT_FOUND, "no route matches this request"),
+            None,
+            None,
+        );
     };
     let mut resp = match &route.action {
         Action::Respond {
@@ -526,7 +556,9 @@ async fn route_request(
         } => simple(
             StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
             body.clone(),
-            content_type.as_deref().unwrap_or("text/plain; charset=utf-8"),
+            content_type
+                .as_deref()
+                .unwrap_or("text/plain; charset=utf-8"),
         ),
         Action::Redirect { status, location } => {
             let loc = router::expand_location(location, &view, conn.scheme);
@@ -546,7 +578,11 @@ async fn route_request(
             rewrite_path,
         } => {
             let Some(hp) = rt.pools.get(pool) else {
-                return (error(rt, StatusCode::BAD_GATEWAY, "pool missing"), Some(idx), None);
+                return (
+                    error(rt, StatusCode::BAD_GATEWAY, "pool missing"),
+                    Some(idx),
+                    None,
+                );
             };
             let path = router::rewritten_path(
                 strip_prefix.as_deref(),
@@ -627,8 +663,9 @@ async fn pick(
     let key = client_key(conn.peer.ip());
     let cfg = &hp.pool.cfg.http;
     let wanted: Option<usize> = match &cfg.sticky {
-        Some(StickyConfig::Cookie { name }) => sticky::cookie_value(&parts.headers, name)
-            .and_then(|t| hp.tokens.get(t).copied()),
+        Some(StickyConfig::Cookie { name }) => {
+            sticky::cookie_value(&parts.headers, name).and_then(|t| hp.tokens.get(t).copied())
+        }
         Some(StickyConfig::AppCookie { name, .. }) => sticky::cookie_value(&parts.headers, name)
             .and_then(|session| hp.table.as_ref()?.lookup(session, Instant::now()))
             .and_then(|b| hp.pool.backends.iter().position(|x| x.cfg.name == b)),
@@ -637,7 +674,10 @@ async fn pick(
     if let Some(i) = wanted.filter(|i| !tried.contains(i)) {
         // Honour the affinity only while that backend serves; otherwise
         // fall back to the algorithm (and, in cookie mode, re-issue).
-        let others: Vec<usize> = (0..hp.pool.backends.len()).filter(|j| *j != i).chain(tried.iter().copied()).collect();
+        let others: Vec<usize> = (0..hp.pool.backends.len())
+            .filter(|j| *j != i)
+            .chain(tried.iter().copied())
+            .collect();
         if hp.pool.backends[i].serving() {
             if let Ok(l) = hp.pool.try_lease(key, &others) {
                 return Ok((l, false));
@@ -698,11 +738,21 @@ async fn proxy_inner(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            return (closing(error(rt, StatusCode::PAYLOAD_TOO_LARGE, "request body too large")), None);
+            return (
+                closing(error(
+                    rt,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                )),
+                None,
+            );
         }
     }
-    let bodiless = body.as_ref().is_none_or(|b| hyper::body::Body::is_end_stream(b))
-        || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
+    let bodiless = body.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0");
     let retryable = idempotent(&parts.method) && bodiless;
     let mut body: Option<Body> = body.map(|b| {
         if limit > 0 {
@@ -749,7 +799,10 @@ async fn proxy_inner(
                 return (error(rt, status, "no backend available"), None);
             }
             Err(PickError::Saturated) => {
-                return (error(rt, StatusCode::SERVICE_UNAVAILABLE, "all backends are busy"), None)
+                return (
+                    error(rt, StatusCode::SERVICE_UNAVAILABLE, "all backends are busy"),
+                    None,
+                )
             }
         };
         let backend = lease.name.clone();
@@ -757,7 +810,11 @@ async fn proxy_inner(
         let mut up = Request::builder()
             .method(parts.method.clone())
             .uri(uri)
-            .version(if pool.cfg.http.http2 { Version::HTTP_2 } else { Version::HTTP_11 });
+            .version(if pool.cfg.http.http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            });
         if let Some(hm) = up.headers_mut() {
             *hm = h.clone();
             if pool.cfg.http.http2 {
@@ -770,11 +827,22 @@ async fn proxy_inner(
             Err(e) => return (error(rt, StatusCode::BAD_REQUEST, &e.to_string()), None),
         };
         let t0 = Instant::now();
-        let sent = tokio::time::timeout(pool.cfg.http.response_timeout, hp.upstream.client.request(up)).await;
+        let sent = tokio::time::timeout(
+            pool.cfg.http.response_timeout,
+            hp.upstream.client.request(up),
+        )
+        .await;
         let resp = match sent {
             Err(_) => {
                 lease.failed("response timeout");
-                return (error(rt, StatusCode::GATEWAY_TIMEOUT, "backend did not answer in time"), Some(backend));
+                return (
+                    error(
+                        rt,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "backend did not answer in time",
+                    ),
+                    Some(backend),
+                );
             }
             Ok(Err(e)) if e.is_connect() => {
                 lease.failed(&e.to_string());
@@ -782,11 +850,17 @@ async fn proxy_inner(
                 if retryable && tried.len() <= pool.cfg.retries as usize {
                     continue;
                 }
-                return (error(rt, StatusCode::BAD_GATEWAY, "cannot connect to a backend"), Some(backend));
+                return (
+                    error(rt, StatusCode::BAD_GATEWAY, "cannot connect to a backend"),
+                    Some(backend),
+                );
             }
             Ok(Err(e)) => {
                 tracing::debug!(backend = %backend, error = %e, "upstream request failed");
-                return (error(rt, StatusCode::BAD_GATEWAY, "backend error"), Some(backend));
+                return (
+                    error(rt, StatusCode::BAD_GATEWAY, "backend error"),
+                    Some(backend),
+                );
             }
             Ok(Ok(r)) => r,
         };
@@ -815,9 +889,13 @@ async fn proxy_inner(
                 );
             }
         }
-        if let (Some(StickyConfig::AppCookie { name, .. }), Some(table)) = (&pool.cfg.http.sticky, &hp.table) {
+        if let (Some(StickyConfig::AppCookie { name, .. }), Some(table)) =
+            (&pool.cfg.http.sticky, &hp.table)
+        {
             match sticky::learn_set_cookie(&rparts.headers, name, SystemTime::now()) {
-                Some(sticky::SetCookie::Set(session)) => table.learn(&session, &backend, Instant::now()),
+                Some(sticky::SetCookie::Set(session)) => {
+                    table.learn(&session, &backend, Instant::now())
+                }
                 Some(sticky::SetCookie::Deleted) => {
                     if let Some(old) = sticky::cookie_value(&parts.headers, name) {
                         table.forget(old);
@@ -842,7 +920,11 @@ fn new_request_id() -> HeaderValue {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let id = format!("{:016x}{:08x}", t ^ (std::process::id() as u64) << 40, n as u32);
+    let id = format!(
+        "{:016x}{:08x}",
+        t ^ (std::process::id() as u64) << 40,
+        n as u32
+    );
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
@@ -879,7 +961,10 @@ async fn cached(
 ) -> (Response<Body>, Option<String>) {
     let route = &rt.router.routes()[idx];
     let policy = cache::request_policy(&parts.method, &parts.headers);
-    let host = RequestView::from_parts(&parts).host.unwrap_or("").to_ascii_lowercase();
+    let host = RequestView::from_parts(&parts)
+        .host
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let key = match (policy, cache::base_key(&parts.method, &host, &target)) {
         (RequestPolicy::Bypass, _) | (_, None) => {
             let (mut r, b) = proxy(parts, Some(body), &conn, &rt, route, &hp, &target).await;
@@ -931,7 +1016,11 @@ async fn cached(
 }
 
 fn serve_hit(hit: cache::Hit, method: &Method) -> Response<Body> {
-    let body = if *method == Method::HEAD { Bytes::new() } else { hit.body };
+    let body = if *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        hit.body
+    };
     let mut r = Response::new(full(body));
     *r.status_mut() = hit.status;
     *r.headers_mut() = hit.headers;
@@ -991,7 +1080,10 @@ async fn fetch_and_store_inner(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cacheable response body failed");
-                    (error(&rt, StatusCode::BAD_GATEWAY, "backend error"), backend)
+                    (
+                        error(&rt, StatusCode::BAD_GATEWAY, "backend error"),
+                        backend,
+                    )
                 }
             }
         }

@@ -127,7 +127,12 @@ impl tower_service::Service<Uri> for Connector {
             let addr: SocketAddr = uri
                 .authority()
                 .and_then(|a| a.as_str().parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "backend URI without an address"))?;
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "backend URI without an address",
+                    )
+                })?;
             let tcp = tokio::time::timeout(this.connect_timeout, TcpStream::connect(addr))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
@@ -142,7 +147,9 @@ impl tower_service::Service<Uri> for Connector {
                         tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
                     )
                     .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout")
+                    })??;
                     Ok(TokioIo::new(Stream::Tls(Box::new(s))))
                 }
             }

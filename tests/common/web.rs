@@ -9,6 +9,7 @@
 //! - `/setcookie?name=N&value=V`: a Set-Cookie;
 //! - `/ws`: 101 Switching Protocols, then echoes raw bytes;
 //! - anything else: the backend's name.
+//!
 //! Every response carries `X-Backend: <name>`.
 #![allow(dead_code)]
 
@@ -55,7 +56,8 @@ impl Web {
                 match l.accept() {
                     Ok((s, _)) => {
                         c2.fetch_add(1, Ordering::Relaxed);
-                        let (stop, req, hits, name) = (s2.clone(), r2.clone(), h2.clone(), n2.clone());
+                        let (stop, req, hits, name) =
+                            (s2.clone(), r2.clone(), h2.clone(), n2.clone());
                         std::thread::spawn(move || {
                             let _ = serve(s, &name, &stop, &req, &hits);
                         });
@@ -75,8 +77,19 @@ impl Web {
         }
     }
 
+    /// Stops accepting and closes the listening socket (the backend dies),
+    /// for tests that still hold a reference to it.
+    pub fn stop_now(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // The accept loop polls every 2 ms; give it time to notice.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     pub fn hits(&self, key: &str) -> u64 {
-        self.hits.lock().map(|h| h.get(key).copied().unwrap_or(0)).unwrap_or(0)
+        self.hits
+            .lock()
+            .map(|h| h.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -124,7 +137,12 @@ fn serve(
                     }
                     head.push(line.trim_end().to_string());
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
@@ -146,7 +164,9 @@ fn serve(
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
         let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let (path, q) = target.split_once('?').unwrap_or((&target, ""));
         let q = query(q);
         let close = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
@@ -158,14 +178,24 @@ fn serve(
             "/inspect" => body = head.join("\r\n").into_bytes(),
             "/echo" => {
                 // Stream the body back as it arrives.
-                write!(w, "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {len}\r\n\r\n")?;
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {len}\r\n\r\n"
+                )?;
                 let mut left = len;
                 let mut buf = vec![0u8; 64 * 1024];
                 while left > 0 {
                     let n = match r.read(&mut buf[..left.min(64 * 1024)]) {
                         Ok(0) => return Ok(()),
                         Ok(n) => n,
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            continue
+                        }
                         Err(e) => return Err(e),
                     };
                     w.write_all(&buf[..n])?;
@@ -201,7 +231,11 @@ fn serve(
                 }
                 if let Some(v) = q.get("vary") {
                     extra.push_str(&format!("Vary: {v}\r\n"));
-                    body = format!("{name} fetch {n} {v}={}", header(&v.to_ascii_lowercase()).unwrap_or_default()).into_bytes();
+                    body = format!(
+                        "{name} fetch {n} {v}={}",
+                        header(&v.to_ascii_lowercase()).unwrap_or_default()
+                    )
+                    .into_bytes();
                 } else {
                     body = format!("{name} fetch {n}").into_bytes();
                 }
@@ -224,7 +258,12 @@ fn serve(
                     match r.read(&mut buf) {
                         Ok(0) => return Ok(()),
                         Ok(n) => w.write_all(&buf[..n])?,
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
                             if stop.load(Ordering::Relaxed) {
                                 return Ok(());
                             }
@@ -247,7 +286,10 @@ fn serve(
         }
         let _ = method;
         if let Some(n) = big {
-            write!(w, "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {n}\r\n\r\n")?;
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {n}\r\n\r\n"
+            )?;
             let mut off = 0u64;
             let mut buf = vec![0u8; 64 * 1024];
             while off < n {
@@ -272,16 +314,20 @@ fn serve(
     }
 }
 
+pub type Headers = Vec<(String, String)>;
+
 /// A raw HTTP/1.1 exchange over a fresh connection: returns (status,
 /// headers lowercased, body). Reads Content-Length bodies.
-pub fn request(addr: SocketAddr, raw: &str) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+pub fn request(addr: SocketAddr, raw: &str) -> Result<(u16, Headers, Vec<u8>), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
     s.write_all(raw.as_bytes()).map_err(|e| e.to_string())?;
     read_response(&mut BufReader::new(s))
 }
 
-pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Headers, Vec<u8>), String> {
     let mut status_line = String::new();
     r.read_line(&mut status_line).map_err(|e| e.to_string())?;
     if status_line.is_empty() {
@@ -313,7 +359,7 @@ pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Vec<(String, String)
     Ok((status, headers, body))
 }
 
-pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Result<(u16, Vec<(String, String)>, String), String> {
+pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Result<(u16, Headers, String), String> {
     request(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n{extra}Connection: close\r\n\r\n"),
