@@ -31,7 +31,8 @@ for f in ./usr/sbin/tandem ./etc/tandem/tandem.toml ./usr/lib/systemd/system/tan
          ./usr/share/doc/tandem/examples/active-passive-lb2.toml \
          ./usr/share/doc/tandem/examples/active-active-lb1.toml \
          ./usr/share/doc/tandem/examples/active-active-lb2.toml \
-         ./usr/share/doc/tandem/examples/l4-only.toml; do
+         ./usr/share/doc/tandem/examples/l4-only.toml \
+         ./usr/share/doc/tandem/examples/https.toml; do
     grep -qx -- "$f" <<<"$files" || fail "package lacks $f"
 done
 ok "file list"
