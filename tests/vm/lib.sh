@@ -200,23 +200,33 @@ client_stop() {
 }
 
 # client_report FILE EVENT_EPOCH -> "GAP_MS FAILED TOTAL_FAILED ATTEMPTS BEFORE NOCONNECT INFLIGHT".
+# Attempts that ended after the event belong to it (one in flight at the
+# event counts). GAP: start of the first failed attempt -> start of the
+# first successful attempt that started after the event and after that
+# failure and is followed by 3 more successes (recovered for good, not a
+# request that slipped through); 0 when nothing failed, -1 when the client
+# never recovered. FAILED: failed attempts started in that window;
+# TOTAL_FAILED: failed attempts from the event to the end of the log;
+# BEFORE: failed attempts before the event (the baseline: should be 0);
 # NOCONNECT: failed attempts (after the event) whose TCP connection was
 # never established (failed new connections); INFLIGHT: connected, but the
 # request failed (lost in flight).
-# Attempts that ended after the event belong to it (one in flight at the
-# event counts).
-# GAP: start of the first failed attempt after the event -> start of the
-# first successful attempt after it (0 when nothing failed, -1 when the
-# client never recovered); FAILED: failed attempts in that outage;
-# TOTAL_FAILED: failed attempts from the event to the end of the log;
-# BEFORE: failed attempts before the event (the baseline: should be 0).
 client_report() {
     awk -v ev="$2" '
-        $2 < ev { if ($3 != "200") before++; next }
-        { n++
-          if ($3 != "200") { total++; if ($4 == "1") inflight++; else noconn++; if (!ff) ff = $1; if (!fs) fail++ }
-          else if (ff && !fs) fs = $1 }
+        { s[NR] = $1; e[NR] = $2; c[NR] = $3; k[NR] = $4 }
         END {
+            for (i = 1; i <= NR; i++) {
+                if (e[i] < ev) { if (c[i] != "200") before++; continue }
+                n++
+                if (c[i] != "200") { total++; if (k[i] == "1") inflight++; else noconn++; if (!ff) ff = s[i] }
+            }
+            if (ff) for (i = 1; i <= NR; i++) {
+                if (s[i] < ff || s[i] < ev || c[i] != "200") continue
+                ok = 1
+                for (j = i + 1; j <= i + 3 && j <= NR; j++) if (c[j] != "200") ok = 0
+                if (ok) { fs = s[i]; break }
+            }
+            for (i = 1; i <= NR; i++) if (ff && e[i] >= ev && c[i] != "200" && s[i] >= ff && (!fs || s[i] < fs)) fail++
             gap = (ff && fs) ? (fs - ff) * 1000 : (ff ? -1 : 0)
             printf "%d %d %d %d %d %d %d\n", gap, fail, total, n, before, noconn, inflight
         }' "$1"

@@ -149,6 +149,7 @@ result() { # daemon scenario gap failed attempts notes
 
 report_phase() { # daemon scenario client-log event-epoch notes
     local gap failed total n before noconn inflight
+    echo "$4" >"$3.event"
     read -r gap failed total n before noconn inflight < <(client_report "$3" "$4")
     client_outages "$3" "$4" >&2
     [ "$before" = 0 ] || log "WARNING: $before failed connections BEFORE the event (baseline)"
