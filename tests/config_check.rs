@@ -223,13 +223,18 @@ fn shipped_examples_pass_check() {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).expect("examples") {
         let path = entry.expect("entry").path();
-        let out = Command::new(BIN).args(["check", "-c"]).arg(&path).output().expect("run");
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .expect("run");
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         if path.file_name().is_some_and(|f| f == "https.toml") {
             // Valid apart from the certificate files an operator provides.
             assert!(!out.status.success());
             assert!(
-                err.lines().all(|l| l.contains("cannot read /etc/tandem/tls/")),
+                err.lines()
+                    .all(|l| l.contains("cannot read /etc/tandem/tls/")),
                 "{}: {err}",
                 path.display()
             );
@@ -240,6 +245,9 @@ fn shipped_examples_pass_check() {
     }
     assert!(n >= 6, "examples found: {n}");
     let default = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/tandem.toml");
-    let out = Command::new(BIN).args(["check", "-c", default]).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["check", "-c", default])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "the packaged default config passes");
 }
