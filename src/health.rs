@@ -104,6 +104,15 @@ async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state
             Err(e) => e.clone(),
         };
         state.set_last_result(&text);
+        if result.is_ok() {
+            state
+                .checks_ok
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            state
+                .checks_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let up = state.is_healthy();
         if let Some(new) = counter.feed(up, result.is_ok(), cfg.rise, cfg.fall) {
             let reason = if new {

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::metrics::Histogram;
 use crate::balance::{Balancer, Candidate, View};
 use crate::config::{BackendConfig, PoolConfig};
 
@@ -67,6 +68,10 @@ pub struct BackendState {
     weight_override: AtomicU32,
     /// Cancelled to close every open connection of this backend (disable).
     cut: Mutex<CancellationToken>,
+    pub checks_ok: AtomicU64,
+    pub checks_failed: AtomicU64,
+    /// Connect time (TCP) or time to first response byte (HTTP).
+    pub latency: Histogram,
 }
 
 impl Default for BackendState {
@@ -88,6 +93,9 @@ impl Default for BackendState {
             check: Mutex::new(CheckInfo::default()),
             weight_override: AtomicU32::new(0),
             cut: Mutex::new(CancellationToken::new()),
+            checks_ok: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            latency: Histogram::default(),
         }
     }
 }
@@ -233,6 +241,7 @@ pub struct PoolShared {
     waiters: AtomicU32,
     pub queue_timeouts: AtomicU64,
     pub no_backend: AtomicU64,
+    pub retries: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -291,6 +300,12 @@ impl Lease {
     pub fn connected(&self, connect_time: Duration) {
         self.state.passive_streak.store(0, Ordering::Relaxed);
         self.state.observe_latency(connect_time);
+        self.state.latency.observe(connect_time);
+    }
+
+    /// Counts a retry on another backend (after this one failed).
+    pub fn retried(&self) {
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Live traffic failed to reach the backend. After `passive_failures`

@@ -309,6 +309,29 @@ impl Daemon {
             daemon.clone(),
             daemon.stop_admin.clone(),
         ));
+        for (addr, token, what) in [
+            (cfg.global.metrics_listen, None, "metrics"),
+            (
+                cfg.global.admin_listen,
+                cfg.global.admin_token.clone(),
+                "admin",
+            ),
+        ] {
+            let Some(addr) = addr else { continue };
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Admin {
+                    path: format!("{what} listener {addr}"),
+                    source,
+                })?;
+            tracing::info!(address = %addr, "{what} listener");
+            tokio::spawn(admin::serve_tcp(
+                l,
+                daemon.clone(),
+                daemon.stop_admin.clone(),
+                token,
+            ));
+        }
         let snap = daemon.snapshot.load();
         tracing::info!(
             config = %config_path.display(),
@@ -582,6 +605,7 @@ impl Daemon {
             .listeners
             .iter()
             .map(|(l, s, http)| ListenerStatus {
+                request_seconds: http.as_ref().map(|_| s.request_seconds.snapshot()),
                 routes: http
                     .as_ref()
                     .map(|h| {
@@ -625,6 +649,7 @@ impl Daemon {
                 healthy: p.healthy_count(),
                 queued: p.queued(),
                 queue_timeouts: p.shared.queue_timeouts.load(Ordering::Relaxed),
+                retries: p.shared.retries.load(Ordering::Relaxed),
                 no_backend: p.shared.no_backend.load(Ordering::Relaxed),
                 backends: p
                     .backends
@@ -652,6 +677,9 @@ impl Daemon {
                             reason: info.reason,
                             since_seconds: (info.changed_at > 0)
                                 .then(|| now.saturating_sub(info.changed_at)),
+                            checks_ok: b.state.checks_ok.load(Ordering::Relaxed),
+                            checks_failed: b.state.checks_failed.load(Ordering::Relaxed),
+                            latency_seconds: Some(b.state.latency.snapshot()),
                         }
                     })
                     .collect(),

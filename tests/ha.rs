@@ -911,3 +911,129 @@ fn planned_switchover_by_runtime_priority() {
     assert!(out.status.success());
     wait_state(lab, "lb1", "master", Duration::from_secs(3));
 }
+
+/// chromedriver in the client's namespace, or a loud skip outside CI.
+fn chromedriver(lab: &Lab) -> Option<String> {
+    if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium and chromium-driver"
+        );
+        eprintln!("SKIPPED: status page test needs Debian's chromium and chromium-driver");
+        return None;
+    }
+    lab.spawn(
+        "client",
+        "chromedriver",
+        &["/usr/bin/chromedriver", "--port=9515"],
+    );
+    let ready = lab
+        .in_ns("client", || {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(15) {
+                if std::net::TcpStream::connect("127.0.0.1:9515").is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+        .join()
+        .expect("wait chromedriver");
+    assert!(
+        ready,
+        "chromedriver did not start: {}",
+        lab.log("chromedriver")
+    );
+    Some("127.0.0.1:9515".into())
+}
+
+#[test]
+fn status_page_in_headless_chromium() {
+    if !enter("status_page_in_headless_chromium") {
+        return;
+    }
+    let mut p = pair("page");
+    let lab = &p.lab;
+    let Some(driver) = chromedriver(lab) else {
+        return;
+    };
+    for (node, prio) in [("lb1", 150), ("lb2", 100)] {
+        let ip = lab.host(node).ip.clone();
+        let cfg = format!("metrics_listen = \"{ip}:9100\"\n{}", node_config(prio, ""));
+        lab.tandem(node, node, &cfg);
+    }
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    lab.wait_for("3 backends up", Duration::from_secs(5), || {
+        lab.status("lb1")
+            .is_some_and(|s| s["pools"][0]["healthy"] == 3)
+    });
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let profile = lab.dir.join("chromium-profile").display().to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
+    let browser = lab.in_ns("client", move || {
+        let s = webdriver::Session::new(&driver, &profile);
+        let mut shots = Vec::new();
+        // The backup's page first: a person sees BACKUP and who is master.
+        s.goto("http://10.77.0.2:9100/");
+        assert_eq!(s.script("return document.title"), "tandem status");
+        let row = s.text("#vrrp tr[data-instance=\"vip1\"]");
+        assert!(
+            row.contains("BACKUP") && row.contains("10.77.0.1"),
+            "lb2 row: {row:?}"
+        );
+        s.goto("http://10.77.0.1:9100/");
+        let row = s.text("#vrrp tr[data-instance=\"vip1\"]");
+        assert!(
+            row.contains("MASTER") && row.contains("10.77.0.100"),
+            "lb1 row: {row:?}"
+        );
+        let web3 = s.text("tr[data-backend=\"web3\"]");
+        assert!(
+            web3.contains("UP") && web3.contains("10.77.0.23:8080"),
+            "{web3:?}"
+        );
+        assert!(s.text("h3").contains("3/3 healthy"), "{}", s.text("h3"));
+        // The badges are styled, not just text: the page's CSS applied.
+        let bg = s.script(
+            "return getComputedStyle(document.querySelector('#vrrp .badge')).backgroundColor",
+        );
+        assert_ne!(bg, "rgba(0, 0, 0, 0)", "badge has a colour");
+        shots.push(("status-page-master.png", s.screenshot_png()));
+        let _ = seen_tx.send(web3);
+        // The test stops web3; the open page must show it without a reload.
+        rx.recv().expect("backend stopped");
+        let t0 = Instant::now();
+        let mut last = String::new();
+        while t0.elapsed() < Duration::from_secs(8) {
+            last = s.text("tr[data-backend=\"web3\"]");
+            if last.contains("DOWN") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let h3 = s.text("h3");
+        let live = s.text("#live");
+        shots.push(("status-page-backend-down.png", s.screenshot_png()));
+        (last, h3, live, t0.elapsed(), shots)
+    });
+    let before = seen_rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("browser thread failed: {:?}", lab.log("chromedriver")));
+    eprintln!("web3 row before: {before:?}");
+    drop(p._backends.pop());
+    let _ = tx.send(());
+    let (row, h3, live, took, shots) = browser.join().expect("browser checks");
+    for (name, png) in shots {
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+        std::fs::write(artifacts.join(name), png).expect("save screenshot");
+        eprintln!("screenshot: target/ci-artifacts/{name}");
+    }
+    assert!(row.contains("DOWN"), "web3 row after it died: {row:?}");
+    assert!(h3.contains("2/3 healthy"), "{h3:?}");
+    assert!(live.contains("updated"), "refreshed in place: {live:?}");
+    eprintln!("status page showed web3 DOWN {took:?} after it was stopped");
+}

@@ -26,6 +26,7 @@ files=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/sbin/tandem ./etc/tandem/tandem.toml ./usr/lib/systemd/system/tandem.service \
          ./usr/share/man/man8/tandem.8.gz ./usr/share/doc/tandem/README.md \
          ./usr/share/doc/tandem/changelog.Debian.gz ./usr/share/doc/tandem/copyright \
+         ./usr/share/doc/tandem/openapi.yaml ./usr/share/doc/tandem/grafana-dashboard.json \
          ./usr/share/doc/tandem/examples/reference.toml \
          ./usr/share/doc/tandem/examples/active-passive-lb1.toml \
          ./usr/share/doc/tandem/examples/active-passive-lb2.toml \

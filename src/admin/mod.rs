@@ -11,11 +11,18 @@
 //!   with `{"weight": N}` or `{"weight": null}` (back to the configured one).
 //! - `PUT /v1/vrrp/{instance}/priority` with `{"priority": N}` or `null`.
 //!
+//! The same API is available over TCP on `global.admin_listen` with
+//! `Authorization: Bearer <global.admin_token>`. `global.metrics_listen`
+//! serves `/metrics` (Prometheus), `/` (the status page) and
+//! `/status.json`, read-only.
+//!
 //! Every answer is JSON: `{"ok": true, "message": ...}` or
 //! `{"ok": false, "error": ...}` with a 4xx status. The full description is
 //! `packaging/openapi.yaml`.
 
 pub mod client;
+pub mod metrics;
+pub mod page;
 pub mod status;
 
 use std::convert::Infallible;
@@ -59,29 +66,139 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Who may use a connection: the Unix socket is protected by file
+/// permissions, a TCP admin listener by a bearer token, and the metrics
+/// listener only serves read-only pages.
+#[derive(Clone)]
+enum Access {
+    Admin,
+    AdminToken(Arc<String>),
+    Metrics,
+}
+
+fn spawn_conn<S>(stream: S, daemon: Arc<Daemon>, access: Access)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let daemon = daemon.clone();
+            let access = access.clone();
+            async move {
+                Ok::<_, Infallible>(match access {
+                    Access::Metrics => metrics_route(req, &daemon),
+                    Access::AdminToken(token) if !authorized(&req, &token) => json(
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"ok":false,"error":"missing or wrong bearer token"}"#.into(),
+                    ),
+                    _ => route(req, &daemon).await,
+                })
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    });
+}
+
+/// Constant-time comparison so the token cannot be guessed byte by byte.
+fn authorized<B>(req: &Request<B>, token: &str) -> bool {
+    let Some(v) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(given) = v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, stop: CancellationToken) {
     loop {
-        let stream = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok((s, _)) => spawn_conn(s, daemon.clone(), Access::Admin),
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
                 }
             },
-        };
-        let daemon = daemon.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let daemon = daemon.clone();
-                async move { Ok::<_, Infallible>(route(req, &daemon).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        }
+    }
+}
+
+/// The admin API over TCP (`global.admin_listen`, token required) or the
+/// metrics listener (`global.metrics_listen`: /metrics, the status page).
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    daemon: Arc<Daemon>,
+    stop: CancellationToken,
+    token: Option<String>,
+) {
+    let access = match token {
+        Some(t) => Access::AdminToken(Arc::new(t)),
+        None => Access::Metrics,
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => spawn_conn(s, daemon.clone(), access.clone()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin/metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+fn text(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn metrics_route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "read-only\n".into(),
+        );
+    }
+    let status = daemon.status();
+    match req.uri().path() {
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(&status),
+        ),
+        "/status.json" => text(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&status).unwrap_or_default(),
+        ),
+        "/" if req.uri().query() == Some("fragment=1") => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::fragment(&status),
+        ),
+        "/" => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::page(&status),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 
@@ -140,12 +257,18 @@ async fn backend_route(
         (Method::POST, "drain") => BackendAction::Drain,
         (Method::POST, "enable") => BackendAction::Enable,
         (Method::POST, "disable") => {
-            let grace = match body.get("grace").and_then(|g| g.as_str()) {
-                None => std::time::Duration::from_secs(10),
-                Some(g) => match crate::config::duration::parse(g) {
+            let grace = match body.get("grace") {
+                None | Some(serde_json::Value::Null) => std::time::Duration::from_secs(10),
+                Some(serde_json::Value::String(g)) => match crate::config::duration::parse(g) {
                     Ok(d) => d,
                     Err(e) => return result(Err((400, e))),
                 },
+                Some(_) => {
+                    return result(Err((
+                        400,
+                        "grace must be a duration string such as \"30s\"".into(),
+                    )))
+                }
             };
             BackendAction::Disable { grace }
         }
@@ -156,6 +279,10 @@ async fn backend_route(
                 None => return result(Err((400, "weight must be a number or null".into()))),
             },
         },
+        (_, "drain" | "enable" | "disable") => {
+            return result(Err((405, format!("{action} wants POST"))))
+        }
+        (_, "weight") => return result(Err((405, "weight wants PUT".into()))),
         _ => return result(Err((404, format!("unknown backend operation {action:?}")))),
     };
     result(daemon.backend_action(pool, backend, action))

@@ -35,6 +35,9 @@ pub struct ListenerStatus {
     /// HTTP listeners: per-route request counters.
     #[serde(default)]
     pub routes: Vec<RouteStatus>,
+    /// HTTP listeners: request duration histogram.
+    #[serde(default)]
+    pub request_seconds: Option<super::metrics::HistogramSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -54,6 +57,8 @@ pub struct PoolStatus {
     pub queued: u32,
     pub queue_timeouts: u64,
     pub no_backend: u64,
+    #[serde(default)]
+    pub retries: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -82,6 +87,13 @@ pub struct BackendStatus {
     pub reason: String,
     /// Seconds since the last health change; None if it never changed.
     pub since_seconds: Option<u64>,
+    #[serde(default)]
+    pub checks_ok: u64,
+    #[serde(default)]
+    pub checks_failed: u64,
+    /// Connect time (TCP) or time to first byte (HTTP).
+    #[serde(default)]
+    pub latency_seconds: Option<super::metrics::HistogramSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -39,6 +39,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Global {
     pub admin_socket: PathBuf,
+    /// The admin API over TCP too (requires `admin_token`); off by default.
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
+    /// Prometheus `/metrics` and the status page; off by default.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data-plane threads; the VRRP election always has its own thread.
     pub workers: usize,
     pub shutdown_timeout: Duration,
@@ -450,8 +456,29 @@ impl Validator<'_> {
                 format!("unknown level {log_level:?}; expected error, warn, info, debug or trace"),
             );
         }
+        let mut addr = |key: &str, v: Option<String>| {
+            v.and_then(|s| match parse_socket_addr(&s) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.err(&format!("global.{key}"), e);
+                    None
+                }
+            })
+        };
+        let admin_listen = addr("admin_listen", g.admin_listen);
+        let metrics_listen = addr("metrics_listen", g.metrics_listen);
+        let admin_token = g.admin_token;
+        if admin_listen.is_some() && admin_token.as_ref().is_none_or(|t| t.len() < 16) {
+            self.err(
+                "global.admin_token",
+                "admin_listen exposes the admin API over TCP: set admin_token (at least 16 characters)",
+            );
+        }
         Global {
             admin_socket,
+            admin_listen,
+            admin_token,
+            metrics_listen,
             workers,
             shutdown_timeout,
             log_level,

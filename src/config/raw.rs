@@ -9,6 +9,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Global {
     pub admin_socket: Option<String>,
+    pub admin_listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub metrics_listen: Option<String>,
     pub workers: Option<u64>,
     pub shutdown_timeout: Option<String>,
     pub log_level: Option<String>,

@@ -68,8 +68,12 @@ pub struct ListenerStats {
     pub no_backend: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    /// UDP: datagrams dropped (no backend, table full).
+    /// UDP: datagrams dropped (no backend, table full); HTTP: requests
+    /// rejected for bad framing.
     pub dropped: AtomicU64,
+    /// HTTP: time until response headers.
+    #[serde(skip)]
+    pub request_seconds: crate::admin::metrics::Histogram,
 }
 
 struct ActiveGuard<'a>(&'a AtomicU64);
@@ -177,6 +181,7 @@ pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease)
         if tried.len() > pool.cfg.retries as usize {
             return Err(PickError::NoBackend);
         }
+        lease.retried();
     }
 }
 

@@ -487,6 +487,7 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
     if let Some(i) = route_idx {
         rt.route_stats[i].record(resp.status());
     }
+    conn.stats.request_seconds.observe(started.elapsed());
     if rt.http.access_log {
         tracing::info!(
             target: "tandem::access",
@@ -848,6 +849,7 @@ async fn proxy_inner(
                 lease.failed(&e.to_string());
                 tried.push(lease.index);
                 if retryable && tried.len() <= pool.cfg.retries as usize {
+                    lease.retried();
                     continue;
                 }
                 return (

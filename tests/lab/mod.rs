@@ -13,6 +13,8 @@
 //! tmpfs on /run, as measured in PLATFORM.md.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;

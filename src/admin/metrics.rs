@@ -1,0 +1,581 @@
+//! Prometheus text exposition (format 0.0.4), written by hand: the data
+//! already lives in atomics and the status snapshot, so a metrics library
+//! would only add a second copy of every counter.
+//!
+//! Names follow Prometheus conventions: `tandem_` prefix, base units
+//! (`_seconds`, `_bytes`), `_total` for counters. Every metric family is
+//! declared once in [`FAMILIES`] with its type and help text.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::status::Status;
+
+/// Latency buckets in seconds: sub-millisecond LAN hops up to slow backends.
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A lock-free latency histogram (microsecond sum).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        // Cumulative buckets are built at exposition time: store each
+        // observation once, in the first bucket that holds it.
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = [0u64; BUCKETS.len()];
+        let mut acc = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b.load(Ordering::Relaxed);
+            cumulative[i] = acc;
+        }
+        HistogramSnapshot {
+            cumulative,
+            count: self.count.load(Ordering::Relaxed),
+            sum: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct HistogramSnapshot {
+    pub cumulative: [u64; BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// (name, type, help)
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "tandem_build_info",
+        "gauge",
+        "Version of the running tandem.",
+    ),
+    (
+        "tandem_config_generation",
+        "gauge",
+        "Config generation (increments on every successful reload).",
+    ),
+    (
+        "tandem_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    ),
+    (
+        "tandem_listener_connections_active",
+        "gauge",
+        "Open client connections (UDP: flows).",
+    ),
+    (
+        "tandem_listener_connections_total",
+        "counter",
+        "Client connections accepted (UDP: flows created).",
+    ),
+    (
+        "tandem_listener_queued",
+        "gauge",
+        "Connections waiting for a listener slot.",
+    ),
+    (
+        "tandem_listener_rejected_total",
+        "counter",
+        "Connections refused: listener queue full or wait timed out.",
+    ),
+    (
+        "tandem_listener_no_backend_total",
+        "counter",
+        "Connections or datagrams with no backend to go to.",
+    ),
+    (
+        "tandem_listener_dropped_total",
+        "counter",
+        "UDP datagrams dropped and HTTP requests rejected for bad framing.",
+    ),
+    (
+        "tandem_listener_received_bytes_total",
+        "counter",
+        "Bytes received from clients.",
+    ),
+    (
+        "tandem_listener_sent_bytes_total",
+        "counter",
+        "Bytes sent to clients.",
+    ),
+    (
+        "tandem_route_requests_total",
+        "counter",
+        "HTTP requests by route and response status class.",
+    ),
+    (
+        "tandem_http_request_duration_seconds",
+        "histogram",
+        "HTTP request duration until response headers, per listener.",
+    ),
+    (
+        "tandem_pool_backends_healthy",
+        "gauge",
+        "Backends up and enabled in the pool.",
+    ),
+    (
+        "tandem_pool_queue_depth",
+        "gauge",
+        "Connections waiting because every backend is at max_connections.",
+    ),
+    (
+        "tandem_pool_queue_timeouts_total",
+        "counter",
+        "Waits for a backend slot that timed out.",
+    ),
+    (
+        "tandem_pool_no_backend_total",
+        "counter",
+        "Requests or connections the pool had no backend for.",
+    ),
+    (
+        "tandem_pool_retries_total",
+        "counter",
+        "Connection attempts retried on another backend.",
+    ),
+    (
+        "tandem_backend_up",
+        "gauge",
+        "1 when the backend passes its health checks.",
+    ),
+    (
+        "tandem_backend_admin_state",
+        "gauge",
+        "Runtime administrative state (1 for the current state).",
+    ),
+    (
+        "tandem_backend_weight",
+        "gauge",
+        "Weight in use (runtime override or configured).",
+    ),
+    (
+        "tandem_backend_connections_active",
+        "gauge",
+        "Open connections or in-flight requests to the backend.",
+    ),
+    (
+        "tandem_backend_connections_total",
+        "counter",
+        "Connections or requests sent to the backend.",
+    ),
+    (
+        "tandem_backend_connect_failures_total",
+        "counter",
+        "Failed connection attempts seen in live traffic.",
+    ),
+    (
+        "tandem_backend_received_bytes_total",
+        "counter",
+        "Bytes received from the backend.",
+    ),
+    (
+        "tandem_backend_sent_bytes_total",
+        "counter",
+        "Bytes sent to the backend.",
+    ),
+    (
+        "tandem_backend_health_checks_total",
+        "counter",
+        "Active health check results.",
+    ),
+    (
+        "tandem_backend_latency_seconds",
+        "histogram",
+        "Connect time (TCP) or time to first response byte (HTTP).",
+    ),
+    (
+        "tandem_vrrp_state",
+        "gauge",
+        "1 for the VRRP instance's current state.",
+    ),
+    ("tandem_vrrp_priority", "gauge", "Configured VRRP priority."),
+    (
+        "tandem_vrrp_effective_priority",
+        "gauge",
+        "Priority in use after tracking and runtime changes.",
+    ),
+    (
+        "tandem_vrrp_adverts_sent_total",
+        "counter",
+        "VRRP advertisements sent.",
+    ),
+    (
+        "tandem_vrrp_adverts_received_total",
+        "counter",
+        "Valid VRRP advertisements received.",
+    ),
+    (
+        "tandem_vrrp_dropped_total",
+        "counter",
+        "VRRP packets dropped, by reason.",
+    ),
+    (
+        "tandem_vrrp_transitions_total",
+        "counter",
+        "VRRP state transitions.",
+    ),
+    (
+        "tandem_vrrp_timer_lateness_max_seconds",
+        "gauge",
+        "Worst lateness of the election thread's timers.",
+    ),
+    (
+        "tandem_vrrp_master_down_interval_seconds",
+        "gauge",
+        "Computed Master_Down_Interval.",
+    ),
+    (
+        "tandem_vrrp_peer_info",
+        "gauge",
+        "Peers heard, with their priority and checksum form.",
+    ),
+];
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out {
+    text: String,
+    current: &'static str,
+}
+
+impl Out {
+    fn family(&mut self, name: &'static str) {
+        if self.current == name {
+            return;
+        }
+        self.current = name;
+        if let Some((n, ty, help)) = FAMILIES.iter().find(|(n, _, _)| *n == name) {
+            let _ = writeln!(self.text, "# HELP {n} {help}");
+            let _ = writeln!(self.text, "# TYPE {n} {ty}");
+        }
+    }
+
+    fn sample(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+        self.family(name);
+        self.line(name, "", labels, value);
+    }
+
+    fn line(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.text, "{name}{suffix}");
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{k}=\"{}\"", esc(v));
+            }
+            self.text.push('}');
+        }
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            let _ = writeln!(self.text, " {}", value as i64);
+        } else {
+            let _ = writeln!(self.text, " {value}");
+        }
+    }
+
+    fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &HistogramSnapshot) {
+        self.family(name);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let le = b.to_string();
+            let mut l = labels.to_vec();
+            l.push(("le", &le));
+            self.line(name, "_bucket", &l, h.cumulative[i] as f64);
+        }
+        let mut l = labels.to_vec();
+        l.push(("le", "+Inf"));
+        self.line(name, "_bucket", &l, h.count as f64);
+        self.line(name, "_sum", labels, h.sum);
+        self.line(name, "_count", labels, h.count as f64);
+    }
+}
+
+const VRRP_STATES: [&str; 7] = [
+    "initialize",
+    "backup",
+    "master",
+    "fault",
+    "leaving",
+    "stopped",
+    "waiting",
+];
+const ADMIN_STATES: [&str; 3] = ["enabled", "draining", "disabled"];
+
+/// Renders the whole exposition from one status document. Families are
+/// emitted contiguously (all samples of a family together), as the text
+/// format requires.
+pub fn render(s: &Status) -> String {
+    let mut o = Out {
+        text: String::with_capacity(16 * 1024),
+        current: "",
+    };
+    o.sample("tandem_build_info", &[("version", &s.version)], 1.0);
+    o.sample("tandem_config_generation", &[], s.generation as f64);
+    o.sample("tandem_uptime_seconds", &[], s.uptime_seconds as f64);
+
+    type L = fn(&super::status::ListenerStatus) -> u64;
+    let listener_families: [(&'static str, L); 8] = [
+        ("tandem_listener_connections_active", |l| l.active),
+        ("tandem_listener_connections_total", |l| l.total),
+        ("tandem_listener_queued", |l| l.queued),
+        ("tandem_listener_rejected_total", |l| l.rejected),
+        ("tandem_listener_no_backend_total", |l| l.no_backend),
+        ("tandem_listener_dropped_total", |l| l.dropped),
+        ("tandem_listener_received_bytes_total", |l| l.bytes_in),
+        ("tandem_listener_sent_bytes_total", |l| l.bytes_out),
+    ];
+    for (name, f) in listener_families {
+        for l in &s.listeners {
+            o.sample(
+                name,
+                &[("listener", &l.name), ("protocol", &l.protocol)],
+                f(l) as f64,
+            );
+        }
+    }
+    for l in &s.listeners {
+        for r in &l.routes {
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                o.sample(
+                    "tandem_route_requests_total",
+                    &[("listener", &l.name), ("route", &r.name), ("code", class)],
+                    r.by_class[i] as f64,
+                );
+            }
+        }
+    }
+    for l in &s.listeners {
+        if let Some(h) = &l.request_seconds {
+            o.histogram(
+                "tandem_http_request_duration_seconds",
+                &[("listener", &l.name)],
+                h,
+            );
+        }
+    }
+    type P = fn(&super::status::PoolStatus) -> u64;
+    let pool_families: [(&'static str, P); 5] = [
+        ("tandem_pool_backends_healthy", |p| p.healthy as u64),
+        ("tandem_pool_queue_depth", |p| p.queued as u64),
+        ("tandem_pool_queue_timeouts_total", |p| p.queue_timeouts),
+        ("tandem_pool_no_backend_total", |p| p.no_backend),
+        ("tandem_pool_retries_total", |p| p.retries),
+    ];
+    for (name, f) in pool_families {
+        for p in &s.pools {
+            o.sample(name, &[("pool", &p.name)], f(p) as f64);
+        }
+    }
+    type B = fn(&super::status::BackendStatus) -> u64;
+    let backend_families: [(&'static str, B); 7] = [
+        ("tandem_backend_up", |b| u64::from(b.health == "up")),
+        ("tandem_backend_weight", |b| b.weight as u64),
+        ("tandem_backend_connections_active", |b| b.active),
+        ("tandem_backend_connections_total", |b| b.total),
+        ("tandem_backend_connect_failures_total", |b| {
+            b.connect_failures
+        }),
+        ("tandem_backend_received_bytes_total", |b| b.bytes_in),
+        ("tandem_backend_sent_bytes_total", |b| b.bytes_out),
+    ];
+    for (name, f) in backend_families {
+        for p in &s.pools {
+            for b in &p.backends {
+                o.sample(
+                    name,
+                    &[("pool", &p.name), ("backend", &b.name)],
+                    f(b) as f64,
+                );
+            }
+        }
+    }
+    for p in &s.pools {
+        for b in &p.backends {
+            for st in ADMIN_STATES {
+                o.sample(
+                    "tandem_backend_admin_state",
+                    &[("pool", &p.name), ("backend", &b.name), ("state", st)],
+                    f64::from(u8::from(b.admin == st)),
+                );
+            }
+        }
+    }
+    for p in &s.pools {
+        for b in &p.backends {
+            for (result, n) in [("ok", b.checks_ok), ("fail", b.checks_failed)] {
+                o.sample(
+                    "tandem_backend_health_checks_total",
+                    &[("pool", &p.name), ("backend", &b.name), ("result", result)],
+                    n as f64,
+                );
+            }
+        }
+    }
+    for p in &s.pools {
+        for b in &p.backends {
+            if let Some(h) = &b.latency_seconds {
+                o.histogram(
+                    "tandem_backend_latency_seconds",
+                    &[("pool", &p.name), ("backend", &b.name)],
+                    h,
+                );
+            }
+        }
+    }
+    for v in &s.vrrp {
+        for st in VRRP_STATES {
+            o.sample(
+                "tandem_vrrp_state",
+                &[("vrrp_instance", &v.name), ("state", st)],
+                f64::from(u8::from(v.state == st)),
+            );
+        }
+    }
+    type V = fn(&super::status::VrrpStatus) -> f64;
+    let vrrp_families: [(&'static str, V); 7] = [
+        ("tandem_vrrp_priority", |v| v.priority as f64),
+        ("tandem_vrrp_effective_priority", |v| {
+            v.effective_priority as f64
+        }),
+        ("tandem_vrrp_adverts_sent_total", |v| v.adverts_sent as f64),
+        ("tandem_vrrp_adverts_received_total", |v| {
+            v.adverts_received as f64
+        }),
+        ("tandem_vrrp_transitions_total", |v| v.transitions as f64),
+        ("tandem_vrrp_timer_lateness_max_seconds", |v| {
+            v.timer_lateness_max_us as f64 / 1e6
+        }),
+        ("tandem_vrrp_master_down_interval_seconds", |v| {
+            v.master_down_interval_ms as f64 / 1e3
+        }),
+    ];
+    for (name, f) in vrrp_families {
+        for v in &s.vrrp {
+            o.sample(name, &[("vrrp_instance", &v.name)], f(v));
+        }
+    }
+    for v in &s.vrrp {
+        for (reason, n) in &v.dropped {
+            o.sample(
+                "tandem_vrrp_dropped_total",
+                &[("vrrp_instance", &v.name), ("reason", reason)],
+                *n as f64,
+            );
+        }
+    }
+    for v in &s.vrrp {
+        for p in &v.peers {
+            let prio = p.priority.to_string();
+            o.sample(
+                "tandem_vrrp_peer_info",
+                &[
+                    ("vrrp_instance", &v.name),
+                    ("peer", &p.address),
+                    ("priority", &prio),
+                    ("checksum", &p.checksum),
+                ],
+                1.0,
+            );
+        }
+    }
+    o.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, VrrpStatus};
+
+    #[test]
+    fn histogram_is_cumulative_with_sum_and_count() {
+        let h = Histogram::default();
+        for ms in [0.2, 3.0, 3.0, 700.0, 20_000.0] {
+            h.observe(std::time::Duration::from_secs_f64(ms / 1000.0));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 5);
+        assert_eq!(s.cumulative[0], 1, "≤0.5ms");
+        assert_eq!(s.cumulative[3], 3, "≤5ms");
+        assert_eq!(
+            s.cumulative[BUCKETS.len() - 1],
+            4,
+            "the 20 s one is only in +Inf"
+        );
+        assert!((s.sum - 20.7062).abs() < 0.001, "{}", s.sum);
+    }
+
+    #[test]
+    fn exposition_groups_families_and_escapes_labels() {
+        let st = Status {
+            version: "0.1.0".into(),
+            listeners: vec![
+                ListenerStatus {
+                    name: "a".into(),
+                    protocol: "tcp".into(),
+                    total: 3,
+                    ..Default::default()
+                },
+                ListenerStatus {
+                    name: "b\"x".into(),
+                    protocol: "udp".into(),
+                    ..Default::default()
+                },
+            ],
+            pools: vec![PoolStatus {
+                name: "web".into(),
+                backends: vec![BackendStatus {
+                    name: "w1".into(),
+                    health: "up".into(),
+                    admin: "enabled".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            vrrp: vec![VrrpStatus {
+                name: "v".into(),
+                state: "master".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render(&st);
+        assert!(
+            text.contains("tandem_listener_connections_total{listener=\"a\",protocol=\"tcp\"} 3")
+        );
+        assert!(text.contains("listener=\"b\\\"x\""), "escaped: {text}");
+        assert!(text.contains("tandem_backend_up{pool=\"web\",backend=\"w1\"} 1"));
+        assert!(text.contains("tandem_vrrp_state{vrrp_instance=\"v\",state=\"master\"} 1"));
+        assert!(text.contains("tandem_vrrp_state{vrrp_instance=\"v\",state=\"backup\"} 0"));
+        // Each family's TYPE line appears exactly once.
+        for (name, _, _) in FAMILIES {
+            assert!(
+                text.matches(&format!("# TYPE {name} ")).count() <= 1,
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Operating a live daemon: Prometheus metrics that follow traffic and
+//! health (checked by `promtool`), the token-protected TCP admin API, and
+//! reloads under load with zero failed requests.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::web::{get, request, Web};
+use common::*;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A tool from a Debian package the test cannot do without: CI must have
+/// it (`.ci/run` installs it); elsewhere the test says loudly it skipped.
+fn tool(path: &str, package: &str) -> bool {
+    if std::path::Path::new(path).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {package} ({path} missing)"
+    );
+    eprintln!("SKIPPED: this test needs {path} (apt install {package})");
+    false
+}
+
+/// `name{labels}` → value, from one scrape.
+fn scrape(metrics: SocketAddr) -> (String, HashMap<String, f64>) {
+    let (status, _, body) = get(metrics, "/metrics", "").expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    let mut m = HashMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        if let Some((k, v)) = line.rsplit_once(' ') {
+            m.insert(k.to_string(), v.parse().expect("sample value"));
+        }
+    }
+    (body, m)
+}
+
+/// Sum of the samples of `name` whose labels contain every `needle`.
+fn sum(m: &HashMap<String, f64>, name: &str, needles: &[&str]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(name) && needles.iter().all(|n| k.contains(n)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn promtool(text: &str) {
+    if !tool("/usr/bin/promtool", "prometheus") {
+        return;
+    }
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+#[test]
+fn metrics_follow_traffic_and_health_and_pass_promtool() {
+    let dir = TempDir::new("metrics");
+    let (w1, w2) = (Web::start("w1"), Web::start("w2"));
+    let (http, tcp, mport, aport) = (free_port(), free_port(), free_port(), free_port());
+    let cfg = format!(
+        "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\"\n\n\
+         [[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\", rise = 1, fall = 1 }}\n\
+         backends = [{{ name = \"w1\", address = \"{}\" }}, {{ name = \"w2\", address = \"{}\" }}]\n\
+         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
+         routes = [{{ match = {{ path_prefix = \"/gone\" }}, respond = {{ status = 404, body = \"no\" }} }}, {{ pool = \"web\" }}]\n\
+         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
+        w1.addr, w2.addr
+    );
+    let d = Daemon::start(&dir, &cfg);
+    d.wait_for("both up", Duration::from_secs(3), |d| {
+        d.health("web", "w1") == "up" && d.health("web", "w2") == "up"
+    });
+    let m = addr(mport);
+    let (text0, m0) = scrape(m);
+    promtool(&text0);
+    assert_eq!(sum(&m0, "tandem_backend_up", &["backend=\"w2\""]), 1.0);
+    assert_eq!(sum(&m0, "tandem_pool_backends_healthy", &[]), 2.0);
+
+    for i in 0..20 {
+        let (s, _, _) = get(addr(http), &format!("/page{i}"), "").expect("http");
+        assert_eq!(s, 200);
+    }
+    for _ in 0..3 {
+        let (s, _, _) = get(addr(http), "/gone", "").expect("http");
+        assert_eq!(s, 404);
+    }
+    for _ in 0..5 {
+        let (s, _, _) = get(addr(tcp), "/", "").expect("tcp");
+        assert_eq!(s, 200);
+    }
+    let (_, m1) = scrape(m);
+    let delta = |name: &str, needles: &[&str]| sum(&m1, name, needles) - sum(&m0, name, needles);
+    assert_eq!(
+        delta(
+            "tandem_route_requests_total",
+            &["listener=\"front\"", "code=\"2xx\""]
+        ),
+        20.0
+    );
+    assert_eq!(
+        delta(
+            "tandem_route_requests_total",
+            &["listener=\"front\"", "code=\"4xx\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "tandem_http_request_duration_seconds_count",
+            &["listener=\"front\""]
+        ),
+        23.0
+    );
+    assert_eq!(
+        delta("tandem_listener_connections_total", &["listener=\"front\""]),
+        23.0
+    );
+    assert_eq!(
+        delta("tandem_listener_connections_total", &["listener=\"l4\""]),
+        5.0
+    );
+    assert_eq!(
+        delta("tandem_backend_connections_total", &["pool=\"web\""]),
+        25.0
+    );
+    assert!(delta("tandem_listener_received_bytes_total", &["listener=\"l4\""]) > 0.0);
+    assert!(delta("tandem_backend_sent_bytes_total", &[]) > 0.0);
+    assert!(delta("tandem_backend_latency_seconds_count", &[]) >= 25.0);
+    // The +Inf bucket always equals the count.
+    assert_eq!(
+        sum(
+            &m1,
+            "tandem_http_request_duration_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
+        sum(&m1, "tandem_http_request_duration_seconds_count", &[])
+    );
+    assert!(
+        sum(
+            &m1,
+            "tandem_backend_health_checks_total",
+            &["result=\"ok\""]
+        ) > 0.0
+    );
+
+    // A backend dies: its gauge, the pool's and the failed checks follow.
+    w2.stop_now();
+    drop(w2);
+    let t0 = Instant::now();
+    let m2 = loop {
+        let (_, m2) = scrape(m);
+        if sum(&m2, "tandem_backend_up", &["backend=\"w2\""]) == 0.0 {
+            break m2;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "w2 never went down in /metrics"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sum(&m2, "tandem_pool_backends_healthy", &[]), 1.0);
+    assert!(
+        sum(
+            &m2,
+            "tandem_backend_health_checks_total",
+            &["backend=\"w2\"", "result=\"fail\""]
+        ) >= 1.0
+    );
+    // A runtime drain shows as the admin state.
+    let out = Command::new(BIN)
+        .args(["backend", "drain", "web/w1", "-s"])
+        .arg(&d.socket)
+        .output()
+        .expect("drain");
+    assert!(out.status.success());
+    let (text3, m3) = scrape(m);
+    assert_eq!(
+        sum(
+            &m3,
+            "tandem_backend_admin_state",
+            &["backend=\"w1\"", "state=\"draining\""]
+        ),
+        1.0
+    );
+    promtool(&text3);
+
+    // The status page and JSON are on the metrics listener too.
+    let (s, h, page) = get(m, "/", "").expect("page");
+    assert_eq!(s, 200);
+    assert!(common::web::header(&h, "content-type").is_some_and(|v| v.starts_with("text/html")));
+    assert!(page.contains("data-backend=\"w1\"") && page.contains(">draining<"));
+    let (s, _, js) = get(m, "/status.json", "").expect("json");
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&js).expect("status json");
+    assert_eq!(v["pools"][0]["healthy"], 0, "w1 draining, w2 down: {v}");
+    // ... but it is read-only: no admin API there.
+    let (s, _, _) = get(m, "/v1/status", "").expect("metrics /v1");
+    assert_eq!(s, 404);
+    let (s, _, _) = request(
+        m,
+        "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .expect("post");
+    assert_eq!(s, 405);
+
+    // The TCP admin API wants the token.
+    let a = addr(aport);
+    let (s, _, body) = get(a, "/v1/status", "").expect("admin");
+    assert_eq!(s, 401, "{body}");
+    let (s, _, _) = get(
+        a,
+        "/v1/status",
+        "Authorization: Bearer wrong-token-0123456789abc\r\n",
+    )
+    .expect("admin");
+    assert_eq!(s, 401);
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (s, _, body) = get(a, "/v1/status", &auth).expect("admin");
+    assert_eq!(s, 200);
+    assert!(body.contains("\"pools\""), "{body}");
+    let (s, _, body) = request(
+        a,
+        &format!(
+            "POST /v1/backends/web/w1/enable HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .expect("enable");
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(s, 200, "{body}");
+    let s = d.status();
+    assert_eq!(Daemon::backend(&s, "web", "w1")["admin"], "enabled");
+}
+
+/// The result of one bounded wrk run.
+#[derive(Debug, Default)]
+struct WrkResult {
+    requests: u64,
+    socket_errors: String,
+    non_2xx: u64,
+    raw: String,
+}
+
+fn wrk(target: SocketAddr, secs: u32) -> std::thread::JoinHandle<WrkResult> {
+    std::thread::spawn(move || {
+        let out = Command::new("/usr/bin/wrk")
+            .args(["-t1", "-c16", &format!("-d{secs}s"), "--timeout", "2s"])
+            .arg(format!("http://{target}/"))
+            .output()
+            .expect("wrk");
+        let raw = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut r = WrkResult::default();
+        for line in raw.lines().map(str::trim) {
+            if let Some(n) = line
+                .split(" requests in")
+                .next()
+                .filter(|_| line.contains(" requests in"))
+            {
+                r.requests = n.trim().parse().unwrap_or(0);
+            }
+            if line.starts_with("Socket errors:") {
+                r.socket_errors = line.to_string();
+            }
+            if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+                r.non_2xx = n.trim().parse().unwrap_or(u64::MAX);
+            }
+        }
+        r.raw = raw;
+        r
+    })
+}
+
+/// One config of the reload series; `i` varies pools, routes, health
+/// checks, algorithms and an extra listener.
+fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Web]) -> String {
+    let algos = [
+        "round_robin",
+        "least_connections",
+        "random_two_choices",
+        "weighted_round_robin",
+    ];
+    // Every config keeps at least two backends; some drop the third.
+    let n = if i % 3 == 2 { 2 } else { 3 };
+    let list: Vec<String> = webs[..n]
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            format!(
+                "{{ name = \"{}\", address = \"{}\", weight = {} }}",
+                w.name,
+                w.addr,
+                1 + (i + k) % 3
+            )
+        })
+        .collect();
+    let interval = 100 + 50 * (i % 4);
+    let mut cfg = format!(
+        "[[pool]]\nname = \"web\"\nalgorithm = \"{}\"\nhealth = {{ check = \"http\", path = \"/health\", interval = \"{interval}ms\", timeout = \"80ms\" }}\nbackends = [{}]\n\
+         [[pool]]\nname = \"alt\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n\
+         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
+         routes = [{{ match = {{ path_prefix = \"/v{i}/\" }}, pool = \"alt\" }}, {{ match = {{ path_exact = \"/r{i}\" }}, respond = {{ status = 204 }} }}, {{ pool = \"{}\" }}]\n\
+         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
+        algos[i % algos.len()],
+        list.join(", "),
+        list[..2].join(", "),
+        if i % 2 == 0 { "web" } else { "alt" },
+    );
+    if i % 2 == 1 {
+        cfg.push_str(&format!(
+            "[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:{extra}\"\npool = \"alt\"\n"
+        ));
+    }
+    cfg
+}
+
+#[test]
+fn twenty_reloads_under_load_fail_no_request() {
+    if !tool("/usr/bin/wrk", "wrk") {
+        return;
+    }
+    let dir = TempDir::new("reload-load");
+    let webs = [Web::start("w1"), Web::start("w2"), Web::start("w3")];
+    let refs: Vec<&Web> = webs.iter().collect();
+    let (http, tcp, extra) = (free_port(), free_port(), free_port());
+    let d = Daemon::start(&dir, &reload_config(0, http, tcp, extra, &refs));
+    d.wait_for("pool up", Duration::from_secs(3), |d| {
+        d.status()["pools"][0]["healthy"] == 3
+    });
+
+    // New connections too, not only wrk's keep-alive ones: one request per
+    // connection on both listeners, for the whole run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let prober = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+                for port in [http, tcp] {
+                    match get(addr(port), "/", "") {
+                        Ok((200, _, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            errors.push(format!("{port}: {other:?}"));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            errors
+        })
+    };
+    let loads = [wrk(addr(http), 10), wrk(addr(tcp), 10)];
+    let t0 = Instant::now();
+    let mut generation = d.status()["generation"].as_u64().expect("generation");
+    for i in 1..=20 {
+        std::thread::sleep(Duration::from_millis(400));
+        let invalid = i == 10;
+        if invalid {
+            // A route to a pool that does not exist: rejected, nothing changes.
+            let bad = reload_config(i, http, tcp, extra, &refs)
+                .replace("pool = \"alt\" }, {", "pool = \"nope\" }, {");
+            d.write_config(&bad);
+        } else {
+            d.write_config(&reload_config(i, http, tcp, extra, &refs));
+        }
+        let out = Command::new(BIN)
+            .args(["reload", "-s"])
+            .arg(&d.socket)
+            .output()
+            .expect("tandem reload");
+        let msg = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let now = d.status()["generation"].as_u64().expect("generation");
+        if invalid {
+            assert!(!out.status.success(), "invalid config accepted: {msg}");
+            assert!(msg.contains("nope"), "the error names the problem: {msg}");
+            assert_eq!(now, generation, "a rejected reload changes nothing");
+        } else {
+            assert!(out.status.success(), "reload {i}: {msg}");
+            assert_eq!(now, generation + 1, "reload {i} applied");
+            generation = now;
+        }
+    }
+    let reload_time = t0.elapsed();
+    let results: Vec<WrkResult> = loads.into_iter().map(|h| h.join().expect("wrk")).collect();
+    stop.store(true, Ordering::Relaxed);
+    let errors = prober.join().expect("prober");
+    for (what, r) in ["http", "tcp"].iter().zip(&results) {
+        eprintln!(
+            "{what}: {} requests through 20 reloads, socket errors: {:?}, non-2xx: {}",
+            r.requests, r.socket_errors, r.non_2xx
+        );
+        assert!(
+            r.requests > 500,
+            "{what}: wrk did too little work:\n{}",
+            r.raw
+        );
+        assert!(
+            r.socket_errors.is_empty(),
+            "{what}: {}\n{}",
+            r.socket_errors,
+            r.raw
+        );
+        assert_eq!(r.non_2xx, 0, "{what}:\n{}", r.raw);
+    }
+    eprintln!(
+        "new connections: {} ok, {} failed; reloads took {reload_time:?}",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    assert!(
+        errors.is_empty(),
+        "failed requests on new connections: {errors:?}"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+    // The last config (i = 20: even) has no extra listener: it is gone.
+    assert!(std::net::TcpStream::connect(addr(extra)).is_err());
+    let s = d.status();
+    assert_eq!(s["pools"][0]["algorithm"], "round_robin");
+}
