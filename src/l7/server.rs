@@ -474,8 +474,11 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
     conn.in_flight.fetch_add(1, Ordering::Relaxed);
     let rt = conn.rt.load_full();
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Copied only for the access log: most nodes run without it.
+    let logged = rt
+        .http
+        .access_log
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
     let (resp, route_idx, backend) = route_request(req, conn, &rt).await;
     let mut resp = resp;
     if let Some(hsts) = rt.http.hsts.as_deref().filter(|_| conn.scheme == "https") {
@@ -488,7 +491,7 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
         rt.route_stats[i].record(resp.status());
     }
     conn.stats.request_seconds.observe(started.elapsed());
-    if rt.http.access_log {
+    if let Some((method, path)) = logged {
         tracing::info!(
             target: "tandem::access",
             listener = %rt.cfg.name,
@@ -817,7 +820,13 @@ async fn proxy_inner(
                 Version::HTTP_11
             });
         if let Some(hm) = up.headers_mut() {
-            *hm = h.clone();
+            // A request that cannot be retried gets the headers themselves.
+            *hm = if retryable && tried.len() < pool.cfg.retries as usize && pool.backends.len() > 1
+            {
+                h.clone()
+            } else {
+                std::mem::take(&mut h)
+            };
             if pool.cfg.http.http2 {
                 hm.remove(header::HOST);
             }
