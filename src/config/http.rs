@@ -143,7 +143,7 @@ impl Default for HttpPoolConfig {
             sticky: None,
             http2: false,
             tls: None,
-            max_idle_per_backend: 32,
+            max_idle_per_backend: 1024,
             idle_timeout: Duration::from_secs(90),
             response_timeout: Duration::from_secs(60),
         }
