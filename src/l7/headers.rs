@@ -55,11 +55,12 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Optional whitespace (RFC 9110 §5.6.3): SP and HTAB only.
-fn is_ows(b: u8) -> bool {
+pub(crate) fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+/// `s` without leading and trailing optional whitespace.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
         if !is_ows(*first) {
             break;

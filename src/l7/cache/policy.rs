@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, DATE, EXPIRES, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 
+use crate::l7::headers::{is_ows, trim_ows};
+
 /// What the cache may do for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestPolicy {
@@ -246,10 +248,10 @@ pub fn secondary_key(names: &[HeaderName], req_headers: &HeaderMap) -> Secondary
 
 fn normalized_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     let mut values = headers.get_all(name).iter();
-    let mut out = trim(values.next()?.as_bytes()).to_vec();
+    let mut out = trim_ows(values.next()?.as_bytes()).to_vec();
     for v in values {
         out.extend_from_slice(b", ");
-        out.extend_from_slice(trim(v.as_bytes()));
+        out.extend_from_slice(trim_ows(v.as_bytes()));
     }
     Some(out)
 }
@@ -323,7 +325,7 @@ fn seconds_arg(arg: Option<&[u8]>) -> Seconds {
 /// `1*DIGIT`, saturating at 2^31 as RFC 9111 §1.2.2 requires.
 fn delta_seconds(s: &[u8]) -> Option<u64> {
     const MAX: u64 = 1 << 31;
-    let s = trim(s);
+    let s = trim_ows(s);
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -364,7 +366,7 @@ impl<'a> Iterator for Directives<'a> {
             }
             let start = self.i;
             self.skip_while(|c| c != b',' && c != b'=');
-            let name = trim(&self.s[start..self.i]);
+            let name = trim_ows(&self.s[start..self.i]);
             let mut arg = None;
             if self.s.get(self.i) == Some(&b'=') {
                 self.i += 1;
@@ -374,7 +376,7 @@ impl<'a> Iterator for Directives<'a> {
                 } else {
                     let start = self.i;
                     self.skip_while(|c| c != b',');
-                    arg = Some(Cow::Borrowed(trim(&self.s[start..self.i])));
+                    arg = Some(Cow::Borrowed(trim_ows(&self.s[start..self.i])));
                 }
             }
             self.skip_while(|c| c != b',');
@@ -415,28 +417,8 @@ fn list_elements<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator
         .get_all(name)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&c| c == b','))
-        .map(trim)
+        .map(trim_ows)
         .filter(|e| !e.is_empty())
-}
-
-fn is_ows(c: u8) -> bool {
-    c == b' ' || c == b'\t'
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_ows(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_ows(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
 }
 
 /// Parses an HTTP-date in any of the three formats recipients must accept
