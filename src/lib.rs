@@ -1,6 +1,7 @@
 //! tandem: a high-availability load balancer. One process per node runs a
 //! VRRP election for virtual IPs and forwards traffic to backend pools.
 
+pub mod accept;
 pub mod admin;
 pub mod balance;
 pub mod caps;

@@ -114,17 +114,12 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
 }
 
 pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => spawn_conn(s, daemon.clone(), Access::Admin),
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-        }
+    let mut acceptor = crate::accept::Acceptor::default();
+    while let Some((s, _)) = acceptor
+        .next(&stop, || "admin socket".into(), || listener.accept())
+        .await
+    {
+        spawn_conn(s, daemon.clone(), Access::Admin);
     }
 }
 
@@ -140,17 +135,16 @@ pub async fn serve_tcp(
         Some(t) => Access::AdminToken(Arc::new(t)),
         None => Access::Metrics,
     };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => spawn_conn(s, daemon.clone(), access.clone()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin/metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-        }
+    let what = match access {
+        Access::Metrics => "metrics",
+        _ => "admin",
+    };
+    let mut acceptor = crate::accept::Acceptor::default();
+    while let Some((s, _)) = acceptor
+        .next(&stop, || what.into(), || listener.accept())
+        .await
+    {
+        spawn_conn(s, daemon.clone(), access.clone());
     }
 }
 

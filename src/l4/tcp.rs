@@ -92,27 +92,13 @@ pub async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut backoff = Duration::from_millis(5);
+    let mut acceptor = crate::accept::Acceptor::default();
     loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => {
-                backoff = Duration::from_millis(5);
-                x
-            }
-            Err(e) => {
-                // EMFILE/ENFILE and friends: never crash, back off so the
-                // loop does not spin while descriptors are exhausted.
-                let cur = rt.load();
-                tracing::warn!(listener = %cur.cfg.name, error = %e, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-                continue;
-            }
+        let Some((stream, peer)) = acceptor
+            .next(&stop, || rt.load().cfg.name.clone(), || listener.accept())
+            .await
+        else {
+            break;
         };
         let snap = rt.load_full();
         stats.total.fetch_add(1, Ordering::Relaxed);
