@@ -64,14 +64,9 @@ OUT=""
 DO_STRACE=0
 KEEP=0
 
-die() {
-    echo "l4.sh: $*" >&2
-    exit 1
-}
-
-need_arg() {
-    [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"
-}
+BENCH=l4
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -101,7 +96,6 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for v in RUNS DURATION THREADS WRK_THREADS IPERF_TIME PORT_BASE; do
     if ! is_uint "${!v}" || [[ ${!v} -eq 0 ]]; then
         die "$v must be a positive integer (got '${!v}')"
@@ -119,75 +113,13 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-log() { printf '[l4 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
 # ------------------------------------------------------------------ tools --
-ensure_tools() {
-    local -A pkg_of=([wrk]=wrk [haproxy]=haproxy [nginx]=nginx [iperf3]=iperf3
-        [jq]=jq [ss]=iproute2 [getconf]=libc-bin [strace]=strace)
-    local want=(wrk haproxy nginx iperf3 jq ss getconf)
-    [[ $DO_STRACE -eq 1 ]] && want+=(strace)
-    local missing=() t
-    for t in "${want[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("${pkg_of[$t]}")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing tools (${missing[*]}) and no apt-get"
-    [[ $(id -u) -eq 0 ]] || die "missing tools (${missing[*]}); run as root or install them"
-    log "installing: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-        { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; } ||
-        die "apt-get install ${missing[*]} failed"
-    for t in "${want[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || die "$t still missing after apt-get"
-    done
-}
-ensure_tools
+tools=(wrk:wrk haproxy:haproxy nginx:nginx iperf3:iperf3 jq:jq ss:iproute2 getconf:libc-bin)
+[[ $DO_STRACE -eq 1 ]] && tools+=(strace:strace)
+ensure_tools "${tools[@]}"
 
 # ------------------------------------------------- processes and cleanup --
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-l4.XXXXXX")
-declare -a PIDS=()
-declare -A PID_OF=()
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for ((i = 0; i < 30; i++)); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [[ $alive -eq 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [[ $KEEP -eq 1 ]]; then
-        echo "l4.sh: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ -z $TANDEM_BIN ]]; then
-    if [[ $BUILD -eq 1 ]]; then
-        log "cargo build --release"
-        if ! cargo build --release >"$WORK/build.log" 2>&1; then
-            tail -n 30 "$WORK/build.log" >&2
-            die "cargo build --release failed"
-        fi
-    fi
-    TANDEM_BIN=$ROOT/target/release/tandem
-fi
+bench_start
 [[ -x $TANDEM_BIN ]] || die "no tandem binary at $TANDEM_BIN (build it or pass --tandem-bin)"
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -196,36 +128,6 @@ if [[ -z $OUT ]]; then
     OUT=$ROOT/target/bench/l4-$(date +%Y%m%d-%H%M%S).md
 fi
 mkdir -p "$(dirname "$OUT")"
-
-# start NAME CMD...: runs CMD in the background, output to $WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=("$!")
-    PID_OF[$name]=$!
-}
-
-alive_or_die() {
-    local name=$1
-    if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
-        echo "--- $name log:" >&2
-        tail -n 20 "$WORK/$name.log" >&2 || true
-        die "$name (pid ${PID_OF[$name]}) is not running"
-    fi
-}
-
-port_busy() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-wait_listen() {
-    local name=$1 port=$2 i
-    for ((i = 0; i < 100; i++)); do
-        port_busy "$port" && return 0
-        alive_or_die "$name"
-        sleep 0.1
-    done
-    die "$name did not listen on 127.0.0.1:$port"
-}
 
 # One HTTP/1.0 request with bash's /dev/tcp; prints the body.
 http_get() {
@@ -245,11 +147,6 @@ cpu_split() {
     s=${s##*) }
     read -r -a f <<<"$s"
     echo "${f[11]} ${f[12]}"
-}
-cpu_ticks() {
-    local u s
-    read -r u s < <(cpu_split "$1")
-    echo $((u + s))
 }
 
 # ------------------------------------------------------------------ ports --
@@ -416,34 +313,11 @@ for t in "${HTTP_TARGETS[@]}"; do
 done
 
 # ---------------------------------------------------------------- helpers --
-# "204.00us" / "1.23ms" / "2.00s" -> microseconds
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); m = 1 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); m = 1000 }
-        else if (v ~ /m$/) { sub(/m$/, "", v); m = 60000000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); m = 1000000 }
-        else { print "nan"; exit }
-        printf "%.1f", v * m }'
-}
-
-# Rotates "$@" left by $ROT positions into ORDER.
-rotate() {
-    local n=$# k
-    ORDER=()
-    local -a a=("$@")
-    for ((k = 0; k < n; k++)); do
-        ORDER+=("${a[$(((k + ROT) % n))]}")
-    done
-}
 
 RAW_HTTP=$WORK/http.tsv
 RAW_BULK=$WORK/bulk.tsv
 printf 'target\tconns\tround\trps\tp50_us\tp99_us\trequests\tcpu_us_per_req\tnginx_us_per_req\terrors\tnon2xx\tuser_us_per_req\tsys_us_per_req\n' >"$RAW_HTTP"
 printf 'target\tround\tgbps\tbytes\tcpu_s_per_gb\tretransmits\n' >"$RAW_BULK"
-
-# per_req TICKS N: CPU microseconds per request.
-per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f", d / hz * 1e6 / n }'; }
 
 run_wrk() {
     local target=$1 conns=$2 round=$3
@@ -544,9 +418,6 @@ med_bulk() {
               for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] + 0 < v[i] + 0) { x = v[i]; v[i] = v[j]; v[j] = x }
               print (n % 2) ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }' "$RAW_BULK"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "-"; else printf "%.2f", a / b }'; }
-fmt_ms() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else printf "%.3f", v / 1000 }'; }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan") print "-"; else printf f, v }'; }
 
 declare -A M
 for conns in "${CONN_LIST[@]}"; do
@@ -595,19 +466,6 @@ for t in "${BULK_TARGETS[@]}"; do
     BULK_ROWS+=("$label|$(fmt "${M[$t,bulk,gbps]}" %.2f)|$(fmt "${M[$t,bulk,cpu]}" %.3f)|${M[$t,bulk,retr]}|$(ratio "${M[$t,bulk,gbps]}" "${M[haproxy,bulk,gbps]}")|$cpu_vs|$(ratio "${M[$t,bulk,gbps]}" "${M[direct,bulk,gbps]}")")
 done
 
-# print_table HEADER_ARRAY_NAME ROWS_ARRAY_NAME: plain text, aligned.
-print_table() {
-    local -n hdr=$1 rows=$2
-    {
-        local IFS='|'
-        echo "${hdr[*]}"
-        printf '%s\n' "${rows[@]}"
-    } | awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; l = length($i); if (l > w[i]) w[i] = l } if (NF > nf) nf = NF }
-        END { for (r = 1; r <= NR; r++) { line = ""
-                  for (i = 1; i <= nf; i++) line = line sprintf(i == 1 ? "%-" w[i] "s" : "  %" w[i] "s", cell[r, i])
-                  print line
-                  if (r == 1) { line = ""; for (i = 1; i <= nf; i++) { d = sprintf("%" w[i] "s", ""); gsub(/ /, "-", d); line = line (i == 1 ? "" : "  ") d } print line } } }'
-}
 md_table() {
     local -n hdr=$1 rows=$2
     local h r line="|" sep="|"

@@ -91,14 +91,9 @@ TANDEM_BIN=""
 OUT=""
 KEEP=0
 
-die() {
-    echo "l7.sh: $*" >&2
-    exit 1
-}
-
-need_arg() {
-    [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"
-}
+BENCH=l7
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -131,7 +126,6 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for v in DURATION RUNS H2_CONNS H2_STREAMS THREADS BACKEND_WORKERS WRK_THREADS PORT_BASE; do
     if ! is_uint "${!v}" || [[ ${!v} -eq 0 ]]; then
         die "$v must be a positive integer (got '${!v}')"
@@ -161,74 +155,12 @@ has_scen() { [[ " ${SCEN_LIST[*]} " == *" $1 "* ]]; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-log() { printf '[l7 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
 # ------------------------------------------------------------------ tools --
-ensure_tools() {
-    local -A pkg_of=([wrk]=wrk [h2load]=nghttp2-client [haproxy]=haproxy [nginx]=nginx
-        [openssl]=openssl [curl]=curl [ss]=iproute2 [getconf]=libc-bin)
-    local want=(wrk h2load haproxy nginx openssl curl ss getconf)
-    local missing=() t
-    for t in "${want[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("${pkg_of[$t]}")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing tools (packages: ${missing[*]}) and no apt-get"
-    [[ $(id -u) -eq 0 ]] || die "missing tools; as root run: apt-get install ${missing[*]}"
-    log "installing: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-        { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; } ||
-        die "apt-get install ${missing[*]} failed"
-    for t in "${want[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || die "$t still missing after apt-get"
-    done
-}
-ensure_tools
+ensure_tools wrk:wrk h2load:nghttp2-client haproxy:haproxy nginx:nginx openssl:openssl \
+    curl:curl ss:iproute2 getconf:libc-bin
 
 # ------------------------------------------------- processes and cleanup --
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tandem-l7.XXXXXX")
-declare -a PIDS=()
-declare -A PID_OF=()
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for ((i = 0; i < 30; i++)); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [[ $alive -eq 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [[ $KEEP -eq 1 ]]; then
-        echo "l7.sh: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [[ -z $TANDEM_BIN ]]; then
-    if [[ $BUILD -eq 1 ]]; then
-        log "cargo build --release"
-        if ! cargo build --release >"$WORK/build.log" 2>&1; then
-            tail -n 30 "$WORK/build.log" >&2
-            die "cargo build --release failed"
-        fi
-    fi
-    TANDEM_BIN=$ROOT/target/release/tandem
-fi
+bench_start
 [[ -x $TANDEM_BIN ]] || die "no tandem binary at $TANDEM_BIN (build it or pass --tandem-bin)"
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -237,36 +169,6 @@ if [[ -z $OUT ]]; then
     OUT=$ROOT/target/bench/l7-$(date +%Y%m%d-%H%M%S).txt
 fi
 mkdir -p "$(dirname "$OUT")"
-
-# start NAME CMD...: runs CMD in the background, output to $WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=("$!")
-    PID_OF[$name]=$!
-}
-
-alive_or_die() {
-    local name=$1
-    if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
-        echo "--- $name log:" >&2
-        tail -n 20 "$WORK/$name.log" >&2 || true
-        die "$name (pid ${PID_OF[$name]}) is not running"
-    fi
-}
-
-port_busy() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-wait_listen() {
-    local name=$1 port=$2 i
-    for ((i = 0; i < 100; i++)); do
-        port_busy "$port" && return 0
-        alive_or_die "$name"
-        sleep 0.1
-    done
-    die "$name did not listen on 127.0.0.1:$port"
-}
 
 # "utime stime" in clock ticks of a process (fields 14, 15 of /proc/PID/stat:
 # all its threads; the command name may contain spaces, so cut after ')')
@@ -281,11 +183,6 @@ cpu_split() {
         st=$((st + f[12]))
     done
     echo "$u $st"
-}
-cpu_ticks() {
-    local u s
-    read -r u s < <(cpu_split "$1")
-    echo $((u + s))
 }
 
 # Connections the backend has accepted so far (nginx stub_status); reading
@@ -545,32 +442,10 @@ if has_scen https || has_scen h2; then
 fi
 
 # ---------------------------------------------------------------- helpers --
-# "204.00us" / "1.23ms" / "2.00s" -> microseconds
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); m = 1 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); m = 1000 }
-        else if (v ~ /m$/) { sub(/m$/, "", v); m = 60000000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); m = 1000000 }
-        else { print "nan"; exit }
-        printf "%.1f", v * m }'
-}
-
-# Rotates "$@" left by $ROT positions into ORDER.
-rotate() {
-    local n=$# k
-    ORDER=()
-    local -a a=("$@")
-    for ((k = 0; k < n; k++)); do
-        ORDER+=("${a[$(((k + ROT) % n))]}")
-    done
-}
 
 RAW=$WORK/runs.tsv
 printf 'scenario\ttarget\tround\trps\tp50_us\tp99_us\tmean_us\trequests\tcpu_us_per_req\tuser_us_per_req\tsys_us_per_req\tproxy_cpu_pct\tbackend_cpu_pct\terrors\tnon2xx\tbackend_conns\tloadgen_cpu_pct\tother_cpu_pct\n' >"$RAW"
 
-# per_req TICKS N: CPU microseconds per request.
-per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f", d / hz * 1e6 / n }'; }
 # pct TICKS NANOSECONDS: CPU utilisation in % of one core.
 pct() { awk -v d="$1" -v hz="$CLK_TCK" -v ns="$2" 'BEGIN { printf "%.0f", d / hz / (ns / 1e9) * 100 }'; }
 
@@ -727,9 +602,6 @@ range_col() {
 sum_col() {
     awk -F'\t' -v s="$1" -v t="$2" -v col="$3" 'NR > 1 && $1 == s && $2 == t { x += $col } END { print x + 0 }' "$RAW"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
-fmt_ms() { awk -v v="$1" 'BEGIN { if (v == "nan") print "-"; else printf "%.3f", v / 1000 }'; }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan") print "-"; else printf f, v }'; }
 
 declare -A M
 declare -a ABS_ROWS=() RATIO_ROWS=()
@@ -764,20 +636,6 @@ ABS_HDR=(scenario target "req/s" "p50 ms" "p99 ms" "mean ms" "CPU µs/req" "(min
 # shellcheck disable=SC2034
 RATIO_HDR=(scenario "req/s t/h" "CPU/req t/h" "p99 t/h" "req/s t/n" "CPU/req t/n" "p99 t/n")
 
-# print_table HEADER_ARRAY_NAME ROWS_ARRAY_NAME: plain text, aligned.
-print_table() {
-    local -n hdr=$1 rows=$2
-    {
-        local IFS='|'
-        echo "${hdr[*]}"
-        printf '%s\n' "${rows[@]}"
-    } | awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; l = length($i); if (l > w[i]) w[i] = l } if (NF > nf) nf = NF }
-        END { for (r = 1; r <= NR; r++) { line = ""
-                  for (i = 1; i <= nf; i++) line = line sprintf(i <= 2 ? (i == 1 ? "%-" w[i] "s" : "  %-" w[i] "s") : "  %" w[i] "s", cell[r, i])
-                  print line
-                  if (r == 1) { line = ""; for (i = 1; i <= nf; i++) { d = sprintf("%" w[i] "s", ""); gsub(/ /, "-", d); line = line (i == 1 ? "" : "  ") d } print line } } }'
-}
-
 SETUP="$(nproc) CPUs, $(uname -r), ${BUSY}% busy before start; ${DURATION} s per run, median of $RUNS round(s), targets interleaved
 proxies: tandem workers = HAProxy nbthread = nginx worker_processes = $THREADS; tandem max_idle_per_backend = $TANDEM_IDLE
 backend: nginx, $BACKEND_WORKERS worker(s), $BODY_LEN-byte body; load: wrk / h2load -t $WRK_THREADS"
@@ -807,10 +665,10 @@ report() {
     echo "backend's own; CPU % = share of one core over the run; backend conns = connections the backend accepted
 during the run (upstream connections opened by the proxy); loadgen = wrk/h2load; others = the rest of the
 machine (other users: above ~20 % the row is noisy); p50/p99 from wrk, mean from wrk or h2load)"
-    print_table ABS_HDR ABS_ROWS
+    print_table ABS_HDR ABS_ROWS 2
     echo
     echo "Ratios (t/h = tandem / HAProxy, t/n = tandem / nginx; req/s: higher is better for tandem, CPU/req and p99: lower)"
-    print_table RATIO_HDR RATIO_ROWS
+    print_table RATIO_HDR RATIO_ROWS 2
 }
 
 echo
