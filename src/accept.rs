@@ -1,10 +1,17 @@
-//! The accept loop every listener shares (L4, L7, admin, metrics).
+//! The accept loop every listener shares (L4, L7, admin, metrics), and
+//! the listener admission (`max_connections` with a bounded queue) that L4
+//! and L7 listeners share.
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::l4::tcp::ListenerStats;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -52,6 +59,63 @@ impl Acceptor {
                     tracing::warn!(listener = %name(), error = %e, "accept failed");
                     tokio::time::sleep(self.backoff).await;
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// A connection's claim on its listener's `max_connections`: admitted at
+/// once, waiting in the listener queue, or (with no limit) free.
+pub enum Admission {
+    Unlimited,
+    Admitted(OwnedSemaphorePermit),
+    Queued(Arc<Semaphore>),
+}
+
+/// Decides at accept time, without waiting: None when the queue is full
+/// (counted as rejected). A queued connection is counted in `queued` here,
+/// so a burst of accepts cannot overfill the queue.
+pub fn admit(
+    limit: Option<&Arc<Semaphore>>,
+    queue_size: u64,
+    stats: &ListenerStats,
+) -> Option<Admission> {
+    let Some(sem) = limit else {
+        return Some(Admission::Unlimited);
+    };
+    if let Ok(p) = sem.clone().try_acquire_owned() {
+        return Some(Admission::Admitted(p));
+    }
+    if stats.queued.load(Ordering::Relaxed) >= queue_size {
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    stats.queued.fetch_add(1, Ordering::Relaxed);
+    Some(Admission::Queued(sem.clone()))
+}
+
+/// A slot held for the connection's life (nothing when unlimited).
+pub struct Slot {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Admission {
+    /// Waits, in the connection's own task, for a queued connection's
+    /// slot; None when `timeout` passes first (counted as rejected).
+    pub async fn slot(self, timeout: Duration, stats: &ListenerStats) -> Option<Slot> {
+        match self {
+            Admission::Unlimited => Some(Slot { _permit: None }),
+            Admission::Admitted(p) => Some(Slot { _permit: Some(p) }),
+            Admission::Queued(sem) => {
+                let r = tokio::time::timeout(timeout, sem.acquire_owned()).await;
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                match r {
+                    Ok(Ok(p)) => Some(Slot { _permit: Some(p) }),
+                    _ => {
+                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
                 }
             }
         }

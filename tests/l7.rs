@@ -948,3 +948,45 @@ fn upstream_tls_re_encryption_verifies_the_backend() {
     let (s, _, _) = get(addr(bad), "/", "").expect("wrong CA");
     assert_eq!(s, 502, "a backend certificate from another CA is refused");
 }
+
+#[test]
+fn listener_queue_holds_several_waiting_connections() {
+    let dir = TempDir::new("l7-queue");
+    let web = Web::start("w");
+    let port = free_port();
+    let d = Daemon::start(
+        &dir,
+        &(pool("web", &[&web], "")
+            + &http_listener(
+                port,
+                "pool = \"web\"\nmax_connections = 1\nqueue_size = 2\nqueue_timeout = \"3s\"",
+            )),
+    );
+    // The first connection holds the only slot (keep-alive).
+    let mut first = TcpStream::connect(addr(port)).expect("first");
+    first
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("t");
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write first");
+    let (status, _, _) = web::read_response(&mut BufReader::new(&first)).expect("first served");
+    assert_eq!(status, 200);
+    // Two more wait in the queue at the same time: waiting happens in each
+    // connection's task, not in the accept loop.
+    let waiting: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(addr(port), "/", "").map(|(s, _, _)| s)))
+        .collect();
+    d.wait_for("two queued", Duration::from_secs(2), |d| {
+        d.status()["listeners"][0]["queued"] == 2
+    });
+    // A fourth finds the queue full and is closed at once.
+    assert!(get(addr(port), "/", "").is_err(), "queue full: refused");
+    drop(first);
+    for w in waiting {
+        assert_eq!(w.join().expect("thread"), Ok(200), "queued request served");
+    }
+    let s = d.status();
+    assert_eq!(s["listeners"][0]["rejected"], 1);
+    assert_eq!(s["listeners"][0]["queued"], 0);
+}

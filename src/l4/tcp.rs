@@ -19,12 +19,13 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::proxy_protocol;
 use super::splice::Pipe;
+use crate::accept::admit;
 use crate::balance::client_key;
 use crate::config::{ListenerConfig, ProxyProtocol, SpliceMode};
 use crate::pool::{Lease, PickError, Pool};
@@ -102,48 +103,19 @@ pub async fn serve(
         };
         let snap = rt.load_full();
         stats.total.fetch_add(1, Ordering::Relaxed);
-        let permit = match &snap.limit {
-            None => Admission::Unlimited,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Admission::Admitted(p),
-                Err(_) => {
-                    if stats.queued.load(Ordering::Relaxed) >= snap.cfg.queue_size as u64 {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Admission::Queue(sem.clone())
-                }
-            },
+        let Some(admission) = admit(snap.limit.as_ref(), snap.cfg.queue_size as u64, &stats) else {
+            continue;
         };
         let stats = stats.clone();
         tracker.spawn(async move {
-            let _permit = match permit {
-                Admission::Unlimited => None,
-                Admission::Admitted(p) => Some(p),
-                Admission::Queue(sem) => {
-                    stats.queued.fetch_add(1, Ordering::Relaxed);
-                    let r = tokio::time::timeout(snap.cfg.queue_timeout, sem.acquire_owned()).await;
-                    stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    match r {
-                        Ok(Ok(p)) => Some(p),
-                        _ => {
-                            stats.rejected.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                }
+            let Some(_slot) = admission.slot(snap.cfg.queue_timeout, &stats).await else {
+                return;
             };
             stats.active.fetch_add(1, Ordering::Relaxed);
             let _active = ActiveGuard(&stats.active);
             handle(stream, peer, &snap, &stats).await;
         });
     }
-}
-
-enum Admission {
-    Unlimited,
-    Admitted(OwnedSemaphorePermit),
-    Queue(Arc<Semaphore>),
 }
 
 /// Leases a backend and connects, retrying other backends on failure.

@@ -36,6 +36,7 @@ use super::headers::{self, ForwardedInfo};
 use super::router::{self, Action, RequestView, Route, Router};
 use super::sticky;
 use super::upstream::{Body, BoxError, Upstream};
+use crate::accept::admit;
 use crate::balance::client_key;
 use crate::config::{build_route, HttpListenerConfig, ListenerConfig, StickyConfig};
 use crate::l4::tcp::ListenerStats;
@@ -215,33 +216,15 @@ pub async fn serve(
         };
         let snap = rt.load_full();
         stats.total.fetch_add(1, Ordering::Relaxed);
-        let permit = match &snap.limit {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    if stats.queued.load(Ordering::Relaxed) >= snap.cfg.queue_size as u64 {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    stats.queued.fetch_add(1, Ordering::Relaxed);
-                    let r =
-                        tokio::time::timeout(snap.cfg.queue_timeout, sem.clone().acquire_owned())
-                            .await;
-                    stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    match r {
-                        Ok(Ok(p)) => Some(p),
-                        _ => {
-                            stats.rejected.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                    }
-                }
-            },
+        let Some(admission) = admit(snap.limit.as_ref(), snap.cfg.queue_size as u64, &stats) else {
+            continue;
         };
         let (rt, stats, stop) = (rt.clone(), stats.clone(), stop.clone());
         tracker.spawn(async move {
-            let _permit = permit;
+            // Waiting for a slot happens here, never in the accept loop.
+            let Some(_slot) = admission.slot(snap.cfg.queue_timeout, &stats).await else {
+                return;
+            };
             stats.active.fetch_add(1, Ordering::Relaxed);
             connection(stream, peer, rt, stats.clone(), stop).await;
             stats.active.fetch_sub(1, Ordering::Relaxed);
