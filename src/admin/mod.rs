@@ -170,30 +170,21 @@ fn metrics_route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes
             "read-only\n".into(),
         );
     }
-    let status = daemon.status();
-    match req.uri().path() {
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(&status),
-        ),
-        "/status.json" => text(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_string(&status).unwrap_or_default(),
-        ),
-        "/" if req.uri().query() == Some("fragment=1") => text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            page::fragment(&status),
-        ),
-        "/" => text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            page::page(&status),
-        ),
-        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-    }
+    type Render = fn(&status::Status) -> String;
+    let (content_type, render): (&'static str, Render) = match req.uri().path() {
+        "/metrics" => ("text/plain; version=0.0.4; charset=utf-8", metrics::render),
+        "/status.json" => ("application/json", |s| {
+            serde_json::to_string(s).unwrap_or_default()
+        }),
+        "/" if req.uri().query() == Some("fragment=1") => {
+            ("text/html; charset=utf-8", page::fragment)
+        }
+        "/" => ("text/html; charset=utf-8", page::page),
+        _ => return text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    };
+    // The status snapshot walks every pool and backend: only for a page
+    // that shows it.
+    text(StatusCode::OK, content_type, render(&daemon.status()))
 }
 
 fn json(code: StatusCode, body: String) -> Response<Full<Bytes>> {

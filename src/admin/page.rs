@@ -6,28 +6,13 @@
 
 use std::fmt::Write;
 
-use super::status::Status;
+use super::status::{human_bytes, Status};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
 }
 
 fn badge(text: &str) -> String {
@@ -114,8 +99,8 @@ pub fn fragment(s: &Status) -> String {
             l.active,
             l.total,
             l.rejected + l.no_backend + l.dropped,
-            human_bytes(l.bytes_in),
-            human_bytes(l.bytes_out)
+            human_bytes(l.bytes_in, " "),
+            human_bytes(l.bytes_out, " ")
         );
     }
     o.push_str("</table>");

@@ -131,7 +131,9 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: u64,
 }
 
-fn human_bytes(n: u64) -> String {
+/// `n` bytes in binary units with one decimal ("4.7KiB"); `sep` goes
+/// between number and unit (the table packs them, the status page spaces).
+pub(crate) fn human_bytes(n: u64, sep: &str) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -140,9 +142,9 @@ fn human_bytes(n: u64) -> String {
         i += 1;
     }
     if i == 0 {
-        format!("{n}B")
+        format!("{n}{sep}B")
     } else {
-        format!("{v:.1}{}", U[i])
+        format!("{v:.1}{sep}{}", U[i])
     }
 }
 
@@ -225,8 +227,8 @@ impl Status {
                     l.total.to_string(),
                     l.queued.to_string(),
                     (l.rejected + l.no_backend + l.dropped).to_string(),
-                    human_bytes(l.bytes_in),
-                    human_bytes(l.bytes_out),
+                    human_bytes(l.bytes_in, ""),
+                    human_bytes(l.bytes_out, ""),
                 ]
             })
             .collect();
@@ -275,7 +277,7 @@ impl Status {
                         b.active.to_string(),
                         b.total.to_string(),
                         b.connect_failures.to_string(),
-                        human_bytes(b.bytes_in + b.bytes_out),
+                        human_bytes(b.bytes_in + b.bytes_out, ""),
                         b.last_check.clone(),
                     ]
                 })
