@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 use common::web::{self, get, header, request, Web};
 use common::*;
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 fn pool(name: &str, webs: &[&Web], extra: &str) -> String {
     let list: Vec<String> = webs
         .iter()

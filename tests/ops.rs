@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 use common::web::{get, request, Web};
 use common::*;
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// A tool from a Debian package the test cannot do without: CI must have
 /// it (`.ci/run` installs it); elsewhere the test says loudly it skipped.
 fn tool(path: &str, package: &str) -> bool {
