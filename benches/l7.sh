@@ -65,6 +65,12 @@ Options (environment variables in brackets):
   --no-build           do not run `cargo build --release`
   --out FILE           text results file
                        (default target/bench/l7-YYYYmmdd-HHMMSS.txt)
+  --layout L           "split" (default with --threads 1): the load generator
+                       pinned to CPU 0, every proxy and the backend pinned to
+                       CPU 1, so the proxies' CPU per request is measured on a
+                       core nothing else competes for; "shared": nothing
+                       pinned (the default with --threads > 1, where the
+                       workers need both cores) [L7_LAYOUT]
   --keep               keep the temporary directory (configs, logs, raw data)
   -h, --help           this help
 
@@ -90,6 +96,7 @@ BUILD=1
 TANDEM_BIN=""
 OUT=""
 KEEP=0
+LAYOUT=${L7_LAYOUT:-}
 
 BENCH=l7
 # shellcheck source=benches/common.sh
@@ -117,6 +124,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --out) need_arg "$@"; OUT=$2; shift ;;
         --keep) KEEP=1 ;;
+        --layout) need_arg "$@"; LAYOUT=$2; shift ;;
         -h | --help)
             usage
             exit 0
@@ -126,6 +134,21 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+if [[ -z $LAYOUT ]]; then
+    if [[ $THREADS -eq 1 ]]; then LAYOUT=split; else LAYOUT=shared; fi
+fi
+case $LAYOUT in
+    split)
+        [[ $(nproc) -ge 2 ]] || die "--layout split needs 2 CPUs"
+        PIN_LOAD=(taskset -c 0)
+        PIN_PROXY=(taskset -c 1)
+        ;;
+    shared)
+        PIN_LOAD=()
+        PIN_PROXY=()
+        ;;
+    *) die "--layout must be split or shared" ;;
+esac
 for v in DURATION RUNS H2_CONNS H2_STREAMS THREADS BACKEND_WORKERS WRK_THREADS PORT_BASE; do
     if ! is_uint "${!v}" || [[ ${!v} -eq 0 ]]; then
         die "$v must be a positive integer (got '${!v}')"
@@ -387,11 +410,11 @@ if [[ $BUSY -ge 20 ]]; then
     log "WARNING: the machine is already $BUSY% busy before the benchmark (other processes); figures will be noisy"
 fi
 log "starting backend nginx ($BACKEND_WORKERS worker(s)), tandem ($THREADS worker(s)), haproxy (nbthread $THREADS), nginx ($THREADS worker(s)) in $WORK"
-start backend nginx -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf"
+start backend "${PIN_PROXY[@]}" nginx -p "$WORK/backend" -e "$WORK/backend/error.log" -c "$WORK/backend/nginx.conf"
 wait_listen backend "$P_BACKEND"
-start tandem "$TANDEM_BIN" run -c "$WORK/tandem/tandem.toml"
-start haproxy haproxy -db -f "$WORK/haproxy/haproxy.cfg"
-start nginx nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf"
+start tandem "${PIN_PROXY[@]}" "$TANDEM_BIN" run -c "$WORK/tandem/tandem.toml"
+start haproxy "${PIN_PROXY[@]}" haproxy -db -f "$WORK/haproxy/haproxy.cfg"
+start nginx "${PIN_PROXY[@]}" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf"
 wait_listen tandem "$P_TANDEM_HTTP"
 wait_listen tandem "$P_TANDEM_HTTPS"
 wait_listen haproxy "$P_HAPROXY_HTTP"
@@ -469,18 +492,18 @@ run_load() {
     case $scen in
         h1-c* | h1close-c*)
             conns=${scen##*-c}
-            load=(wrk -t "$WRK_THREADS" -c "$conns" -d "${DURATION}s" --latency)
+            load=("${PIN_LOAD[@]}" wrk -t "$WRK_THREADS" -c "$conns" -d "${DURATION}s" --latency)
             [[ $scen == h1close-* ]] && load+=(-H "Connection: close")
             load+=("http://127.0.0.1:${HTTP_PORT[$target]}/")
             ;;
         https-c* | httpsclose-c*)
             conns=${scen##*-c}
-            load=(wrk -t "$WRK_THREADS" -c "$conns" -d "${DURATION}s" --latency)
+            load=("${PIN_LOAD[@]}" wrk -t "$WRK_THREADS" -c "$conns" -d "${DURATION}s" --latency)
             [[ $scen == httpsclose-* ]] && load+=(-H "Connection: close")
             load+=("https://127.0.0.1:${HTTPS_PORT[$target]}/")
             ;;
         h2)
-            load=(h2load -t "$WRK_THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:${HTTPS_PORT[$target]}/")
+            load=("${PIN_LOAD[@]}" h2load -t "$WRK_THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:${HTTPS_PORT[$target]}/")
             ;;
     esac
     a0=$(backend_accepts)
@@ -636,7 +659,7 @@ ABS_HDR=(scenario target "req/s" "p50 ms" "p99 ms" "mean ms" "CPU µs/req" "(min
 # shellcheck disable=SC2034
 RATIO_HDR=(scenario "req/s t/h" "CPU/req t/h" "p99 t/h" "req/s t/n" "CPU/req t/n" "p99 t/n")
 
-SETUP="$(nproc) CPUs, $(uname -r), ${BUSY}% busy before start; ${DURATION} s per run, median of $RUNS round(s), targets interleaved
+SETUP="$(nproc) CPUs, $(uname -r), ${BUSY}% busy before start; layout $LAYOUT$([[ $LAYOUT == split ]] && echo ' (load generator on CPU 0; proxies and backend on CPU 1)'); ${DURATION} s per run, median of $RUNS round(s), targets interleaved
 proxies: tandem workers = HAProxy nbthread = nginx worker_processes = $THREADS; tandem max_idle_per_backend = $TANDEM_IDLE
 backend: nginx, $BACKEND_WORKERS worker(s), $BODY_LEN-byte body; load: wrk / h2load -t $WRK_THREADS"
 VERSIONS="tandem $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'); $(haproxy -v | head -n1 | awk '{print "HAProxy", $3}'); $(nginx -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | awk 'NR == 1 {print "wrk", $2}'); $(h2load --version 2>&1 | head -n1)"

@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod sd;
 pub mod tls;
 pub mod vrrp;
+pub mod worker;

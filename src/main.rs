@@ -267,9 +267,15 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
     } else {
         cfg.global.workers
     };
+    // The data plane runs on its own per-core workers; this runtime is the
+    // control plane (config, reload, health checks, admin, metrics).
+    if let Err(e) = tandem::worker::start(workers) {
+        eprintln!("tandem: cannot start workers: {e}");
+        return ExitCode::from(1);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("tandem-worker")
+        .worker_threads(1)
+        .thread_name("tandem-control")
         .enable_all()
         .build()
     {

@@ -295,12 +295,63 @@ pub struct Lease {
     pool: String,
 }
 
+/// A [`Lease`] that borrows its pool instead of owning copies of the names
+/// and handles: what the HTTP/1 fast path holds for one request, with no
+/// allocation and no shared reference count touched.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    pub index: usize,
+    pool: &'a Pool,
+}
+
+fn mark_connected(state: &BackendState, connect_time: Duration) {
+    state.passive_streak.store(0, Ordering::Relaxed);
+    state.observe_latency(connect_time);
+    state.latency.observe(connect_time);
+}
+
+/// Live traffic failed to reach the backend. After `passive_failures` in a
+/// row the backend is marked down until active checks bring it back.
+fn mark_failed(
+    state: &BackendState,
+    passive_failures: u32,
+    pool: &str,
+    name: &str,
+    addr: SocketAddr,
+    why: &str,
+) {
+    state.connect_failures.fetch_add(1, Ordering::Relaxed);
+    if passive_failures == 0 {
+        return;
+    }
+    let streak = state.passive_streak.fetch_add(1, Ordering::AcqRel) + 1;
+    if streak >= passive_failures {
+        let reason = format!("{streak} consecutive failures in live traffic ({why})");
+        state.passive_down.store(true, Ordering::Release);
+        if state.set_healthy(false, &reason) {
+            tracing::warn!(
+                pool = %pool,
+                backend = %name,
+                address = %addr,
+                state = "down",
+                reason = %reason,
+                "backend down (passive)"
+            );
+        }
+    }
+}
+
+fn release(state: &BackendState, shared: &PoolShared) {
+    state.active.fetch_sub(1, Ordering::AcqRel);
+    if shared.waiters.load(Ordering::Acquire) > 0 {
+        shared.released.notify_one();
+    }
+}
+
 impl Lease {
     /// Live traffic reached the backend: resets the passive failure streak.
     pub fn connected(&self, connect_time: Duration) {
-        self.state.passive_streak.store(0, Ordering::Relaxed);
-        self.state.observe_latency(connect_time);
-        self.state.latency.observe(connect_time);
+        mark_connected(&self.state, connect_time);
     }
 
     /// Counts a retry on another backend (after this one failed).
@@ -308,37 +359,70 @@ impl Lease {
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Live traffic failed to reach the backend. After `passive_failures`
-    /// in a row the backend is marked down until active checks bring it back.
     pub fn failed(&self, why: &str) {
-        self.state.connect_failures.fetch_add(1, Ordering::Relaxed);
-        if self.passive_failures == 0 {
-            return;
-        }
-        let streak = self.state.passive_streak.fetch_add(1, Ordering::AcqRel) + 1;
-        if streak >= self.passive_failures {
-            let reason = format!("{streak} consecutive failures in live traffic ({why})");
-            self.state.passive_down.store(true, Ordering::Release);
-            if self.state.set_healthy(false, &reason) {
-                tracing::warn!(
-                    pool = %self.pool,
-                    backend = %self.name,
-                    address = %self.addr,
-                    state = "down",
-                    reason = %reason,
-                    "backend down (passive)"
-                );
-            }
-        }
+        mark_failed(
+            &self.state,
+            self.passive_failures,
+            &self.pool,
+            &self.name,
+            self.addr,
+            why,
+        );
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.state.active.fetch_sub(1, Ordering::AcqRel);
-        if self.shared.waiters.load(Ordering::Acquire) > 0 {
-            self.shared.released.notify_one();
-        }
+        release(&self.state, &self.shared);
+    }
+}
+
+impl<'a> Claim<'a> {
+    pub fn backend(&self) -> &'a Backend {
+        &self.pool.backends[self.index]
+    }
+
+    pub fn connected(&self, connect_time: Duration) {
+        mark_connected(&self.backend().state, connect_time);
+    }
+
+    pub fn retried(&self) {
+        self.pool.shared.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self, why: &str) {
+        let b = self.backend();
+        mark_failed(
+            &b.state,
+            self.pool.cfg.passive_failures,
+            &self.pool.cfg.name,
+            &b.cfg.name,
+            b.cfg.address,
+            why,
+        );
+    }
+
+    /// The owned form, for work that outlives the borrow of the pool.
+    pub fn into_lease(self) -> Lease {
+        let b = self.backend();
+        let lease = Lease {
+            index: self.index,
+            addr: b.cfg.address,
+            name: b.cfg.name.clone(),
+            state: b.state.clone(),
+            shared: self.pool.shared.clone(),
+            passive_failures: self.pool.cfg.passive_failures,
+            pool: self.pool.cfg.name.clone(),
+        };
+        // The active count moves to the lease.
+        std::mem::forget(self);
+        lease
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        release(&self.backend().state, &self.pool.shared);
     }
 }
 
@@ -387,6 +471,21 @@ impl Pool {
 
     /// Picks and leases a backend without waiting.
     pub fn try_lease(&self, key: u64, tried: &[usize]) -> Result<Lease, PickError> {
+        self.try_claim(key, tried).map(Claim::into_lease)
+    }
+
+    /// Picks and claims a backend without waiting.
+    pub fn try_claim(&self, key: u64, tried: &[usize]) -> Result<Claim<'_>, PickError> {
+        // First pick without building an exclusion list (the common case).
+        let view = PickView {
+            backends: &self.backends,
+            excluded: tried,
+        };
+        if let Some(i) = self.balancer.pick(&view, key) {
+            if let Some(c) = self.claim_index(i) {
+                return Ok(c);
+            }
+        }
         let mut excluded: Vec<usize> = tried.to_vec();
         // A racing connection may fill a backend between pick and claim;
         // exclude it and pick again, a bounded number of times.
@@ -398,23 +497,10 @@ impl Pool {
             let Some(i) = self.balancer.pick(&view, key) else {
                 break;
             };
-            let b = &self.backends[i];
-            let prev = b.state.active.fetch_add(1, Ordering::AcqRel);
-            if b.cfg.max_connections != 0 && prev >= b.cfg.max_connections as u64 {
-                b.state.active.fetch_sub(1, Ordering::AcqRel);
-                excluded.push(i);
-                continue;
+            match self.claim_index(i) {
+                Some(c) => return Ok(c),
+                None => excluded.push(i),
             }
-            b.state.total.fetch_add(1, Ordering::Relaxed);
-            return Ok(Lease {
-                index: i,
-                addr: b.cfg.address,
-                name: b.cfg.name.clone(),
-                state: b.state.clone(),
-                shared: self.shared.clone(),
-                passive_failures: self.cfg.passive_failures,
-                pool: self.cfg.name.clone(),
-            });
         }
         let saturated = self
             .backends
@@ -428,10 +514,30 @@ impl Pool {
         }
     }
 
+    /// Counts a connection on backend `i` unless it is at its limit.
+    fn claim_index(&self, i: usize) -> Option<Claim<'_>> {
+        let b = &self.backends[i];
+        let prev = b.state.active.fetch_add(1, Ordering::AcqRel);
+        if b.cfg.max_connections != 0 && prev >= b.cfg.max_connections as u64 {
+            b.state.active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        b.state.total.fetch_add(1, Ordering::Relaxed);
+        Some(Claim {
+            index: i,
+            pool: self,
+        })
+    }
+
     /// Leases a backend, waiting in the pool's bounded queue while every
     /// eligible backend is at its connection limit.
     pub async fn lease(&self, key: u64, tried: &[usize]) -> Result<Lease, PickError> {
-        match self.try_lease(key, tried) {
+        self.claim(key, tried).await.map(Claim::into_lease)
+    }
+
+    /// [`Pool::lease`] as a borrowed [`Claim`].
+    pub async fn claim(&self, key: u64, tried: &[usize]) -> Result<Claim<'_>, PickError> {
+        match self.try_claim(key, tried) {
             Err(PickError::Saturated) => {}
             other => return other,
         }
@@ -444,7 +550,7 @@ impl Pool {
         let deadline = Instant::now() + self.cfg.queue_timeout;
         loop {
             let notified = self.shared.released.notified();
-            match self.try_lease(key, tried) {
+            match self.try_claim(key, tried) {
                 Err(PickError::Saturated) => {}
                 other => return other,
             }

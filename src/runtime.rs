@@ -116,7 +116,9 @@ pub struct Daemon {
 
 /// A socket bound during the prepare phase of start/reload.
 enum Bound {
-    Tcp(tokio::net::TcpListener),
+    /// One socket per data-plane worker; registered with the worker's
+    /// runtime when the worker starts serving it.
+    Tcp(Vec<std::net::TcpListener>),
     Udp(tokio::net::UdpSocket),
 }
 
@@ -133,8 +135,8 @@ fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
     };
     match l.protocol {
         Protocol::Tcp | Protocol::Http | Protocol::Https => {
-            let std = crate::l4::bind_tcp(l.bind, l.backlog).map_err(err)?;
-            tokio::net::TcpListener::from_std(std)
+            let n = crate::worker::get().len();
+            crate::l4::bind_tcp_n(l.bind, l.backlog, n)
                 .map(Bound::Tcp)
                 .map_err(err)
         }
@@ -346,15 +348,19 @@ impl Daemon {
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
         let rt = match (sock, rt) {
-            (Bound::Tcp(l), NewRt::L4(r)) => {
+            (Bound::Tcp(socks), NewRt::L4(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
-                tokio::spawn(crate::l4::tcp::serve(
-                    l,
-                    r.clone(),
-                    stats.clone(),
-                    stop.clone(),
-                    self.conns.clone(),
-                ));
+                for (i, sock) in socks.into_iter().enumerate() {
+                    let (r, stats, stop, conns) =
+                        (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
+                    let name = cfg.name.clone();
+                    crate::worker::get().handle(i).spawn(async move {
+                        match tokio::net::TcpListener::from_std(sock) {
+                            Ok(l) => crate::l4::tcp::serve(l, r, stats, stop, conns).await,
+                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
+                        }
+                    });
+                }
                 Rt::L4(r)
             }
             (Bound::Udp(s), NewRt::L4(r)) => {
@@ -367,15 +373,19 @@ impl Daemon {
                 ));
                 Rt::L4(r)
             }
-            (Bound::Tcp(l), NewRt::Http(r)) => {
+            (Bound::Tcp(socks), NewRt::Http(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
-                tokio::spawn(crate::l7::server::serve(
-                    l,
-                    r.clone(),
-                    stats.clone(),
-                    stop.clone(),
-                    self.conns.clone(),
-                ));
+                for (i, sock) in socks.into_iter().enumerate() {
+                    let (r, stats, stop, conns) =
+                        (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
+                    let name = cfg.name.clone();
+                    crate::worker::get().handle(i).spawn(async move {
+                        match tokio::net::TcpListener::from_std(sock) {
+                            Ok(l) => crate::l7::server::serve(l, r, stats, stop, conns).await,
+                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
+                        }
+                    });
+                }
                 Rt::Http(r)
             }
             (Bound::Udp(_), NewRt::Http(_)) => {

@@ -134,6 +134,30 @@ fn routes_match_and_act() {
 }
 
 #[test]
+fn untrusted_clients_cannot_spoof_forwarding_headers() {
+    let dir = TempDir::new("untrusted");
+    let w = Web::start("web");
+    let port = free_port();
+    let cfg = pool("web", &[&w], "")
+        + &http_listener(
+            port,
+            "forwarded = true\ntrusted_proxies = [\"192.0.2.0/24\"]\npool = \"web\"",
+        );
+    let _d = Daemon::start(&dir, &cfg);
+    let raw = "GET /inspect HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\nX-Request-Id: forged-id\r\n\r\n";
+    let mut s = TcpStream::connect(addr(port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
+    s.write_all(raw.as_bytes()).expect("write");
+    let (status, _h, body) = web::read_response(&mut BufReader::new(s)).expect("response");
+    assert_eq!(status, 200);
+    let seen = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "XFF replaced:\n{seen}");
+    assert!(!seen.contains("203.0.113.9"), "client-sent forwarding dropped:\n{seen}");
+    assert!(!seen.contains("forged-id"), "client-sent request id replaced:\n{seen}");
+    assert!(seen.contains("x-request-id: "), "{seen}");
+}
+
+#[test]
 fn proxy_headers_are_rewritten() {
     let dir = TempDir::new("hdrs");
     let w = Web::start("web");
@@ -142,6 +166,7 @@ fn proxy_headers_are_rewritten() {
         + &http_listener(
             port,
             r#"forwarded = true
+trusted_proxies = ["127.0.0.0/8"]
 routes = [{ pool = "web", request_headers = { set = { "X-Env" = "prod" }, remove = ["X-Debug"] }, response_headers = { add = { "X-Served-By" = "tandem" }, remove = ["X-Backend"] } }]"#,
         );
     let _d = Daemon::start(&dir, &cfg);

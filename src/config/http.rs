@@ -25,6 +25,9 @@ pub struct HttpListenerConfig {
     pub request_id: Option<String>,
     /// Also send an RFC 7239 `Forwarded` header.
     pub forwarded: bool,
+    /// Clients whose X-Forwarded-For, Forwarded and request id are kept
+    /// (and appended to); everyone else's are replaced.
+    pub trusted_proxies: Vec<Cidr>,
     /// HTTP/2: ALPN h2 on https, h2c with prior knowledge on http.
     pub http2: bool,
     /// Slow clients (slowloris) are cut when the request head takes longer.
@@ -38,6 +41,51 @@ pub struct HttpListenerConfig {
     pub access_log: bool,
     /// Response bodies for errors tandem generates (502, 503, 504, ...).
     pub error_pages: BTreeMap<u16, String>,
+}
+
+/// An address block, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a
+/// single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or address/prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{s:?}: prefix must be 0..={max}")),
+            },
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -572,12 +620,20 @@ impl Validator<'_> {
         if header_timeout.is_zero() {
             self.err(&at("header_timeout"), "must be greater than 0");
         }
+        let mut trusted_proxies = Vec::new();
+        for (k, t) in l.trusted_proxies.take().unwrap_or_default().iter().enumerate() {
+            match Cidr::parse(t) {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => self.err(&format!("listener[{i}].trusted_proxies[{k}]"), e),
+            }
+        }
         HttpListenerConfig {
             routes,
             tls,
             hsts: l.hsts.take(),
             request_id,
             forwarded: l.forwarded.unwrap_or(false),
+            trusted_proxies,
             http2: l.http2.unwrap_or(true),
             header_timeout,
             keepalive_timeout,

@@ -716,6 +716,7 @@ impl Validator<'_> {
                 ("hsts", l.hsts.is_some()),
                 ("request_id", l.request_id.is_some()),
                 ("forwarded", l.forwarded.is_some()),
+                ("trusted_proxies", l.trusted_proxies.is_some()),
                 ("http2", l.http2.is_some()),
                 ("header_timeout", l.header_timeout.is_some()),
                 ("keepalive_timeout", l.keepalive_timeout.is_some()),

@@ -85,6 +85,7 @@ pub struct Listener {
     pub hsts: Option<String>,
     pub request_id: Option<String>,
     pub forwarded: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub http2: Option<bool>,
     pub header_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,

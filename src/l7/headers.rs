@@ -251,7 +251,7 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// One RFC 7239 forwarded-element for this hop.
-fn forwarded_element(info: &ForwardedInfo<'_>) -> String {
+pub(crate) fn forwarded_element(info: &ForwardedInfo<'_>) -> String {
     let mut out = String::with_capacity(64);
     out.push_str("for=");
     push_param_value(&mut out, &node(info.client.to_canonical(), None));

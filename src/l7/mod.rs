@@ -6,7 +6,9 @@
 //! [`server`] the hyper-based engine that drives them.
 
 pub mod cache;
+pub mod fields;
 pub mod framing;
+pub mod h1;
 pub mod headers;
 pub mod router;
 pub mod server;

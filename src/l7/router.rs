@@ -10,10 +10,11 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderName};
 use http::Method;
 use regex::Regex;
 
+use crate::l7::fields::Fields;
 use crate::l7::headers::HeaderOps;
 
 /// The ordered routes of one HTTP listener.
@@ -121,7 +122,7 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     /// Raw query string, without '?'.
     pub query: Option<&'a str>,
-    pub headers: &'a HeaderMap,
+    pub headers: Fields<'a>,
 }
 
 impl<'a> RequestView<'a> {
@@ -147,7 +148,7 @@ impl<'a> RequestView<'a> {
             host,
             path: parts.uri.path(),
             query: parts.uri.query(),
-            headers: &parts.headers,
+            headers: Fields::Map(&parts.headers),
         }
     }
 }
@@ -182,9 +183,8 @@ impl Match {
             && self.path.as_ref().is_none_or(|p| p.matches(req.path))
             && self.headers.iter().all(|(name, vm)| {
                 req.headers
-                    .get_all(name)
-                    .iter()
-                    .any(|v| vm.matches(v.as_bytes()))
+                    .get_all(name.as_str())
+                    .any(|v| vm.matches(v))
             })
             && self.cookies.iter().all(|(name, vm)| {
                 cookies(req.headers).any(|(n, v)| n == name && vm.matches(v.as_bytes()))
@@ -308,11 +308,10 @@ impl ValueMatch {
 /// by ';' with any SP/HTAB around them tolerated; a value in double quotes
 /// is unquoted (RFC 6265 §4.1.1); pieces without '=' or with an empty name,
 /// and non-UTF-8 pieces, are skipped.
-fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+fn cookies(headers: Fields<'_>) -> impl Iterator<Item = (&str, &str)> {
     headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .get_all("cookie")
+        .flat_map(|v| v.split(|&b| b == b';'))
         .filter_map(|piece| {
             let piece = std::str::from_utf8(piece).ok()?;
             let (name, value) = piece.split_once('=')?;
@@ -860,20 +859,20 @@ mod tests {
             (&[""], &[]),
         ];
         for (lines, want) in cases {
-            let mut h = HeaderMap::new();
+            let mut h = http::HeaderMap::new();
             for l in *lines {
                 h.append(header::COOKIE, HeaderValue::from_str(l).unwrap());
             }
-            let got: Vec<(&str, &str)> = cookies(&h).collect();
+            let got: Vec<(&str, &str)> = cookies(Fields::Map(&h)).collect();
             assert_eq!(&got, want, "{lines:?}");
         }
         // A non-UTF-8 piece is skipped, the rest of the line still parses.
-        let mut h = HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         h.append(
             header::COOKIE,
             HeaderValue::from_bytes(b"a=\xff; b=2").unwrap(),
         );
-        assert_eq!(cookies(&h).collect::<Vec<_>>(), vec![("b", "2")]);
+        assert_eq!(cookies(Fields::Map(&h)).collect::<Vec<_>>(), vec![("b", "2")]);
     }
 
     #[test]

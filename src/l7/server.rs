@@ -52,8 +52,12 @@ pub struct RouteStats {
 
 impl RouteStats {
     fn record(&self, status: StatusCode) {
+        self.record_code(status.as_u16());
+    }
+
+    pub fn record_code(&self, status: u16) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        let class = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -114,7 +118,14 @@ pub struct HttpRt {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limit: Option<Arc<Semaphore>>,
     coalescer: Arc<Coalescer<cache::CacheKey, ()>>,
-    request_id: Option<HeaderName>,
+    pub(crate) request_id: Option<HeaderName>,
+}
+
+impl HttpRt {
+    /// Whether the client is a proxy whose forwarding headers we keep.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.http.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
 }
 
 impl HttpRt {
@@ -185,7 +196,7 @@ impl HttpRt {
 }
 
 /// Per-connection facts every request of the connection needs.
-struct Conn {
+pub(crate) struct Conn {
     rt: Arc<ArcSwap<HttpRt>>,
     stats: Arc<ListenerStats>,
     peer: SocketAddr,
@@ -197,6 +208,29 @@ struct Conn {
     scanner: std::sync::Mutex<H1Scanner>,
     /// HTTP/1 requests handled so far on this connection.
     h1_requests: AtomicU64,
+}
+
+impl Conn {
+    /// A connection context for requests the HTTP/1 fast path hands to the
+    /// hyper engine (no framing scanner: the fast path parsed the head).
+    pub(crate) fn for_fast_path(
+        rt: Arc<ArcSwap<HttpRt>>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        scheme: &'static str,
+    ) -> Arc<Conn> {
+        Arc::new(Conn {
+            rt,
+            stats: Arc::new(ListenerStats::default()),
+            peer,
+            local,
+            scheme,
+            in_flight: AtomicU64::new(0),
+            activity: AtomicU64::new(0),
+            scanner: std::sync::Mutex::new(H1Scanner::default()),
+            h1_requests: AtomicU64::new(0),
+        })
+    }
 }
 
 pub async fn serve(
@@ -301,12 +335,118 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let snap = rt.load_full();
     let local = stream.local_addr().unwrap_or(snap.cfg.bind);
+    let Some(acceptor) = &snap.tls else {
+        // Plain: HTTP/1 on the fast path; h2c with prior knowledge goes to
+        // hyper with the bytes already read.
+        let mut stream = stream;
+        let c = super::h1::Client {
+            rt: &rt,
+            stats: &stats,
+            peer,
+            local,
+            scheme: "http",
+            stop: &stop,
+            h2c: snap.http.http2,
+        };
+        if let super::h1::End::H2(prefix) = super::h1::serve(&mut stream, c).await {
+            let io = Box::new(Rewind {
+                prefix: Some(prefix.freeze()),
+                inner: stream,
+            });
+            serve_hyper(io, peer, local, "http", rt, stats, stop).await;
+        }
+        return;
+    };
+    let mut tls = match tokio::time::timeout(snap.http.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_hyper(Box::new(tls), peer, local, "https", rt, stats, stop).await;
+        return;
+    }
+    let c = super::h1::Client {
+        rt: &rt,
+        stats: &stats,
+        peer,
+        local,
+        scheme: "https",
+        stop: &stop,
+        h2c: false,
+    };
+    super::h1::serve(&mut tls, c).await;
+}
+
+/// Replays bytes already read from a connection before reading on.
+struct Rewind<T> {
+    prefix: Option<Bytes>,
+    inner: T,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(mut p) = self.prefix.take() {
+            let n = p.len().min(buf.remaining());
+            buf.put_slice(&p.split_to(n));
+            if !p.is_empty() {
+                self.prefix = Some(p);
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves a connection with hyper: HTTP/2 clients (ALPN h2, h2c).
+async fn serve_hyper(
+    io: Box<dyn ClientIo>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    scheme: &'static str,
+    rt: Arc<ArcSwap<HttpRt>>,
+    stats: Arc<ListenerStats>,
+    stop: CancellationToken,
+) {
+    let snap = rt.load_full();
     let conn = Arc::new(Conn {
         rt,
         stats,
         peer,
         local,
-        scheme: if snap.tls.is_some() { "https" } else { "http" },
+        scheme,
         in_flight: AtomicU64::new(0),
         activity: AtomicU64::new(0),
         scanner: std::sync::Mutex::new(H1Scanner::default()),
@@ -323,31 +463,19 @@ async fn connection(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(snap.http.max_header_bytes.min(u32::MAX as usize) as u32);
-    if !snap.http.http2 {
-        builder = builder.http1_only();
-    }
+        .max_header_list_size(snap.http.max_header_bytes.min(u32::MAX as usize) as u32)
+        // Flood limits (rapid reset, CONTINUATION, SETTINGS/PING floods):
+        // bounded streams, bounded pending resets, bounded send buffers.
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(Some(256))
+        .max_send_buf_size(256 * 1024);
+    let builder = builder.http2_only();
     let svc_conn = conn.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let c = svc_conn.clone();
         async move { Ok::<_, Infallible>(handle(req, &c).await) }
     });
-    let io: Box<dyn ClientIo> = match &snap.tls {
-        None => Box::new(stream),
-        Some(acceptor) => {
-            match tokio::time::timeout(snap.http.header_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => {
-                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(client = %peer, "TLS handshake timed out");
-                    return;
-                }
-            }
-        }
-    };
     let io = TokioIo::new(Tracked {
         inner: io,
         conn: conn.clone(),
@@ -570,29 +698,45 @@ async fn route_request(
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
-            let (r, backend) = match &rt.caches[idx] {
-                Some(cache) => {
-                    cached(
-                        parts,
-                        body,
-                        conn.clone(),
-                        rt.clone(),
-                        idx,
-                        hp.clone(),
-                        target,
-                        cache.clone(),
-                    )
-                    .await
-                }
-                None => proxy(parts, Some(body), conn, rt, route, hp, &target).await,
-            };
-            let mut r = r;
-            headers::apply(&route.response_headers, r.headers_mut());
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+            let (r, backend) = forward_slow(parts, body, conn, rt, idx, hp, &target).await;
             return (r, Some(idx), backend);
         }
     };
     headers::apply(&route.response_headers, resp.headers_mut());
     (resp, Some(idx), None)
+}
+
+/// Forwards a routed request through the hyper engine (cache, HTTP/2
+/// backends, HTTP/2 clients) and applies the route's response rules.
+pub(crate) async fn forward_slow(
+    parts: http::request::Parts,
+    body: Body,
+    conn: &Arc<Conn>,
+    rt: &Arc<HttpRt>,
+    idx: usize,
+    hp: &Arc<HttpPool>,
+    target: &str,
+) -> (Response<Body>, Option<String>) {
+    let route = &rt.router.routes()[idx];
+    let (mut r, backend) = match &rt.caches[idx] {
+        Some(cache) => {
+            cached(
+                parts,
+                body,
+                conn.clone(),
+                rt.clone(),
+                idx,
+                hp.clone(),
+                target.to_string(),
+                cache.clone(),
+            )
+            .await
+        }
+        None => proxy(parts, Some(body), conn, rt, route, hp, target).await,
+    };
+    headers::apply(&route.response_headers, r.headers_mut());
+    (r, backend)
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -673,7 +817,7 @@ type Proxied = (Response<Body>, Option<String>);
 /// do not run into rustc's higher-ranked lifetime inference.
 fn proxy<'a>(
     parts: http::request::Parts,
-    body: Option<Incoming>,
+    body: Option<Body>,
     conn: &'a Arc<Conn>,
     rt: &'a HttpRt,
     route: &'a Route,
@@ -685,7 +829,7 @@ fn proxy<'a>(
 
 async fn proxy_inner(
     parts: http::request::Parts,
-    body: Option<Incoming>,
+    body: Option<Body>,
     conn: &Arc<Conn>,
     rt: &HttpRt,
     route: &Route,
@@ -734,13 +878,21 @@ async fn proxy_inner(
         if limit > 0 {
             Limited::new(b, limit as usize).boxed()
         } else {
-            b.map_err(|e| Box::new(e) as BoxError).boxed()
+            b
         }
     });
     // Headers for the backend.
     let host = RequestView::from_parts(&parts).host.map(str::to_string);
     let mut h = parts.headers.clone();
     headers::strip_hop_by_hop(&mut h, websocket);
+    if !rt.trusts(conn.peer.ip()) {
+        // Only a trusted proxy may tell us who the client was.
+        h.remove(header::FORWARDED);
+        h.remove(HeaderName::from_static("x-forwarded-for"));
+        if let Some(name) = &rt.request_id {
+            h.remove(name);
+        }
+    }
     if let Some(host) = &host {
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(header::HOST, v);
@@ -934,7 +1086,7 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade,
 #[allow(clippy::too_many_arguments)]
 async fn cached(
     parts: http::request::Parts,
-    body: Incoming,
+    body: Body,
     conn: Arc<Conn>,
     rt: Arc<HttpRt>,
     idx: usize,
@@ -1014,7 +1166,7 @@ fn serve_hit(hit: cache::Hit, method: &Method) -> Response<Body> {
 #[allow(clippy::too_many_arguments)]
 fn fetch_and_store(
     parts: http::request::Parts,
-    body: Incoming,
+    body: Body,
     conn: Arc<Conn>,
     rt: Arc<HttpRt>,
     idx: usize,
@@ -1031,7 +1183,7 @@ fn fetch_and_store(
 #[allow(clippy::too_many_arguments)]
 async fn fetch_and_store_inner(
     parts: http::request::Parts,
-    body: Incoming,
+    body: Body,
     conn: Arc<Conn>,
     rt: Arc<HttpRt>,
     idx: usize,

@@ -89,10 +89,16 @@ fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
 /// The value of cookie `name` in the request's Cookie headers (HTTP/2 may split them into
 /// several), first occurrence wins. Names are case-sensitive; surrounding quotes are removed.
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    cookie_value_in(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()), name)
+}
+
+/// [`cookie_value`] over raw Cookie field values.
+pub fn cookie_value_in<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a str> {
+    values
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (n, v) = pair.split_once('=')?;
@@ -169,9 +175,22 @@ pub enum SetCookie {
 /// Set-Cookie headers for the name the last wins, as in a browser. `now` judges Expires;
 /// Max-Age takes precedence over Expires (RFC 6265 §5.3).
 pub fn learn_set_cookie(headers: &HeaderMap, name: &str, now: SystemTime) -> Option<SetCookie> {
+    learn_set_cookie_in(
+        headers.get_all(SET_COOKIE).iter().map(|v| v.as_bytes()),
+        name,
+        now,
+    )
+}
+
+/// [`learn_set_cookie`] over raw Set-Cookie field values.
+pub fn learn_set_cookie_in<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+    now: SystemTime,
+) -> Option<SetCookie> {
     let mut outcome = None;
-    for header in headers.get_all(SET_COOKIE) {
-        let Ok(header) = header.to_str() else {
+    for header in values {
+        let Ok(header) = std::str::from_utf8(header) else {
             continue;
         };
         let mut parts = header.split(';');

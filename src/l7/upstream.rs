@@ -133,33 +133,54 @@ impl tower_service::Service<Uri> for Connector {
                         "backend URI without an address",
                     )
                 })?;
-            let tcp = tokio::time::timeout(this.connect_timeout, TcpStream::connect(addr))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
-            let _ = tcp.set_nodelay(true);
-            match this.tls {
-                None => Ok(TokioIo::new(Stream::Plain(tcp))),
-                Some((cfg, u)) => {
-                    let name = tls::server_name(&u, addr.ip())
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-                    let s = tokio::time::timeout(
-                        this.connect_timeout,
-                        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
-                    )
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout")
-                    })??;
-                    Ok(TokioIo::new(Stream::Tls(Box::new(s))))
-                }
-            }
+            this.connect(addr).await.map(TokioIo::new)
         })
+    }
+}
+
+impl Connector {
+    /// Dials a backend: TCP with the pool's connect timeout and
+    /// TCP_NODELAY, then TLS when the pool re-encrypts.
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<Stream> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some((cfg, u)) => {
+                let name = tls::server_name(u, addr.ip())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                let s = tokio::time::timeout(
+                    self.connect_timeout,
+                    tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
+                Ok(Stream::Tls(Box::new(s)))
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// The TCP socket underneath, for liveness checks.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
     }
 }
 
 /// The pooled client of one pool.
 pub struct Upstream {
     pub client: Client<Connector, Body>,
+    /// Dials for the HTTP/1 fast path, which pools its own connections.
+    pub connector: Connector,
+    /// Unique per built client: keys the fast path's idle connections, so
+    /// connections dialled with old settings are never reused.
+    pub id: u64,
     pub scheme: &'static str,
     /// The settings this client was built from (rebuilt when they change).
     pub built_from: (HttpPoolConfig, Duration),
@@ -197,7 +218,12 @@ impl Upstream {
             .retry_canceled_requests(true)
             .http2_only(cfg.http2);
         Ok(Upstream {
-            client: b.build(connector),
+            client: b.build(connector.clone()),
+            connector,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
             scheme,
             built_from: (cfg.clone(), connect_timeout),
         })
