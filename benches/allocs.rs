@@ -23,9 +23,25 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+static TRACE_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+thread_local! {
+    static IN_TRACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// With ALLOCS_TRACE=1, prints where one steady-state allocation comes from.
+fn maybe_trace() {
+    let n = ALLOCS.load(Ordering::Relaxed);
+    if n == TRACE_AT.load(Ordering::Relaxed) && !IN_TRACE.with(|t| t.replace(true)) {
+        eprintln!("allocation #{n}:\n{}", std::backtrace::Backtrace::force_capture());
+        IN_TRACE.with(|t| t.set(false));
+    }
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        maybe_trace();
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -152,6 +168,9 @@ request_id = ""
     requests(&mut s, 2_000);
     const N: u64 = 20_000;
     let before = ALLOCS.load(Ordering::Relaxed);
+    if std::env::var_os("ALLOCS_TRACE").is_some() {
+        TRACE_AT.store(before + 100, Ordering::Relaxed);
+    }
     requests(&mut s, N);
     let after = ALLOCS.load(Ordering::Relaxed);
     let per = (after - before) as f64 / N as f64;

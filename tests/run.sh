@@ -7,4 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release
+# The HTTP/1.1 keep-alive fast path allocates nothing per request in the
+# steady state (counting allocator; prints the figure).
+cargo bench --bench allocs -- --max 0.05
 bash tests/package.sh

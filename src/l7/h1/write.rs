@@ -142,7 +142,8 @@ pub fn request_head(
         let _ = write!(o, "{client}");
     });
     field(out, b"x-forwarded-proto", e.forwarded.proto.as_bytes());
-    if let Some(h) = e.forwarded.host.filter(|h| http::HeaderValue::from_str(h).is_ok()) {
+    let valid = |h: &&str| h.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+    if let Some(h) = e.forwarded.host.filter(valid) {
         field(out, b"x-forwarded-host", h.as_bytes());
     }
     joined(out, fields, "via", |o| o.extend_from_slice(e.via.as_bytes()));
