@@ -33,7 +33,10 @@ thread_local! {
 fn maybe_trace() {
     let n = ALLOCS.load(Ordering::Relaxed);
     if n == TRACE_AT.load(Ordering::Relaxed) && !IN_TRACE.with(|t| t.replace(true)) {
-        eprintln!("allocation #{n}:\n{}", std::backtrace::Backtrace::force_capture());
+        eprintln!(
+            "allocation #{n}:\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
         IN_TRACE.with(|t| t.set(false));
     }
 }
@@ -84,7 +87,8 @@ fn backend(l: TcpListener) {
 
 /// Sends `n` requests on `s` and reads each 100-byte response.
 fn requests(s: &mut TcpStream, n: u64) {
-    let req = b"GET /item?id=7 HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: allocs\r\nAccept: */*\r\n\r\n";
+    let req =
+        b"GET /item?id=7 HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: allocs\r\nAccept: */*\r\n\r\n";
     let mut buf = [0u8; 4096];
     for _ in 0..n {
         s.write_all(req).expect("write");
@@ -164,7 +168,8 @@ request_id = ""
     }
     let mut s = s.expect("connect to tandem");
     s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     requests(&mut s, 2_000);
     const N: u64 = 20_000;
     let before = ALLOCS.load(Ordering::Relaxed);
@@ -174,7 +179,10 @@ request_id = ""
     requests(&mut s, N);
     let after = ALLOCS.load(Ordering::Relaxed);
     let per = (after - before) as f64 / N as f64;
-    println!("HTTP/1.1 keep-alive fast path: {per:.3} allocations per request ({} over {N} requests)", after - before);
+    println!(
+        "HTTP/1.1 keep-alive fast path: {per:.3} allocations per request ({} over {N} requests)",
+        after - before
+    );
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(m) = max {
         if per > m {

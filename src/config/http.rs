@@ -621,7 +621,13 @@ impl Validator<'_> {
             self.err(&at("header_timeout"), "must be greater than 0");
         }
         let mut trusted_proxies = Vec::new();
-        for (k, t) in l.trusted_proxies.take().unwrap_or_default().iter().enumerate() {
+        for (k, t) in l
+            .trusted_proxies
+            .take()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             match Cidr::parse(t) {
                 Ok(c) => trusted_proxies.push(c),
                 Err(e) => self.err(&format!("listener[{i}].trusted_proxies[{k}]"), e),

@@ -60,7 +60,11 @@ pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListe
 /// `n` listening sockets on one address, one per worker (`SO_REUSEPORT`
 /// when more than one). All are bound before any is used, so a failure
 /// leaves nothing listening.
-pub fn bind_tcp_n(addr: SocketAddr, backlog: u32, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_tcp_n(
+    addr: SocketAddr,
+    backlog: u32,
+    n: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
     let shared = n > 1;
     (0..n.max(1))
         .map(|_| Ok(bind_socket_shared(addr, Type::STREAM, Some(backlog), shared)?.into()))

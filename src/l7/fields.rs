@@ -89,7 +89,9 @@ impl<'a> Iterator for FieldPairs<'a> {
     type Item = (&'a [u8], &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            FieldPairs::Map(it) => it.next().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+            FieldPairs::Map(it) => it
+                .next()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
             FieldPairs::Raw(buf, it) => it.next().map(|s| (s.name(buf), s.value(buf))),
         }
     }

@@ -181,11 +181,10 @@ impl Match {
                 .as_ref()
                 .is_none_or(|h| req.host.is_some_and(|rh| h.matches(rh)))
             && self.path.as_ref().is_none_or(|p| p.matches(req.path))
-            && self.headers.iter().all(|(name, vm)| {
-                req.headers
-                    .get_all(name.as_str())
-                    .any(|v| vm.matches(v))
-            })
+            && self
+                .headers
+                .iter()
+                .all(|(name, vm)| req.headers.get_all(name.as_str()).any(|v| vm.matches(v)))
             && self.cookies.iter().all(|(name, vm)| {
                 cookies(req.headers).any(|(n, v)| n == name && vm.matches(v.as_bytes()))
             })
@@ -872,7 +871,10 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_bytes(b"a=\xff; b=2").unwrap(),
         );
-        assert_eq!(cookies(Fields::Map(&h)).collect::<Vec<_>>(), vec![("b", "2")]);
+        assert_eq!(
+            cookies(Fields::Map(&h)).collect::<Vec<_>>(),
+            vec![("b", "2")]
+        );
     }
 
     #[test]

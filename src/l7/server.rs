@@ -357,17 +357,18 @@ async fn connection(
         }
         return;
     };
-    let mut tls = match tokio::time::timeout(snap.http.header_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(client = %peer, "TLS handshake timed out");
-            return;
-        }
-    };
+    let mut tls =
+        match tokio::time::timeout(snap.http.header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(client = %peer, "TLS handshake timed out");
+                return;
+            }
+        };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_hyper(Box::new(tls), peer, local, "https", rt, stats, stop).await;
         return;

@@ -93,10 +93,7 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// [`cookie_value`] over raw Cookie field values.
-pub fn cookie_value_in<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-    name: &str,
-) -> Option<&'a str> {
+pub fn cookie_value_in<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
     values
         .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))

@@ -257,7 +257,10 @@ mod tests {
     #[test]
     fn fixed_length_stops_at_the_end() {
         for step in [1, 2, 3, 100] {
-            assert_eq!(run(BodyKind::Length(5), b"helloGET /", step), Ok((5, true, 5)));
+            assert_eq!(
+                run(BodyKind::Length(5), b"helloGET /", step),
+                Ok((5, true, 5))
+            );
         }
         assert_eq!(run(BodyKind::Length(5), b"hel", 1), Ok((3, false, 3)));
         assert_eq!(run(BodyKind::None, b"GET", 1), Ok((0, true, 0)));
@@ -275,7 +278,10 @@ mod tests {
             );
         }
         assert_eq!(run(BodyKind::Chunked, b"0\r\n\r\n", 1), Ok((5, true, 0)));
-        assert_eq!(run(BodyKind::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n", 4), Ok((20, true, 10)));
+        assert_eq!(
+            run(BodyKind::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n", 4),
+            Ok((20, true, 10))
+        );
     }
 
     #[test]
@@ -295,12 +301,18 @@ mod tests {
         }
         let mut long = b"5;".to_vec();
         long.extend(std::iter::repeat_n(b'a', 5000));
-        assert_eq!(run(BodyKind::Chunked, &long, 7), Err(BodyError::ChunkExtension));
+        assert_eq!(
+            run(BodyKind::Chunked, &long, 7),
+            Err(BodyError::ChunkExtension)
+        );
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..2000 {
             trailers.extend_from_slice(b"X-Long: 0123456789\r\n");
         }
-        assert_eq!(run(BodyKind::Chunked, &trailers, 64), Err(BodyError::Trailers));
+        assert_eq!(
+            run(BodyKind::Chunked, &trailers, 64),
+            Err(BodyError::Trailers)
+        );
     }
 
     #[test]

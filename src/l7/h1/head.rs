@@ -181,10 +181,14 @@ pub fn parse_request(
     max_fields: usize,
     head: &mut RequestHead,
 ) -> Result<(), HeadError> {
-    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let n = max_fields.clamp(1, MAX_FIELDS);
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut storage[..n]).map_err(syntax)? {
+    let len = match req
+        .parse_with_uninit_headers(buf, &mut storage[..n])
+        .map_err(syntax)?
+    {
         httparse::Status::Partial => return Err(HeadError::Incomplete),
         httparse::Status::Complete(n) => n,
     };
@@ -224,7 +228,10 @@ pub fn parse_request(
         }
         (None, target)
     } else if let Some(rest) = strip_scheme(target) {
-        let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
         let auth = &rest[..end];
         let pq = &rest[end..];
         (Some(auth), pq)
@@ -274,9 +281,8 @@ pub fn parse_request(
         !facts.conn_close
     };
     head.upgrade = facts.conn_upgrade && fields.contains("upgrade") && minor == 1;
-    head.websocket = head.upgrade
-        && head.method == Method::GET
-        && list_has(fields, "upgrade", b"websocket");
+    head.websocket =
+        head.upgrade && head.method == Method::GET && list_has(fields, "upgrade", b"websocket");
     Ok(())
 }
 
@@ -302,7 +308,11 @@ pub fn valid_host(h: &[u8]) -> Result<(), HeadError> {
             .position(|&b| b == b']')
             .ok_or(HeadError::Host("bad_host"))?;
         let lit = &h[1..close];
-        if lit.is_empty() || !lit.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if lit.is_empty()
+            || !lit
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err(HeadError::Host("bad_host"));
         }
         let rest = &h[close + 1..];
@@ -349,8 +359,14 @@ fn list_has(fields: Fields<'_>, name: &'static str, token: &[u8]) -> bool {
 }
 
 pub fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let e = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(s, |e| e + 1);
+    let s = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(s, |e| e + 1);
     &v[s..e]
 }
 
@@ -363,10 +379,7 @@ fn field_facts(fields: Fields<'_>, minor: u8) -> Result<Facts, HeadError> {
     let mut cl_lines = 0;
     let mut hosts = 0;
     for (name, value) in fields.pairs() {
-        if value
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(HeadError::Framing(FramingError::ControlCharacter));
         }
         if name.eq_ignore_ascii_case(b"host") {
@@ -380,7 +393,8 @@ fn field_facts(fields: Fields<'_>, minor: u8) -> Result<Facts, HeadError> {
                 return Err(HeadError::Framing(FramingError::MultipleContentLength));
             }
             f.length = Some(
-                parse_length(value).ok_or(HeadError::Framing(FramingError::InvalidContentLength))?,
+                parse_length(value)
+                    .ok_or(HeadError::Framing(FramingError::InvalidContentLength))?,
             );
         } else if name.eq_ignore_ascii_case(b"connection") {
             for t in value.split(|&b| b == b',') {
@@ -408,7 +422,9 @@ fn field_facts(fields: Fields<'_>, minor: u8) -> Result<Facts, HeadError> {
             return Err(HeadError::Framing(FramingError::TransferEncodingHttp10));
         }
         if te_lines > 1 || !te_ok {
-            return Err(HeadError::Framing(FramingError::UnsupportedTransferEncoding));
+            return Err(HeadError::Framing(
+                FramingError::UnsupportedTransferEncoding,
+            ));
         }
         f.chunked = true;
     }
@@ -423,8 +439,9 @@ pub fn parse_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Parses a response head. `request_method` and the status decide whether
@@ -458,7 +475,10 @@ pub fn parse_response(
         });
     }
     head.status = status;
-    head.reason = resp.reason.map(|r| span(buf, r.as_bytes())).unwrap_or_default();
+    head.reason = resp
+        .reason
+        .map(|r| span(buf, r.as_bytes()))
+        .unwrap_or_default();
     head.minor = minor;
     head.len = len;
     let fields = Fields::Raw(buf, &head.fields);
@@ -578,7 +598,8 @@ mod tests {
         use BodyKind::*;
         // (head, Ok((body, keep_alive, websocket)) or Err(reason))
         let ok = |b, k, w| Ok::<_, &str>((b, k, w));
-        let cases: Vec<(&str, Result<(BodyKind, bool, bool), &str>)> = vec![
+        type Want = Result<(BodyKind, bool, bool), &'static str>;
+        let cases: Vec<(&str, Want)> = vec![
             ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", ok(None, true, false)),
             ("GET / HTTP/1.0\r\n\r\n", ok(None, false, false)),
             ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", ok(None, true, false)),
@@ -629,7 +650,9 @@ mod tests {
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", Err("target")),
         ];
         for (raw, want) in cases {
-            let got = req(raw).map(|h| (h.body, h.keep_alive, h.websocket)).map_err(|e| e.reason());
+            let got = req(raw)
+                .map(|h| (h.body, h.keep_alive, h.websocket))
+                .map_err(|e| e.reason());
             assert_eq!(got, want, "{raw:?}");
         }
     }
@@ -646,7 +669,10 @@ mod tests {
 
     #[test]
     fn partial_and_too_many() {
-        assert_eq!(req("GET / HTTP/1.1\r\nHost: a\r\n").err(), Some(HeadError::Incomplete));
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost: a\r\n").err(),
+            Some(HeadError::Incomplete)
+        );
         let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
         for i in 0..10 {
             many.push_str(&format!("X-{i}: v\r\n"));
@@ -670,26 +696,83 @@ mod tests {
     fn table_of_response_heads() {
         use BodyKind::*;
         let g = Method::GET;
-        let cases: Vec<(&str, Method, Result<(u16, BodyKind, bool), &str>)> = vec![
-            ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", g.clone(), Ok((200, Length(3), true))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::HEAD, Ok((200, None, true))),
-            ("HTTP/1.1 204 No Content\r\n\r\n", g.clone(), Ok((204, None, true))),
-            ("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", g.clone(), Ok((304, None, true))),
-            ("HTTP/1.1 100 Continue\r\n\r\n", g.clone(), Ok((100, None, true))),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", g.clone(), Ok((200, Chunked, true))),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", g.clone(), Ok((200, Chunked, true))),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", g.clone(), Ok((200, UntilClose, false))),
-            ("HTTP/1.1 200 OK\r\n\r\n", g.clone(), Ok((200, UntilClose, false))),
-            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", g.clone(), Ok((200, Length(1), false))),
-            ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", g.clone(), Ok((200, Length(1), false))),
+        type Want = Result<(u16, BodyKind, bool), &'static str>;
+        let cases: Vec<(&str, Method, Want)> = vec![
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                g.clone(),
+                Ok((200, Length(3), true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                Method::HEAD,
+                Ok((200, None, true)),
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                g.clone(),
+                Ok((204, None, true)),
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                g.clone(),
+                Ok((304, None, true)),
+            ),
+            (
+                "HTTP/1.1 100 Continue\r\n\r\n",
+                g.clone(),
+                Ok((100, None, true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                g.clone(),
+                Ok((200, Chunked, true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                g.clone(),
+                Ok((200, Chunked, true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                g.clone(),
+                Ok((200, UntilClose, false)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\n\r\n",
+                g.clone(),
+                Ok((200, UntilClose, false)),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                g.clone(),
+                Ok((200, Length(1), false)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                g.clone(),
+                Ok((200, Length(1), false)),
+            ),
             (
                 "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
                 g.clone(),
                 Err("cl_and_te"),
             ),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", g.clone(), Err("multiple_content_length")),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", g.clone(), Ok((200, Length(2), true))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", g, Err("invalid_content_length")),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                g.clone(),
+                Err("multiple_content_length"),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+                g.clone(),
+                Ok((200, Length(2), true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                g,
+                Err("invalid_content_length"),
+            ),
         ];
         for (raw, m, want) in cases {
             assert_eq!(resp(raw, m), want, "{raw:?}");

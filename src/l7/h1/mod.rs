@@ -188,7 +188,8 @@ where
                         return HeadRead::H2;
                     }
                     // Part of the preface so far: read on.
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.header_timeout);
+                    deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + cfg.header_timeout);
                     match read_until(io, &mut b.rbuf, deadline, c.stop, false).await {
                         Ok(0) | Err(_) => return HeadRead::Closed,
                         Ok(_) => continue,
@@ -212,7 +213,9 @@ where
                             return HeadRead::Reject(431, "head_too_large");
                         }
                     }
-                    Err(HeadError::TooManyFields) => return HeadRead::Reject(431, "too_many_headers"),
+                    Err(HeadError::TooManyFields) => {
+                        return HeadRead::Reject(431, "too_many_headers")
+                    }
                     Err(e) => return HeadRead::Reject(400, e.reason()),
                 }
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.header_timeout);
@@ -261,7 +264,9 @@ where
     let read = io.read_buf(buf);
     let timed = async {
         match deadline {
-            Some(d) => tokio::time::timeout_at(d, read).await.map_err(|_| ReadErr::Timeout),
+            Some(d) => tokio::time::timeout_at(d, read)
+                .await
+                .map_err(|_| ReadErr::Timeout),
             None => Ok(read.await),
         }
     };
@@ -313,7 +318,13 @@ fn simple_response(
 }
 
 /// The fields every response tandem writes itself ends with.
-fn finish_own_head(out: &mut Vec<u8>, rt: &HttpRt, c: &Client<'_>, ops: Option<&HeaderOps>, close: bool) {
+fn finish_own_head(
+    out: &mut Vec<u8>,
+    rt: &HttpRt,
+    c: &Client<'_>,
+    ops: Option<&HeaderOps>,
+    close: bool,
+) {
     if let Some(h) = rt.http.hsts.as_deref().filter(|_| c.scheme == "https") {
         write::field(out, b"strict-transport-security", h.as_bytes());
     }
@@ -374,7 +385,15 @@ where
     let head = &b.head;
     if head.method == Method::CONNECT {
         b.wbuf.clear();
-        simple_response(&mut b.wbuf, rt, c, 405, "CONNECT is not supported", None, true);
+        simple_response(
+            &mut b.wbuf,
+            rt,
+            c,
+            405,
+            "CONNECT is not supported",
+            None,
+            true,
+        );
         let _ = io.write_all(&b.wbuf).await;
         return Next::Close;
     }
@@ -392,10 +411,22 @@ where
     let Some((idx, route)) = rt.router.route(&view) else {
         let keep = skip_body(b) && b.head.keep_alive;
         b.wbuf.clear();
-        simple_response(&mut b.wbuf, rt, c, 404, "no route matches this request", None, !keep);
+        simple_response(
+            &mut b.wbuf,
+            rt,
+            c,
+            404,
+            "no route matches this request",
+            None,
+            !keep,
+        );
         let ok = io.write_all(&b.wbuf).await.is_ok();
         finish_log(rt, c, log, 404, None, None, started);
-        return if ok && keep { Next::KeepAlive } else { Next::Close };
+        return if ok && keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
     };
     let outcome = match &route.action {
         Action::Respond {
@@ -411,7 +442,9 @@ where
                 b.wbuf,
                 "HTTP/1.1 {status} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
                 reason(status),
-                content_type.as_deref().unwrap_or("text/plain; charset=utf-8"),
+                content_type
+                    .as_deref()
+                    .unwrap_or("text/plain; charset=utf-8"),
                 body.len()
             );
             finish_own_head(&mut b.wbuf, rt, c, Some(&route.response_headers), !keep);
@@ -445,11 +478,23 @@ where
             let Some(hp) = rt.pools.get(pool) else {
                 let keep = skip_body(b) && b.head.keep_alive;
                 b.wbuf.clear();
-                simple_response(&mut b.wbuf, rt, c, 502, "pool missing", Some(&route.response_headers), !keep);
+                simple_response(
+                    &mut b.wbuf,
+                    rt,
+                    c,
+                    502,
+                    "pool missing",
+                    Some(&route.response_headers),
+                    !keep,
+                );
                 let ok = io.write_all(&b.wbuf).await.is_ok();
                 rt.route_stats[idx].record_code(502);
                 finish_log(rt, c, log, 502, Some(idx), None, started);
-                return if ok && keep { Next::KeepAlive } else { Next::Close };
+                return if ok && keep {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                };
             };
             // The backend's target: unchanged unless the route rewrites it.
             b.target.clear();
@@ -562,11 +607,14 @@ async fn pick<'p>(
     let cfg = &hp.pool.cfg.http;
     let wanted: Option<usize> = match &cfg.sticky {
         Some(StickyConfig::Cookie { name }) => {
-            sticky::cookie_value_in(fields.get_all("cookie"), name).and_then(|t| hp.tokens.get(t).copied())
+            sticky::cookie_value_in(fields.get_all("cookie"), name)
+                .and_then(|t| hp.tokens.get(t).copied())
         }
-        Some(StickyConfig::AppCookie { name, .. }) => sticky::cookie_value_in(fields.get_all("cookie"), name)
-            .and_then(|session| hp.table.as_ref()?.lookup(session, Instant::now()))
-            .and_then(|b| hp.pool.backends.iter().position(|x| x.cfg.name == b)),
+        Some(StickyConfig::AppCookie { name, .. }) => {
+            sticky::cookie_value_in(fields.get_all("cookie"), name)
+                .and_then(|session| hp.table.as_ref()?.lookup(session, Instant::now()))
+                .and_then(|b| hp.pool.backends.iter().position(|x| x.cfg.name == b))
+        }
         _ => None,
     };
     if let Some(i) = wanted.filter(|i| !tried.contains(i)) {
@@ -587,6 +635,7 @@ async fn pick<'p>(
 
 /// Sends an error of a forwarded request and says whether the connection
 /// can stay open.
+#[allow(clippy::too_many_arguments)]
 async fn forward_error<S>(
     io: &mut S,
     b: &mut Bufs,
@@ -760,14 +809,19 @@ where
     // The app cookie the request carried, for a backend that deletes it.
     let app_session: Option<String> = match (&pool.cfg.http.sticky, &hp.table) {
         (Some(StickyConfig::AppCookie { name, .. }), Some(_)) => {
-            sticky::cookie_value_in(b.head.fields(&b.rbuf).get_all("cookie"), name).map(str::to_string)
+            sticky::cookie_value_in(b.head.fields(&b.rbuf).get_all("cookie"), name)
+                .map(str::to_string)
         }
         _ => None,
     };
     b.tried.clear();
     let mut rid = [0u8; 24];
     let rid_name = rt.request_id.as_ref().map(|n| n.as_str());
-    let rid_val: &[u8] = if rid_name.is_some() { request_id(&mut rid) } else { &[] };
+    let rid_val: &[u8] = if rid_name.is_some() {
+        request_id(&mut rid)
+    } else {
+        &[]
+    };
     let trusted = rt.trusts(c.peer.ip());
     let mut fresh_only = false;
     loop {
@@ -777,18 +831,25 @@ where
             Err(PickError::NoBackend) => {
                 pool.shared.no_backend.fetch_add(1, Ordering::Relaxed);
                 let status = if b.tried.is_empty() { 503 } else { 502 };
-                let keep = forward_error(io, b, c, rt, ops, status, "no backend available", !bodiless).await;
+                let keep =
+                    forward_error(io, b, c, rt, ops, status, "no backend available", !bodiless)
+                        .await;
                 return (status, None, keep);
             }
             Err(PickError::Saturated) => {
-                let keep = forward_error(io, b, c, rt, ops, 503, "all backends are busy", !bodiless).await;
+                let keep =
+                    forward_error(io, b, c, rt, ops, 503, "all backends are busy", !bodiless).await;
                 return (503, None, keep);
             }
         };
         let backend = claim.backend();
         let addr = backend.cfg.address;
         let name = backend.cfg.name.as_str();
-        let reused_conn = if fresh_only { None } else { upconn::checkout(&hp.upstream, addr) };
+        let reused_conn = if fresh_only {
+            None
+        } else {
+            upconn::checkout(&hp.upstream, addr)
+        };
         let reused = reused_conn.is_some();
         let mut up = match reused_conn {
             Some(u) => u,
@@ -801,8 +862,17 @@ where
                         claim.retried();
                         continue;
                     }
-                    let keep =
-                        forward_error(io, b, c, rt, ops, 502, "cannot connect to a backend", !bodiless).await;
+                    let keep = forward_error(
+                        io,
+                        b,
+                        c,
+                        rt,
+                        ops,
+                        502,
+                        "cannot connect to a backend",
+                        !bodiless,
+                    )
+                    .await;
                     return (502, Some(name), keep);
                 }
             },
@@ -841,7 +911,8 @@ where
             Err(e) => {
                 c.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client = %c.peer, reason = e.reason(), "request rejected: bad body framing");
-                let keep = forward_error(io, b, c, rt, ops, 400, "malformed request body", true).await;
+                let keep =
+                    forward_error(io, b, c, rt, ops, 400, "malformed request body", true).await;
                 return (400, None, keep);
             }
         };
@@ -879,7 +950,12 @@ where
                 Waited::Head if up.head.status == 100 => {
                     let n = up.head.len;
                     up.buf.advance(n);
-                    if minor == 1 && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    if minor == 1
+                        && io
+                            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                            .await
+                            .is_err()
+                    {
                         return (499, Some(name), false);
                     }
                 }
@@ -929,7 +1005,16 @@ where
         if up.head.status == 101 {
             return tunnel(io, b, up, claim, &cx, websocket).await;
         }
-        let (outcome, reusable) = respond(io, &mut b.wbuf, &mut up.io, &mut up.buf, &up.head, &claim, &cx).await;
+        let (outcome, reusable) = respond(
+            io,
+            &mut b.wbuf,
+            &mut up.io,
+            &mut up.buf,
+            &up.head,
+            &claim,
+            &cx,
+        )
+        .await;
         if reusable {
             upconn::checkin(
                 &hp.upstream,
@@ -1054,8 +1139,13 @@ where
         let resp = async {
             // The response timeout runs from when the body is complete, so
             // here it only bounds a backend that never answers at all.
-            let deadline = tokio::time::Instant::from_std(Instant::now() + response_timeout.max(rt.http.header_timeout));
-            let got = final_head(&mut cwr, wbuf, &mut urd, ubuf, uhead, method, deadline, minor, None).await;
+            let deadline = tokio::time::Instant::from_std(
+                Instant::now() + response_timeout.max(rt.http.header_timeout),
+            );
+            let got = final_head(
+                &mut cwr, wbuf, &mut urd, ubuf, uhead, method, deadline, minor, None,
+            )
+            .await;
             if let Err(w) = got {
                 let (status, detail) = wait_failure(&claim, name, w);
                 let _ = send_error(&mut cwr, wbuf, cx.c, rt, ops, status, detail, false).await;
@@ -1065,7 +1155,8 @@ where
             claim.connected(t0.elapsed());
             if uhead.status == 101 {
                 claim.failed("unexpected 101");
-                let _ = send_error(&mut cwr, wbuf, cx.c, rt, ops, 502, "backend error", false).await;
+                let _ =
+                    send_error(&mut cwr, wbuf, cx.c, rt, ops, 502, "backend error", false).await;
                 head_sent.store(true, Ordering::Relaxed);
                 return ((502, Some(name), false), false);
             }
@@ -1157,7 +1248,9 @@ where
                 Ok(Ok(_)) => {}
             }
         }
-        let n = framer.advance(rbuf).map_err(|e| Pump::ClientBad(e.reason()))?;
+        let n = framer
+            .advance(rbuf)
+            .map_err(|e| Pump::ClientBad(e.reason()))?;
         if limit > 0 && framer.payload > limit {
             return Err(Pump::TooLarge);
         }
@@ -1195,10 +1288,17 @@ where
     if cx.set_cookie {
         if let Some(StickyConfig::Cookie { name: cname }) = &pool.cfg.http.sticky {
             let token = &hp.token_of[claim.index];
-            cookie_buf = Some(sticky::set_cookie_header(cname, token, c.scheme == "https", None));
+            cookie_buf = Some(sticky::set_cookie_header(
+                cname,
+                token,
+                c.scheme == "https",
+                None,
+            ));
         }
     }
-    if let (Some(StickyConfig::AppCookie { name: cname, .. }), Some(table)) = (&pool.cfg.http.sticky, &hp.table) {
+    if let (Some(StickyConfig::AppCookie { name: cname, .. }), Some(table)) =
+        (&pool.cfg.http.sticky, &hp.table)
+    {
         let fields = uhead.fields(ubuf);
         match sticky::learn_set_cookie_in(fields.get_all("set-cookie"), cname, SystemTime::now()) {
             Some(sticky::SetCookie::Set(session)) => table.learn(&session, name, Instant::now()),
@@ -1244,7 +1344,17 @@ where
         Ok(n) => n,
         Err(_) => {
             claim.failed("malformed response body");
-            let keep = send_error(cw, wbuf, c, rt, &route.response_headers, 502, "backend error", false).await;
+            let keep = send_error(
+                cw,
+                wbuf,
+                c,
+                rt,
+                &route.response_headers,
+                502,
+                "backend error",
+                false,
+            )
+            .await;
             return ((502, Some(name), keep), false);
         }
     };
@@ -1331,7 +1441,13 @@ mod slow {
             } else {
                 http::Version::HTTP_11
             })
-            .uri(std::str::from_utf8(&buf[b.head.path.0 as usize..b.head.query.map_or(b.head.path.1, |q| q.1) as usize]).unwrap_or("/"));
+            .uri(
+                std::str::from_utf8(
+                    &buf[b.head.path.0 as usize
+                        ..b.head.query.map_or(b.head.path.1, |q| q.1) as usize],
+                )
+                .unwrap_or("/"),
+            );
         for f in &b.head.fields {
             req = req.header(f.name(buf), f.value(buf));
         }
@@ -1354,7 +1470,8 @@ mod slow {
             let n = match framer.advance(&b.rbuf) {
                 Ok(n) => n,
                 Err(_) => {
-                    let _ = forward_error(io, b, c, rt, ops, 400, "malformed request body", true).await;
+                    let _ =
+                        forward_error(io, b, c, rt, ops, 400, "malformed request body", true).await;
                     return (400, None, false);
                 }
             };
@@ -1370,7 +1487,8 @@ mod slow {
             b.rbuf.reserve(STREAM_CHUNK);
             match tokio::time::timeout(rt.http.header_timeout, io.read_buf(&mut b.rbuf)).await {
                 Err(_) => {
-                    let _ = forward_error(io, b, c, rt, ops, 408, "request body timed out", true).await;
+                    let _ =
+                        forward_error(io, b, c, rt, ops, 408, "request body timed out", true).await;
                     return (408, None, false);
                 }
                 Ok(Ok(0)) | Ok(Err(_)) => return (499, None, false),
@@ -1410,7 +1528,10 @@ mod slow {
                 break;
             };
             let line = &raw[i..i + eol];
-            let hex = line.split(|&b| b == b';' || b == b' ' || b == b'\t').next().unwrap_or(b"");
+            let hex = line
+                .split(|&b| b == b';' || b == b' ' || b == b'\t')
+                .next()
+                .unwrap_or(b"");
             let n = std::str::from_utf8(hex)
                 .ok()
                 .and_then(|h| usize::from_str_radix(h, 16).ok())
@@ -1461,7 +1582,10 @@ mod slow {
             write::field(&mut b.wbuf, n.as_str().as_bytes(), v.as_bytes());
         }
         if let Some(h) = rt.http.hsts.as_deref().filter(|_| c.scheme == "https") {
-            if !parts.headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY) {
+            if !parts
+                .headers
+                .contains_key(http::header::STRICT_TRANSPORT_SECURITY)
+            {
                 write::field(&mut b.wbuf, b"strict-transport-security", h.as_bytes());
             }
         }

@@ -47,7 +47,8 @@ fn hop_by_hop(fields: Fields<'_>, name: &[u8], keep_upgrade: bool) -> bool {
 }
 
 fn ops_touch(ops: &HeaderOps, name: &[u8]) -> bool {
-    ops.remove.iter().any(|n| eq(name, n.as_str())) || ops.set.iter().any(|(n, _)| eq(name, n.as_str()))
+    ops.remove.iter().any(|n| eq(name, n.as_str()))
+        || ops.set.iter().any(|(n, _)| eq(name, n.as_str()))
 }
 
 fn write_ops(out: &mut Vec<u8>, ops: &HeaderOps) {
@@ -72,7 +73,12 @@ pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends one comma-joined line of every existing value of `name` plus
 /// `ours` (the single-line form ad-hoc parsers of X-Forwarded-For expect).
-fn joined(out: &mut Vec<u8>, fields: Fields<'_>, name: &'static str, ours: impl FnOnce(&mut Vec<u8>)) {
+fn joined(
+    out: &mut Vec<u8>,
+    fields: Fields<'_>,
+    name: &'static str,
+    ours: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     for v in fields.get_all(name) {
@@ -146,7 +152,9 @@ pub fn request_head(
     if let Some(h) = e.forwarded.host.filter(valid) {
         field(out, b"x-forwarded-host", h.as_bytes());
     }
-    joined(out, fields, "via", |o| o.extend_from_slice(e.via.as_bytes()));
+    joined(out, fields, "via", |o| {
+        o.extend_from_slice(e.via.as_bytes())
+    });
     if e.rfc7239 {
         joined(out, prior, "forwarded", |o| {
             o.extend_from_slice(headers::forwarded_element(&e.forwarded).as_bytes())
@@ -191,7 +199,10 @@ pub fn response_head(
         if hop_by_hop(fields, name, e.upgrade) || ops_touch(e.ops, name) {
             continue;
         }
-        if e.extra.iter().any(|(n, _)| eq(name, n) && !n.eq_ignore_ascii_case("set-cookie")) {
+        if e.extra
+            .iter()
+            .any(|(n, _)| eq(name, n) && !n.eq_ignore_ascii_case("set-cookie"))
+        {
             continue;
         }
         field(out, name, value);
@@ -367,7 +378,10 @@ mod tests {
             h.fields(b),
             &ResponseEdits {
                 via: "1.1 tandem",
-                extra: &[("set-cookie", b"t=x"), ("strict-transport-security", b"max-age=1")],
+                extra: &[
+                    ("set-cookie", b"t=x"),
+                    ("strict-transport-security", b"max-age=1"),
+                ],
                 ops: &ops,
                 close: true,
                 upgrade: false,
