@@ -1542,7 +1542,7 @@ fn listeners(
     let _ = tcp_rules;
     // Header changes of the backends apply to routes forwarding there.
     let mut out = Vec::new();
-    if default.is_none() && routes.iter().all(|x| x.pool.is_none()) {
+    if default.is_none() && routes.is_empty() {
         r.add(
             Kind::NotImported,
             &sec.loc,
