@@ -7,6 +7,7 @@ pub mod balance;
 pub mod caps;
 pub mod config;
 pub mod health;
+pub mod import;
 pub mod l4;
 pub mod l7;
 pub mod logging;

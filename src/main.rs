@@ -78,6 +78,19 @@ enum Cmd {
         #[arg(short, long, global = true)]
         socket: Option<PathBuf>,
     },
+    /// Convert a keepalived.conf and/or a haproxy.cfg into a tandem.toml
+    /// (validated like `check`); the summary goes to stderr.
+    Import {
+        /// keepalived.conf to convert (VRRP instances, IPVS virtual servers).
+        #[arg(long, value_name = "FILE", required_unless_present = "haproxy")]
+        keepalived: Option<PathBuf>,
+        /// haproxy.cfg to convert (frontends, backends, listen sections).
+        #[arg(long, value_name = "FILE")]
+        haproxy: Option<PathBuf>,
+        /// Write the result here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the tandem(8) man page (roff) generated from this CLI.
     #[command(hide = true)]
     Manpage,
@@ -138,6 +151,11 @@ fn main() -> ExitCode {
         Cmd::Check { config, json } => check(config, json),
         Cmd::Cleanup { config } => cleanup(config),
         Cmd::Manpage => manpage(),
+        Cmd::Import {
+            keepalived,
+            haproxy,
+            output,
+        } => import(keepalived, haproxy, output),
         Cmd::Backend { op, config, socket } => {
             let (target, method, action, body) = match &op {
                 BackendOp::Drain { target } => (target, "POST", "drain", None),
@@ -338,6 +356,9 @@ Show VRRP instances, listeners, pools and backends of the running daemon.
 \fBreload\fR [\-c FILE | \-s SOCKET]
 Re-read the configuration; an invalid file changes nothing and its errors are printed.
 .TP
+\fBimport\fR [\-\-keepalived FILE] [\-\-haproxy FILE] [\-o FILE]
+Convert keepalived and HAProxy configurations into a checked tandem.toml; print what was imported, approximated and left out.
+.TP
 \fBcleanup\fR \-c FILE
 Remove this node's virtual IP addresses (run by systemd after every exit).
 .PP
@@ -362,6 +383,40 @@ The admin API (HTTP/JSON, mode 0660).
 .SH EXIT STATUS
 0 on success, 1 on an invalid configuration or a failed command, 2 on a usage error.
 "#;
+
+fn import(
+    keepalived: Option<PathBuf>,
+    haproxy: Option<PathBuf>,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let out_name = output.clone().unwrap_or_else(tandem::import::stdout_name);
+    let imported =
+        match tandem::import::import(keepalived.as_deref(), haproxy.as_deref(), &out_name) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("tandem import: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    match &output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, &imported.toml) {
+                eprintln!("tandem import: cannot write {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+        }
+        None => print!("{}", imported.toml),
+    }
+    eprint!("{}", imported.report.render());
+    eprintln!(
+        "{}: ok ({} listeners, {} pools, {} vrrp instances)",
+        out_name.display(),
+        imported.listeners,
+        imported.pools,
+        imported.vrrp
+    );
+    ExitCode::SUCCESS
+}
 
 fn cleanup(config: PathBuf) -> ExitCode {
     let cfg = match tandem::config::load(&config) {
