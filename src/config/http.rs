@@ -135,6 +135,9 @@ pub struct HttpPoolConfig {
     pub max_idle_per_backend: usize,
     pub idle_timeout: Duration,
     pub response_timeout: Duration,
+    /// `[global] sticky_secret`, copied here so the pool's tokens need nothing else.
+    #[serde(skip_serializing)]
+    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
 }
 
 impl Default for HttpPoolConfig {
@@ -146,6 +149,7 @@ impl Default for HttpPoolConfig {
             max_idle_per_backend: 1024,
             idle_timeout: Duration::from_secs(90),
             response_timeout: Duration::from_secs(60),
+            sticky_secret: None,
         }
     }
 }
@@ -682,6 +686,7 @@ impl Validator<'_> {
                 p.response_timeout.as_deref(),
                 d.response_timeout,
             ),
+            sticky_secret: None,
         }
     }
 }

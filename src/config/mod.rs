@@ -43,6 +43,9 @@ pub struct Global {
     pub admin_listen: Option<SocketAddr>,
     #[serde(skip_serializing)]
     pub admin_token: Option<String>,
+    /// Keys sticky cookies (HMAC); shared by the pair so a failover keeps stickiness.
+    #[serde(skip_serializing)]
+    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
     /// Prometheus `/metrics` and the status page; off by default.
     pub metrics_listen: Option<SocketAddr>,
     /// Data-plane threads; the VRRP election always has its own thread.
@@ -343,7 +346,13 @@ impl Validator<'_> {
             .filter_map(|(i, p)| self.pool(i, p).map(|p| (i, p)))
             .collect();
         self.unique_names("pool", pools.iter().map(|(i, p)| (*i, p.name.as_str())));
-        let pools: Vec<PoolConfig> = pools.into_iter().map(|(_, p)| p).collect();
+        let pools: Vec<PoolConfig> = pools
+            .into_iter()
+            .map(|(_, mut p)| {
+                p.http.sticky_secret = global.sticky_secret.clone();
+                p
+            })
+            .collect();
         let pool_names: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
         let listeners: Vec<(usize, ListenerConfig)> = listeners
             .into_iter()
@@ -474,10 +483,21 @@ impl Validator<'_> {
                 "admin_listen exposes the admin API over TCP: set admin_token (at least 16 characters)",
             );
         }
+        let sticky_secret = g.sticky_secret.and_then(|s| {
+            if s.len() < 16 {
+                self.err(
+                    "global.sticky_secret",
+                    "too short to key sticky cookies: use at least 16 characters (the same on both nodes)",
+                );
+                return None;
+            }
+            Some(crate::l7::sticky::StickySecret::new(&s))
+        });
         Global {
             admin_socket,
             admin_listen,
             admin_token,
+            sticky_secret,
             metrics_listen,
             workers,
             shutdown_timeout,
