@@ -650,14 +650,22 @@ impl Validator<'_> {
                 None
             } else {
                 let path = PathBuf::from(&t.verify);
-                if let Err(e) = std::fs::metadata(&path) {
-                    self.err(
-                        &at("tls.verify"),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
+                if let Err(e) = super::files::check_pem_file(&path) {
+                    self.err(&at("tls.verify"), e);
                 }
                 Some(path)
             };
+            for (key, path) in [
+                ("tls.client_cert", &t.client_cert),
+                ("tls.client_key", &t.client_key),
+            ] {
+                if let Some(Err(e)) = path
+                    .as_deref()
+                    .map(|p| super::files::check_pem_file(std::path::Path::new(p)))
+                {
+                    self.err(&at(key), e);
+                }
+            }
             UpstreamTlsConfig {
                 verify,
                 server_name: t.server_name,

@@ -9,6 +9,7 @@
 
 pub mod diag;
 pub mod duration;
+pub mod files;
 mod http;
 mod raw;
 
@@ -362,20 +363,7 @@ impl Validator<'_> {
             "listener",
             listeners.iter().map(|(i, l)| (*i, l.name.as_str())),
         );
-        let mut binds = HashSet::new();
-        for (i, l) in &listeners {
-            // Port 0 only appears as the placeholder of an invalid bind.
-            if l.bind.port() != 0 && !binds.insert((l.bind, l.protocol)) {
-                self.err(
-                    &format!("listener[{i}].bind"),
-                    format!(
-                        "{} {} is already used by another listener",
-                        proto_name(l.protocol),
-                        l.bind
-                    ),
-                );
-            }
-        }
+        self.bind_conflicts(&global, &listeners);
         let vrrp: Vec<(usize, VrrpConfig)> = vrrp
             .into_iter()
             .map(|(i, v)| (i, self.vrrp(i, v, &pool_names)))
@@ -437,6 +425,72 @@ impl Validator<'_> {
                 path,
                 format!("invalid name {name:?}: use 1-64 letters, digits, '-', '_', '.', ':'"),
             );
+        }
+    }
+
+    /// Binds that `run` would fail on with EADDRINUSE, found here so that `check` says so.
+    /// TCP and UDP have separate ports, and the protocols over TCP (tcp, http, https, the admin
+    /// and metrics listeners) share one: two listening TCP sockets cannot have the same address
+    /// and port, and a wildcard (0.0.0.0 or [::]) takes the port on every address of its family
+    /// even with SO_REUSEADDR. UDP sockets with SO_REUSEADDR may overlap a wildcard (the most
+    /// specific one receives), so only identical UDP binds are refused.
+    fn bind_conflicts(&mut self, global: &Global, listeners: &[(usize, ListenerConfig)]) {
+        struct Bind {
+            key: String,
+            what: String,
+            addr: SocketAddr,
+            stream: bool,
+        }
+        let mut binds: Vec<Bind> = Vec::new();
+        for (key, addr) in [
+            ("global.admin_listen", global.admin_listen),
+            ("global.metrics_listen", global.metrics_listen),
+        ] {
+            if let Some(addr) = addr {
+                binds.push(Bind {
+                    key: key.into(),
+                    what: key.trim_start_matches("global.").into(),
+                    addr,
+                    stream: true,
+                });
+            }
+        }
+        // Port 0 only appears as the placeholder of an invalid bind.
+        for (i, l) in listeners.iter().filter(|(_, l)| l.bind.port() != 0) {
+            binds.push(Bind {
+                key: format!("listener[{i}].bind"),
+                what: format!("listener {:?}", l.name),
+                addr: l.bind,
+                stream: l.protocol.is_stream(),
+            });
+        }
+        for (n, b) in binds.iter().enumerate() {
+            let clash = binds[..n].iter().find(|a| {
+                a.stream == b.stream
+                    && a.addr.port() == b.addr.port()
+                    && a.addr.is_ipv4() == b.addr.is_ipv4()
+                    && (a.addr.ip() == b.addr.ip()
+                        || (b.stream
+                            && (a.addr.ip().is_unspecified() || b.addr.ip().is_unspecified())))
+            });
+            if let Some(a) = clash {
+                let transport = if b.stream { "tcp" } else { "udp" };
+                let why = if a.addr.ip() == b.addr.ip() {
+                    String::new()
+                } else {
+                    format!(
+                        " (a wildcard bind takes {transport} port {} on every address of its family)",
+                        b.addr.port()
+                    )
+                };
+                self.err(
+                    &b.key,
+                    format!(
+                        "{transport} {} is already used by {} on {}{why}: `run` would fail with EADDRINUSE",
+                        b.addr, a.what, a.addr
+                    ),
+                );
+            }
         }
     }
 
@@ -1078,10 +1132,6 @@ pub fn parse_cidr(s: &str) -> Result<VirtualIp, String> {
             .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
     };
     Ok(VirtualIp { addr, prefix })
-}
-
-fn proto_name(p: Protocol) -> &'static str {
-    p.name()
 }
 
 impl Protocol {
