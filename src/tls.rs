@@ -590,6 +590,9 @@ mod der {
 /// Config validation: the certificate and key load and match (the same
 /// loading the listener does), so a bad file never reaches start or reload.
 pub fn check_cert(c: &crate::config::CertConfig) -> Result<(), String> {
+    // Before reading: a device path (/dev/zero) would hang check and grow without bound.
+    crate::config::files::check_pem_file(&c.cert)?;
+    crate::config::files::check_pem_file(&c.key)?;
     load_certified_key(&spec(c))
         .map(|_| ())
         .map_err(|e| e.to_string())

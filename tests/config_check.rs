@@ -137,7 +137,7 @@ fn every_invalid_class_is_reported_with_position() {
         (
             format!("{POOL}{LISTENER}[[listener]]\nname = \"l2\"\nbind = \"127.0.0.1:8080\"\npool = \"web\"\n"),
             "10:8: listener[1].bind",
-            "already used by another listener",
+            "is already used by listener \"l\" on 127.0.0.1:8080",
         ),
         // Wrong types and syntax.
         (format!("{POOL}retries = \"two\"\n"), "4:11: pool[0].retries", "invalid type"),
@@ -250,4 +250,185 @@ fn shipped_examples_pass_check() {
         .output()
         .expect("run");
     assert!(out.status.success(), "the packaged default config passes");
+}
+
+/// Waits at most 10 s for `tandem check`: a config naming a device must not hang it.
+fn check_bounded(body: &str) -> (i32, String, String) {
+    let dir = TempDir::new("checkb");
+    let path = dir.path("t.toml");
+    std::fs::write(&path, body).expect("write");
+    let mut child = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tandem check");
+    let t0 = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tandem check hung on:\n{body}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+fn listener(name: &str, bind: &str, protocol: &str) -> String {
+    format!("[[listener]]\nname = \"{name}\"\nbind = \"{bind}\"\nprotocol = \"{protocol}\"\npool = \"web\"\n")
+}
+
+#[test]
+fn binds_that_run_would_fail_on_are_config_errors() {
+    // The bind value of the second listener is at line 11, column 8 (after POOL, 3 lines, and
+    // a 5-line listener); of the first at line 6.
+    let p = common::free_port();
+    let (any, lo, any6) = (
+        format!("0.0.0.0:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("[::]:{p}"),
+    );
+    let cases = [
+        (
+            POOL.to_string() + &listener("any", &any, "tcp") + &listener("lo", &lo, "http"),
+            "11:8: listener[1].bind",
+            format!("tcp {lo} is already used by listener \"any\" on {any} (a wildcard bind"),
+        ),
+        (
+            POOL.to_string() + &listener("lo", &lo, "https") + &listener("any", &any, "tcp"),
+            "11:8: listener[1].bind",
+            format!("tcp {any} is already used by listener \"lo\" on {lo}"),
+        ),
+        (
+            POOL.to_string() + &listener("a", &lo, "tcp") + &listener("b", &lo, "http"),
+            "11:8: listener[1].bind",
+            format!("tcp {lo} is already used by listener \"a\" on {lo}: `run` would fail with EADDRINUSE"),
+        ),
+        (
+            format!("[global]\nmetrics_listen = \"{lo}\"\n{POOL}") + &listener("any", &any, "http"),
+            "8:8: listener[0].bind",
+            format!("tcp {any} is already used by metrics_listen on {lo}"),
+        ),
+        (
+            POOL.to_string() + &listener("u1", &lo, "udp") + &listener("u2", &lo, "udp"),
+            "11:8: listener[1].bind",
+            format!("udp {lo} is already used by listener \"u1\""),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (body, want_pos, want_msg) in &cases {
+        let (code, stderr, path) = check(body);
+        let want_prefix = format!("{path}:{want_pos}");
+        if !(code == 1
+            && stderr
+                .lines()
+                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg.as_str())))
+        {
+            failures.push(format!(
+                "config:\n{body}\nwant a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+
+    // No false alarm: what check accepts here, run really binds (IPv6 listeners are v6-only,
+    // UDP with SO_REUSEADDR may overlap a TCP port and a UDP wildcard).
+    let pool = "[[pool]]\nname = \"web\"\nbackends = [{ address = \"127.0.0.1:1\" }]\n";
+    let body = pool.to_string()
+        + &listener("any", &any, "tcp")
+        + &listener("any6", &any6, "http")
+        + &listener("udp-any", &any, "udp")
+        + &listener("udp-lo", &lo, "udp");
+    let (code, stderr, _) = check(&body);
+    assert_eq!(code, 0, "{stderr}");
+    let dir = TempDir::new("bindsok");
+    let mut d = common::Daemon::start(&dir, &body);
+    assert!(
+        d.wait_exit(std::time::Duration::from_millis(500)).is_none(),
+        "run failed on a config check accepted:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn certificate_and_key_paths_must_be_small_regular_files() {
+    let dir = TempDir::new("pemfiles");
+    let huge = dir.path("huge.pem");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("sparse file");
+    let https = |cert: &str, key: &str| {
+        format!(
+            "{POOL}[[listener]]\nname = \"s\"\nbind = \"127.0.0.1:8443\"\nprotocol = \"https\"\npool = \"web\"\ntls = {{ certificates = [{{ cert = \"{cert}\", key = \"{key}\" }}] }}\n"
+        )
+    };
+    let upstream = |tls: &str| {
+        format!("[[pool]]\nname = \"web\"\nbackends = [{{ address = \"10.0.0.1:80\" }}]\ntls = {{ {tls} }}\n")
+    };
+    let h = huge.display().to_string();
+    let cases = [
+        (
+            https("/dev/zero", "/dev/zero"),
+            "listener[0].tls.certificates[0]",
+            "/dev/zero is not a regular file".to_string(),
+        ),
+        (
+            https("/dev/stdin", "/dev/stdin"),
+            "listener[0].tls.certificates[0]",
+            "is not a regular file".into(),
+        ),
+        (
+            https(&h, &h),
+            "listener[0].tls.certificates[0]",
+            format!("{h} is 67108864 bytes: larger than"),
+        ),
+        (
+            https("/tmp", "/tmp"),
+            "listener[0].tls.certificates[0]",
+            "/tmp is not a regular file".into(),
+        ),
+        (
+            upstream("verify = \"/dev/zero\""),
+            "pool[0].tls.verify",
+            "/dev/zero is not a regular file".into(),
+        ),
+        (
+            upstream(
+                "verify = \"none\", client_cert = \"/dev/urandom\", client_key = \"/dev/urandom\"",
+            ),
+            "pool[0].tls.client_cert",
+            "/dev/urandom is not a regular file".into(),
+        ),
+    ];
+    for (body, key, msg) in &cases {
+        let (code, stderr, path) = check_bounded(body);
+        assert_eq!(code, 1, "{body}\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&path)
+                && l.contains(&format!(": {key}"))
+                && l.contains(msg.as_str())),
+            "want {key}: {msg}\n{body}\ngot:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn sticky_secret_must_not_be_trivial() {
+    let (code, stderr, path) = check(&format!("[global]\nsticky_secret = \"short\"\n{POOL}"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!("{path}:2:17: global.sticky_secret"))
+            && stderr.contains("at least 16 characters"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = check(&format!(
+        "[global]\nsticky_secret = \"0123456789abcdef\"\n{POOL}"
+    ));
+    assert_eq!(code, 0, "{stderr}");
 }

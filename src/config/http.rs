@@ -183,6 +183,9 @@ pub struct HttpPoolConfig {
     pub max_idle_per_backend: usize,
     pub idle_timeout: Duration,
     pub response_timeout: Duration,
+    /// `[global] sticky_secret`, copied here so the pool's tokens need nothing else.
+    #[serde(skip_serializing)]
+    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
 }
 
 impl Default for HttpPoolConfig {
@@ -194,6 +197,7 @@ impl Default for HttpPoolConfig {
             max_idle_per_backend: 1024,
             idle_timeout: Duration::from_secs(90),
             response_timeout: Duration::from_secs(60),
+            sticky_secret: None,
         }
     }
 }
@@ -708,14 +712,22 @@ impl Validator<'_> {
                 None
             } else {
                 let path = PathBuf::from(&t.verify);
-                if let Err(e) = std::fs::metadata(&path) {
-                    self.err(
-                        &at("tls.verify"),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
+                if let Err(e) = super::files::check_pem_file(&path) {
+                    self.err(&at("tls.verify"), e);
                 }
                 Some(path)
             };
+            for (key, path) in [
+                ("tls.client_cert", &t.client_cert),
+                ("tls.client_key", &t.client_key),
+            ] {
+                if let Some(Err(e)) = path
+                    .as_deref()
+                    .map(|p| super::files::check_pem_file(std::path::Path::new(p)))
+                {
+                    self.err(&at(key), e);
+                }
+            }
             UpstreamTlsConfig {
                 verify,
                 server_name: t.server_name,
@@ -744,6 +756,7 @@ impl Validator<'_> {
                 p.response_timeout.as_deref(),
                 d.response_timeout,
             ),
+            sticky_secret: None,
         }
     }
 }

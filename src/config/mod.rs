@@ -9,6 +9,7 @@
 
 pub mod diag;
 pub mod duration;
+pub mod files;
 mod http;
 mod raw;
 
@@ -43,6 +44,9 @@ pub struct Global {
     pub admin_listen: Option<SocketAddr>,
     #[serde(skip_serializing)]
     pub admin_token: Option<String>,
+    /// Keys sticky cookies (HMAC); shared by the pair so a failover keeps stickiness.
+    #[serde(skip_serializing)]
+    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
     /// Prometheus `/metrics` and the status page; off by default.
     pub metrics_listen: Option<SocketAddr>,
     /// Data-plane threads; the VRRP election always has its own thread.
@@ -343,7 +347,13 @@ impl Validator<'_> {
             .filter_map(|(i, p)| self.pool(i, p).map(|p| (i, p)))
             .collect();
         self.unique_names("pool", pools.iter().map(|(i, p)| (*i, p.name.as_str())));
-        let pools: Vec<PoolConfig> = pools.into_iter().map(|(_, p)| p).collect();
+        let pools: Vec<PoolConfig> = pools
+            .into_iter()
+            .map(|(_, mut p)| {
+                p.http.sticky_secret = global.sticky_secret.clone();
+                p
+            })
+            .collect();
         let pool_names: HashSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
         let listeners: Vec<(usize, ListenerConfig)> = listeners
             .into_iter()
@@ -353,20 +363,7 @@ impl Validator<'_> {
             "listener",
             listeners.iter().map(|(i, l)| (*i, l.name.as_str())),
         );
-        let mut binds = HashSet::new();
-        for (i, l) in &listeners {
-            // Port 0 only appears as the placeholder of an invalid bind.
-            if l.bind.port() != 0 && !binds.insert((l.bind, l.protocol)) {
-                self.err(
-                    &format!("listener[{i}].bind"),
-                    format!(
-                        "{} {} is already used by another listener",
-                        proto_name(l.protocol),
-                        l.bind
-                    ),
-                );
-            }
-        }
+        self.bind_conflicts(&global, &listeners);
         let vrrp: Vec<(usize, VrrpConfig)> = vrrp
             .into_iter()
             .map(|(i, v)| (i, self.vrrp(i, v, &pool_names)))
@@ -431,6 +428,72 @@ impl Validator<'_> {
         }
     }
 
+    /// Binds that `run` would fail on with EADDRINUSE, found here so that `check` says so.
+    /// TCP and UDP have separate ports, and the protocols over TCP (tcp, http, https, the admin
+    /// and metrics listeners) share one: two listening TCP sockets cannot have the same address
+    /// and port, and a wildcard (0.0.0.0 or [::]) takes the port on every address of its family
+    /// even with SO_REUSEADDR. UDP sockets with SO_REUSEADDR may overlap a wildcard (the most
+    /// specific one receives), so only identical UDP binds are refused.
+    fn bind_conflicts(&mut self, global: &Global, listeners: &[(usize, ListenerConfig)]) {
+        struct Bind {
+            key: String,
+            what: String,
+            addr: SocketAddr,
+            stream: bool,
+        }
+        let mut binds: Vec<Bind> = Vec::new();
+        for (key, addr) in [
+            ("global.admin_listen", global.admin_listen),
+            ("global.metrics_listen", global.metrics_listen),
+        ] {
+            if let Some(addr) = addr {
+                binds.push(Bind {
+                    key: key.into(),
+                    what: key.trim_start_matches("global.").into(),
+                    addr,
+                    stream: true,
+                });
+            }
+        }
+        // Port 0 only appears as the placeholder of an invalid bind.
+        for (i, l) in listeners.iter().filter(|(_, l)| l.bind.port() != 0) {
+            binds.push(Bind {
+                key: format!("listener[{i}].bind"),
+                what: format!("listener {:?}", l.name),
+                addr: l.bind,
+                stream: l.protocol.is_stream(),
+            });
+        }
+        for (n, b) in binds.iter().enumerate() {
+            let clash = binds[..n].iter().find(|a| {
+                a.stream == b.stream
+                    && a.addr.port() == b.addr.port()
+                    && a.addr.is_ipv4() == b.addr.is_ipv4()
+                    && (a.addr.ip() == b.addr.ip()
+                        || (b.stream
+                            && (a.addr.ip().is_unspecified() || b.addr.ip().is_unspecified())))
+            });
+            if let Some(a) = clash {
+                let transport = if b.stream { "tcp" } else { "udp" };
+                let why = if a.addr.ip() == b.addr.ip() {
+                    String::new()
+                } else {
+                    format!(
+                        " (a wildcard bind takes {transport} port {} on every address of its family)",
+                        b.addr.port()
+                    )
+                };
+                self.err(
+                    &b.key,
+                    format!(
+                        "{transport} {} is already used by {} on {}{why}: `run` would fail with EADDRINUSE",
+                        b.addr, a.what, a.addr
+                    ),
+                );
+            }
+        }
+    }
+
     fn global(&mut self, g: raw::Global) -> Global {
         let admin_socket = PathBuf::from(
             g.admin_socket
@@ -474,10 +537,21 @@ impl Validator<'_> {
                 "admin_listen exposes the admin API over TCP: set admin_token (at least 16 characters)",
             );
         }
+        let sticky_secret = g.sticky_secret.and_then(|s| {
+            if s.len() < 16 {
+                self.err(
+                    "global.sticky_secret",
+                    "too short to key sticky cookies: use at least 16 characters (the same on both nodes)",
+                );
+                return None;
+            }
+            Some(crate::l7::sticky::StickySecret::new(&s))
+        });
         Global {
             admin_socket,
             admin_listen,
             admin_token,
+            sticky_secret,
             metrics_listen,
             workers,
             shutdown_timeout,
@@ -1059,10 +1133,6 @@ pub fn parse_cidr(s: &str) -> Result<VirtualIp, String> {
             .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
     };
     Ok(VirtualIp { addr, prefix })
-}
-
-fn proto_name(p: Protocol) -> &'static str {
-    p.name()
 }
 
 impl Protocol {

@@ -11,6 +11,7 @@ pub struct Global {
     pub admin_socket: Option<String>,
     pub admin_listen: Option<String>,
     pub admin_token: Option<String>,
+    pub sticky_secret: Option<String>,
     pub metrics_listen: Option<String>,
     pub workers: Option<u64>,
     pub shutdown_timeout: Option<String>,

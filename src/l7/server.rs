@@ -80,16 +80,14 @@ impl HttpPool {
         upstream: Arc<Upstream>,
         table: Option<Arc<sticky::StickyTable>>,
     ) -> HttpPool {
-        // The token secret comes from the pool's name: the same on both
-        // nodes of a pair, so a failover keeps every client's backend.
-        let secret = crate::balance::client_key(std::net::IpAddr::from([0, 0, 0, 0]))
-            ^ pool.name().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            });
+        // Keyed by [global] sticky_secret, the same on both nodes of a
+        // pair, so a failover keeps every client's backend; unset, a
+        // per-boot key (warned once).
+        let key = sticky::StickyKey::new(pool.cfg.http.sticky_secret.as_ref());
         let token_of: Vec<String> = pool
             .backends
             .iter()
-            .map(|b| sticky::backend_token(pool.name(), &b.cfg.name, secret))
+            .map(|b| sticky::backend_token(pool.name(), &b.cfg.name, &key))
             .collect();
         let tokens = token_of
             .iter()

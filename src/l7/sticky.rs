@@ -18,72 +18,81 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
+use ring::hmac;
 
-/// The cookie value naming a backend: 16 hex digits of SipHash-2-4 over (pool, backend name),
-/// keyed by `secret`.
-///
-/// It reveals neither name nor address, and cannot be forged for another backend without the
-/// secret. It must be stable across restarts *and across the two nodes of a pair*, or every
-/// failover would scatter sessions: derive `secret` deterministically from the configuration
-/// (e.g. a hash of the pool's config, or a configured secret), never from randomness at
-/// startup. Changing the secret (or a backend's name) simply re-balances the affected clients.
-/// The effective key is 64 bits: enough to keep tokens opaque, not meant as authentication.
-pub fn backend_token(pool: &str, backend_name: &str, secret: u64) -> String {
-    // Length-prefixing the pool keeps ("ab", "c") and ("a", "bc") apart.
-    let mut input = Vec::with_capacity(8 + pool.len() + backend_name.len());
-    input.extend_from_slice(&(pool.len() as u64).to_le_bytes());
-    input.extend_from_slice(pool.as_bytes());
-    input.extend_from_slice(backend_name.as_bytes());
-    // SipHash wants 128 key bits; the second half is derived so that one u64 configures it.
-    let k1 = secret.rotate_left(32) ^ 0x7461_6e64_656d_2d31; // "tandem-1"
-    format!("{:016x}", siphash24(secret, k1, &input))
+/// The secret that keys cookie tokens, as configured (`[global] sticky_secret`). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StickySecret(Arc<[u8]>);
+
+impl StickySecret {
+    pub fn new(secret: &str) -> StickySecret {
+        StickySecret(Arc::from(secret.as_bytes()))
+    }
 }
 
-/// SipHash-2-4 (Aumasson & Bernstein), written out because std's hashers are not guaranteed
-/// stable across Rust releases, and tokens must survive upgrades.
-fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    fn round(v: &mut [u64; 4]) {
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
+impl fmt::Debug for StickySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StickySecret(..)")
     }
-    let compress = |v: &mut [u64; 4], m: u64| {
-        v[3] ^= m;
-        round(v);
-        round(v);
-        v[0] ^= m;
-    };
-    let chunks = data.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        compress(&mut v, u64::from_le_bytes(word));
+}
+
+/// The HMAC key tokens are computed with.
+pub struct StickyKey(hmac::Key);
+
+impl StickyKey {
+    /// The key for a configured secret, or the process's per-boot key when none is set (logged
+    /// once: a restart or a failover then re-balances every sticky client, because the peer
+    /// and the next boot have other keys).
+    pub fn new(configured: Option<&StickySecret>) -> StickyKey {
+        match configured {
+            Some(s) => StickyKey(hmac::Key::new(hmac::HMAC_SHA256, &s.0)),
+            None => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "sticky_secret is not set: cookie stickiness uses a per-boot secret, so a restart or a failover moves sticky clients; set [global] sticky_secret (the same on both nodes)"
+                    )
+                });
+                StickyKey(hmac::Key::new(hmac::HMAC_SHA256, boot_secret()))
+            }
+        }
     }
-    // Last word: the remaining bytes, with the message length (mod 256) in the top byte.
-    let mut last = (data.len() as u64) << 56;
-    for (i, &b) in tail.iter().enumerate() {
-        last |= u64::from(b) << (8 * i);
-    }
-    compress(&mut v, last);
-    v[2] ^= 0xff;
-    for _ in 0..4 {
-        round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// 32 random bytes drawn once per process.
+fn boot_secret() -> &'static [u8; 32] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        // The OS generator failing is not recoverable in any useful way; a fixed key would
+        // silently make cookies forgeable, so refuse to go on.
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .expect("the operating system's random generator failed");
+        bytes
+    })
+}
+
+/// The cookie value naming a backend: 32 hex digits (128 bits) of HMAC-SHA256 over
+/// (pool, backend name) keyed by the sticky secret.
+///
+/// It reveals neither name nor address, and cannot be computed for any backend without the
+/// secret, so a client can only present a token tandem issued: anything else (edited, forged,
+/// or from another secret) matches no backend and is ignored, and the normal path picks a
+/// backend and issues a fresh cookie. Both nodes of a pair compute the same tokens when they
+/// share `sticky_secret`, so a failover keeps every client's backend. Changing the secret (or a
+/// backend's name) re-balances the affected clients.
+pub fn backend_token(pool: &str, backend_name: &str, key: &StickyKey) -> String {
+    // Length-prefixing the pool keeps ("ab", "c") and ("a", "bc") apart.
+    let mut ctx = hmac::Context::with_key(&key.0);
+    ctx.update(b"tandem-sticky-v2\0");
+    ctx.update(&(pool.len() as u64).to_le_bytes());
+    ctx.update(pool.as_bytes());
+    ctx.update(backend_name.as_bytes());
+    let tag = ctx.sign();
+    tag.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The value of cookie `name` in the request's Cookie headers (HTTP/2 may split them into
@@ -445,31 +454,72 @@ mod tests {
         map
     }
 
-    #[test]
-    fn siphash_matches_the_reference_vectors() {
-        // Key 00..0f, message 00..(n-1): vectors from the SipHash reference implementation.
-        let (k0, k1) = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
-        let message: Vec<u8> = (0..15).collect();
-        assert_eq!(siphash24(k0, k1, &[]), 0x726f_db47_dd0e_0e31);
-        assert_eq!(siphash24(k0, k1, &message[..8]), 0x93f5_f579_9a93_2462);
-        assert_eq!(siphash24(k0, k1, &message), 0xa129_ca61_49be_45e5);
+    fn key(secret: &str) -> StickyKey {
+        StickyKey::new(Some(&StickySecret::new(secret)))
     }
 
     #[test]
     fn tokens_are_stable_opaque_and_distinct() {
-        let t = backend_token("web", "app1", 42);
-        // Pinned: a change here breaks every sticky cookie in the field on upgrade.
-        assert_eq!(t, backend_token("web", "app1", 42));
-        assert_eq!(t, "b16dbdbca96ed7fb");
-        assert_eq!(t.len(), 16);
+        let k = key("0123456789abcdef");
+        let t = backend_token("web", "app1", &k);
+        // Pinned (checked against Python's hmac module): a change here breaks every sticky
+        // cookie in the field on upgrade.
+        assert_eq!(t, backend_token("web", "app1", &key("0123456789abcdef")));
+        assert_eq!(t, "6e0e611a0ed224ef5ff05e423d948309");
+        assert_eq!(t.len(), 32);
         assert!(t
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert!(!t.contains("app1"));
-        assert_ne!(t, backend_token("web", "app2", 42));
-        assert_ne!(t, backend_token("api", "app1", 42));
-        assert_ne!(t, backend_token("web", "app1", 43));
-        assert_ne!(backend_token("ab", "c", 1), backend_token("a", "bc", 1));
+        assert_ne!(t, backend_token("web", "app2", &k));
+        assert_ne!(t, backend_token("api", "app1", &k));
+        assert_ne!(t, backend_token("web", "app1", &key("0123456789abcdeg")));
+        assert_ne!(backend_token("ab", "c", &k), backend_token("a", "bc", &k));
+    }
+
+    #[test]
+    fn tokens_cannot_be_forged_without_the_secret() {
+        // What an attacker can compute from public names alone, and every edit of a real token,
+        // must name no backend.
+        let k = key("shared by both nodes of the pair");
+        let backends = ["app1", "app2", "app3"];
+        let issued: Vec<String> = backends
+            .iter()
+            .map(|b| backend_token("web", b, &k))
+            .collect();
+        let verify = |t: &str| issued.iter().position(|x| x == t);
+        assert_eq!(verify(&issued[1]), Some(1));
+        for guess in backends
+            .iter()
+            .flat_map(|b| {
+                [
+                    backend_token("web", b, &key("")),
+                    backend_token("web", b, &key("web")),
+                    backend_token("web", b, &StickyKey::new(None)),
+                ]
+            })
+            .chain(["app1".into(), "web/app1".into(), String::new()])
+        {
+            assert_eq!(verify(&guess), None, "{guess}");
+        }
+        for (i, token) in issued.iter().enumerate() {
+            for pos in 0..token.len() {
+                let mut edited = token.clone().into_bytes();
+                edited[pos] = if edited[pos] == b'0' { b'1' } else { b'0' };
+                let edited = String::from_utf8(edited).unwrap();
+                assert_eq!(verify(&edited), None, "backend {i} edited at {pos}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_per_boot_key_is_stable_within_a_process_and_secrets_do_not_print() {
+        let (a, b) = (StickyKey::new(None), StickyKey::new(None));
+        assert_eq!(backend_token("p", "b", &a), backend_token("p", "b", &b));
+        assert_eq!(
+            format!("{:?}", StickySecret::new("hunter2hunter2hunter2")),
+            "StickySecret(..)"
+        );
     }
 
     #[test]

@@ -68,10 +68,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &TempDir, config_body: &str) -> Daemon {
+        Daemon::start_with_global(dir, "", config_body)
+    }
+
+    /// Like [`Daemon::start`], with extra `[global]` lines.
+    pub fn start_with_global(dir: &TempDir, global_extra: &str, config_body: &str) -> Daemon {
         let socket = dir.path("admin.sock");
         let config = dir.path("tandem.toml");
         let full = format!(
-            "[global]\nadmin_socket = \"{}\"\nworkers = 2\nshutdown_timeout = \"5s\"\nlog_level = \"debug\"\n\n{config_body}",
+            "[global]\nadmin_socket = \"{}\"\nworkers = 2\nshutdown_timeout = \"5s\"\nlog_level = \"debug\"\n{global_extra}\n\n{config_body}",
             socket.display()
         );
         std::fs::write(&config, full).expect("write config");
