@@ -20,11 +20,6 @@ use std::time::{Duration, Instant};
 
 use super::packet::{Advert, Version, PRIORITY_OWNER, PRIORITY_STOP};
 
-/// Largest v3 Max Adver Int: 12 bits of centiseconds (RFC 5798 §5.2.7).
-const V3_MAX_INTERVAL_CS: u128 = 4095;
-/// v2 Adver Int is a whole number of seconds in 8 bits (RFC 3768 §5.3.7).
-const V2_MAX_INTERVAL_S: u128 = 255;
-
 /// Configuration of one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -270,12 +265,7 @@ pub struct Router {
 /// Rounds `d` to what the wire can carry, so timers and the advertised
 /// interval never disagree and a zero interval cannot spin the driver.
 fn normalise_interval(version: Version, d: Duration) -> (Duration, u16) {
-    let cs = match version {
-        Version::V3 => ((d.as_millis() + 5) / 10).clamp(1, V3_MAX_INTERVAL_CS),
-        Version::V2 => ((d.as_millis() + 500) / 1000).clamp(1, V2_MAX_INTERVAL_S) * 100,
-    };
-    // Both ranges fit easily: at most 4095 cs and 25500 cs.
-    let cs = u16::try_from(cs).unwrap_or(u16::MAX);
+    let cs = crate::config::interval_centiseconds(version, d);
     (Duration::from_millis(u64::from(cs) * 10), cs)
 }
 
