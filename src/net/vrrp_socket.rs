@@ -115,8 +115,6 @@ impl VrrpSocket {
         .map_err(|e| err("open raw IPv6 VRRP socket on", e))?;
         sock.bind_device(Some(ifname.as_bytes()))
             .map_err(|e| err("bind raw IPv6 VRRP socket to", e))?;
-        sock.set_only_v6(true)
-            .map_err(|e| err("configure raw IPv6 VRRP socket on", e))?;
         sock.join_multicast_v6(&VRRP_GROUP_V6, ifindex)
             .map_err(|e| err("join ff02::12 on", e))?;
         // RFC 5798 §5.1.2.3: hop limit 255, so receivers can prove the advert
@@ -413,6 +411,58 @@ mod tests {
                 .expect("unicast arrives");
             assert_eq!(&buf[r.len - 5..r.len], b"ucast");
             assert_eq!(buf[8], 255);
+        });
+    }
+
+    /// Waits for the link-local address of `dev` in the current namespace.
+    async fn link_local(dev: &str) -> Ipv6Addr {
+        let (h, conn) = crate::net::netlink_connect().unwrap();
+        tokio::spawn(conn);
+        let idx = ifindex(dev).unwrap();
+        for _ in 0..250 {
+            if let Some(a) = crate::net::link_local_ipv6(&h, idx, &[]).await.unwrap() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{dev} got no usable link-local address");
+    }
+
+    #[test]
+    fn ipv6_multicast_from_link_local_with_hop_limit_255() {
+        let Some(lab) = Lab::new(2) else { return };
+        lab.veth(0, "a0", 1, "b0");
+        lab.ip(0, "link set a0 up");
+        lab.ip(1, "link set b0 up");
+        let a = lab.ns(0).to_string();
+        lab.run(1, move || async move {
+            let b_idx = ifindex("b0").unwrap();
+            let b_ll = link_local("b0").await;
+            let sb = VrrpSocket::open_v6("b0", b_idx, b_ll).unwrap();
+            testns::enter(&a);
+            let a_idx = ifindex("a0").unwrap();
+            let a_ll = link_local("a0").await;
+            let sa = VrrpSocket::open_v6("a0", a_idx, a_ll).unwrap();
+            assert_eq!(sa.local(), IpAddr::V6(a_ll));
+
+            let payload = [0x31u8, 7, 100, 1, 0, 100, 0xab, 0xcd];
+            let mut buf = [0u8; 1500];
+            sa.send_to(&payload, VRRP_GROUP_V6).await.unwrap();
+            let r = recv_timeout(&sb, &mut buf, 2000)
+                .await
+                .expect("B got A's IPv6 advert");
+            assert_eq!(r.ifindex, b_idx);
+            // The kernel strips the IPv6 header and leaves the payload as
+            // sent: no IPV6_CHECKSUM rewriting, so bad checksums reach us.
+            assert_eq!(&buf[..r.len], &payload);
+            let h = r.v6.expect("IPv6 header fields");
+            assert_eq!(h.src, a_ll, "source is the link-local address");
+            assert_eq!(h.dst, VRRP_GROUP_V6);
+            assert_eq!(h.hop_limit, Some(255));
+            // Multicast loop is off: the sender does not hear itself.
+            assert!(recv_timeout(&sa, &mut buf, 300).await.is_none());
+            // A family mismatch is an error value, not a panic.
+            assert!(sa.send_to(&payload, VRRP_GROUP_V4).await.is_err());
         });
     }
 }
