@@ -168,6 +168,39 @@ pub enum ChecksumMode {
     Plain,
 }
 
+/// VRRP protocol version. Lives here, on the ground floor, so the config can
+/// hold it typed; the codec and the state machine use the same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum VrrpVersion {
+    /// RFC 3768: IPv4 only, interval in whole seconds, no pseudo-header.
+    V2,
+    /// RFC 5798 / RFC 9568: IPv4 and IPv6, interval in centiseconds.
+    V3,
+}
+
+impl VrrpVersion {
+    /// The number in the packet's version nibble.
+    pub fn number(self) -> u8 {
+        match self {
+            VrrpVersion::V2 => 2,
+            VrrpVersion::V3 => 3,
+        }
+    }
+}
+
+/// The advertisement interval as the wire carries it, in centiseconds: the
+/// one conversion from the configured duration (rounded to the nearest
+/// representable value and clamped into the field's range: v3 12 bits of
+/// centiseconds, RFC 5798 §5.2.7; v2 8 bits of whole seconds, RFC 3768 §5.3.7).
+pub fn interval_centiseconds(version: VrrpVersion, d: Duration) -> u16 {
+    let cs = match version {
+        VrrpVersion::V3 => ((d.as_millis() + 5) / 10).clamp(1, 4095),
+        VrrpVersion::V2 => ((d.as_millis() + 500) / 1000).clamp(1, 255) * 100,
+    };
+    // Both ranges fit: at most 4095 cs and 25500 cs.
+    u16::try_from(cs).unwrap_or(u16::MAX)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct VirtualIp {
     pub addr: IpAddr,
@@ -198,7 +231,7 @@ pub struct VrrpConfig {
     pub virtual_ips: Vec<VirtualIp>,
     pub preempt: bool,
     pub preempt_delay: Duration,
-    pub version: u8,
+    pub version: VrrpVersion,
     pub checksum: ChecksumMode,
     pub unicast_peers: Vec<IpAddr>,
     pub unicast_source: Option<IpAddr>,
@@ -218,6 +251,19 @@ pub struct VrrpConfig {
     /// Make-before-break on graceful stop: keep the VIPs until the new
     /// master is heard, or this long.
     pub handover_timeout: Duration,
+}
+
+impl VrrpConfig {
+    /// One address family per instance (validated): IPv6 when its virtual
+    /// IPs are IPv6, which makes it a VRRPv3-over-IPv6 virtual router.
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_ips.first().is_some_and(|v| v.addr.is_ipv6())
+    }
+
+    /// Max Adver Int as sent on the wire.
+    pub fn interval_cs(&self) -> u16 {
+        interval_centiseconds(self.version, self.advert_interval)
+    }
 }
 
 impl Config {
@@ -890,8 +936,8 @@ impl Validator<'_> {
         let vrid = self.range(&at("vrid"), Some(v.vrid), 1, 1, 255) as u8;
         let priority = self.range(&at("priority"), v.priority, 100, 1, 255) as u8;
         let version = match v.version {
-            None | Some(3) => 3,
-            Some(2) => 2,
+            None | Some(3) => VrrpVersion::V3,
+            Some(2) => VrrpVersion::V2,
             Some(other) => {
                 self.err(
                     &at("version"),
@@ -899,7 +945,7 @@ impl Validator<'_> {
                         "VRRP version {other} is not supported; use 3 (RFC 5798) or 2 (RFC 3768)"
                     ),
                 );
-                3
+                VrrpVersion::V3
             }
         };
         let default_interval = Duration::from_secs(1);
@@ -908,7 +954,7 @@ impl Validator<'_> {
             v.advert_interval.as_deref(),
             default_interval,
         );
-        if version == 3 {
+        if version == VrrpVersion::V3 {
             // RFC 5798 §5.2.7: 12 bits of centiseconds.
             let cs = advert_interval.as_millis();
             if advert_interval.as_micros() % 10_000 != 0 || !(1..=4095).contains(&(cs / 10)) {
@@ -929,8 +975,30 @@ impl Validator<'_> {
         for (k, s) in v.virtual_ips.iter().enumerate() {
             let p = format!("vrrp[{i}].virtual_ips[{k}]");
             match parse_cidr(s) {
-                Ok(vip) if vip.addr.is_ipv6() => {
-                    self.err(&p, "IPv6 virtual addresses are not supported yet")
+                Ok(vip)
+                    if virtual_ips
+                        .first()
+                        .is_some_and(|f: &VirtualIp| f.addr.is_ipv6() != vip.addr.is_ipv6()) =>
+                {
+                    let first = virtual_ips.first().map(|f| f.addr).unwrap_or(vip.addr);
+                    let (this, other) = if vip.addr.is_ipv6() {
+                        ("IPv6", "IPv4")
+                    } else {
+                        ("IPv4", "IPv6")
+                    };
+                    self.err(
+                        &p,
+                        format!(
+                            "{vip} is {this} but the first virtual IP of this instance ({first}) is {other}: one address family per instance; put the {this} addresses in a [[vrrp]] instance of their own and give both the same sync_group"
+                        ),
+                    )
+                }
+                Ok(vip) if vip.addr.is_ipv6() && version == VrrpVersion::V2 => self.err(
+                    &p,
+                    format!("{vip} is an IPv6 address but VRRPv2 (RFC 3768) is IPv4 only; use version = 3"),
+                ),
+                Ok(vip) if vip.addr.is_ipv6() && vip.addr.is_multicast() => {
+                    self.err(&p, format!("{vip} is a multicast address"))
                 }
                 Ok(vip) => {
                     if virtual_ips.contains(&vip) {
@@ -949,7 +1017,20 @@ impl Validator<'_> {
                 ChecksumMode::PseudoHeader
             }
         };
-        if v.checksum.is_some() && version == 2 {
+        let ipv6 = virtual_ips.first().is_some_and(|f| f.addr.is_ipv6());
+        if v.checksum.is_some() && ipv6 {
+            self.err(
+                &at("checksum"),
+                "VRRPv3 over IPv6 has a single checksum form (the IPv6 pseudo-header, RFC 5798 §5.2.8); remove this key",
+            );
+        }
+        if ipv6 && v.unicast_peers.is_some() {
+            self.err(
+                &at("unicast_peers"),
+                "unicast VRRP is IPv4 only for now; an IPv6 instance advertises to ff02::12 from its link-local address",
+            );
+        }
+        if v.checksum.is_some() && version == VrrpVersion::V2 {
             self.err(
                 &at("checksum"),
                 "VRRPv2 has a single checksum form; remove this key",
@@ -1093,12 +1174,17 @@ impl Validator<'_> {
         let mut ids = HashSet::new();
         let mut vips = std::collections::HashMap::new();
         for (i, v) in all {
-            if !ids.insert((v.interface.as_str(), v.vrid)) {
+            // RFC 5798 §7.3: a VRID is unique per interface and address
+            // family (the virtual MACs differ), so an IPv4 and an IPv6
+            // instance may share one, as keepalived set-ups often do.
+            if !ids.insert((v.interface.as_str(), v.vrid, v.is_ipv6())) {
                 self.err(
                     &format!("vrrp[{i}].vrid"),
                     format!(
-                        "VRID {} is already used on {} by another instance",
-                        v.vrid, v.interface
+                        "VRID {} is already used on {} by another {} instance",
+                        v.vrid,
+                        v.interface,
+                        if v.is_ipv6() { "IPv6" } else { "IPv4" }
                     ),
                 );
             }

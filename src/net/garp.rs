@@ -107,21 +107,30 @@ impl GarpSender {
 }
 
 pub const NA_LEN: usize = 32;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-const NA_FLAG_OVERRIDE: u8 = 0x20;
-const ND_OPT_TARGET_LL_ADDR: u8 = 2;
 
 /// Unsolicited neighbour advertisement for `target` (ICMPv6 part only, checksum
-/// left zero for the kernel): Router = 0, Solicited = 0, Override = 1, with a
-/// target link-layer address option carrying `mac`.
+/// left zero for the kernel, which always computes it on ICMPv6 raw sockets):
+/// Router = 0, Solicited = 0, Override = 1 so receivers replace a cached
+/// link-layer address at once (RFC 4861 §7.2.6), with a target link-layer
+/// address option carrying `mac`.
 pub fn unsolicited_na(mac: [u8; 6], target: Ipv6Addr) -> [u8; NA_LEN] {
+    use pnet_packet::icmpv6::ndp::{
+        MutableNeighborAdvertPacket, NdpOption, NdpOptionTypes, NeighborAdvertFlags,
+    };
+    use pnet_packet::icmpv6::{Icmpv6Code, Icmpv6Types};
     let mut p = [0u8; NA_LEN];
-    p[0] = ND_NEIGHBOR_ADVERT;
-    p[4] = NA_FLAG_OVERRIDE;
-    p[8..24].copy_from_slice(&target.octets());
-    p[24] = ND_OPT_TARGET_LL_ADDR;
-    p[25] = 1; // option length in units of 8 octets
-    p[26..32].copy_from_slice(&mac);
+    if let Some(mut na) = MutableNeighborAdvertPacket::new(&mut p) {
+        na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+        na.set_icmpv6_code(Icmpv6Code(0));
+        na.set_flags(NeighborAdvertFlags::Override);
+        na.set_target_addr(target);
+        na.set_options(&[NdpOption {
+            option_type: NdpOptionTypes::TargetLLAddr,
+            // In units of 8 octets: type, length and the 6-byte MAC.
+            length: 1,
+            data: mac.to_vec(),
+        }]);
+    }
     p
 }
 

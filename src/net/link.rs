@@ -2,7 +2,7 @@
 //! watcher on the rtnetlink multicast groups that reports link and address changes.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, TryStreamExt};
@@ -107,6 +107,51 @@ pub async fn primary_ipv4(
         }
     }
     Ok(None)
+}
+
+/// The interface's IPv6 link-local address that VRRPv3 over IPv6 sends from
+/// (RFC 5798 §5.1.2.1), once duplicate address detection has finished with
+/// it: a tentative address cannot be a source yet, and one that failed DAD
+/// never will. Our own link-local virtual addresses are skipped.
+pub async fn link_local_ipv6(
+    handle: &Handle,
+    ifindex: u32,
+    exclude: &[Ipv6Addr],
+) -> Result<Option<Ipv6Addr>> {
+    let mut req = handle.address().get().set_link_index_filter(ifindex);
+    req.message_mut().header.family = AddressFamily::Inet6;
+    let mut stream = req.execute();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| netlink_error("list addresses on", iface_label(ifindex), e))?
+    {
+        if is_marked(&msg) || !usable_v6(&msg) {
+            continue;
+        }
+        if let Some((IpAddr::V6(a), _)) = addr_of(&msg) {
+            if is_link_local_v6(a) && !exclude.contains(&a) {
+                return Ok(Some(a));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// fe80::/10 (RFC 4291 §2.5.6).
+pub fn is_link_local_v6(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn usable_v6(msg: &AddressMessage) -> bool {
+    let bad = AddressFlags::Tentative | AddressFlags::Dadfailed;
+    let header_bad = msg.header.flags.contains(AddressHeaderFlags::Tentative)
+        || msg.header.flags.contains(AddressHeaderFlags::Dadfailed);
+    !header_bad
+        && !msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Flags(f) if f.intersects(bad)))
 }
 
 fn is_secondary(msg: &AddressMessage) -> bool {

@@ -17,7 +17,9 @@ use std::future::Future;
 use std::io;
 
 pub use garp::{arp_reply_frame, arp_request_frame, unsolicited_na, GarpSender, NaSender};
-pub use link::{get_link, ifindex, primary_ipv4, Link, LinkWatcher, NetEvent};
+pub use link::{
+    get_link, ifindex, is_link_local_v6, link_local_ipv6, primary_ipv4, Link, LinkWatcher, NetEvent,
+};
 pub use vip::{add_vip, del_vip, has_vip, list_addrs, list_marked_vips, TANDEM_ADDR_PROTO};
 pub use vrrp_socket::{Received, VrrpSocket, VRRP_GROUP_V4, VRRP_PROTO};
 

@@ -1,14 +1,21 @@
-//! The raw IPv4 socket for VRRP (IP protocol 112), one per interface: sends
-//! advertisements with TTL 255 from a chosen local address and receives them
-//! with the incoming interface index. VRRP payloads are not parsed here.
+//! The raw socket for VRRP (IP protocol 112 / IPv6 next header 112), one per
+//! interface and address family: sends advertisements with TTL / hop limit
+//! 255 from a chosen local address and receives them with the incoming
+//! interface index (and, for IPv6, the addresses and hop limit the kernel
+//! strips with the header). VRRP payloads are not parsed here.
+//!
+//! IPv6 (RFC 5798 §5.1.2): the socket joins ff02::12 on the interface and
+//! sends from the interface's link-local address. The checksum is ours, not
+//! the kernel's (no IPV6_CHECKSUM): with it the kernel would silently discard
+//! bad-checksum adverts, and those must be counted like every other drop.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
     recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockaddrIn,
+    SockaddrIn, SockaddrIn6,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -18,6 +25,7 @@ use super::{os_error, Capability, NetError, Result};
 
 pub const VRRP_PROTO: u8 = 112;
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 /// IPTOS_PREC_INTERNETCONTROL, as keepalived sends it.
 const TOS_INTERNETCONTROL: u32 = 0xc0;
 
@@ -25,15 +33,28 @@ const TOS_INTERNETCONTROL: u32 = 0xc0;
 pub struct Received {
     /// The interface the packet arrived on (IP_PKTINFO).
     pub ifindex: u32,
-    /// Bytes in the buffer, starting with the IPv4 header.
+    /// Bytes in the buffer: IPv4 starts with the IPv4 header, IPv6 with the
+    /// VRRP message (the kernel strips IPv6 headers from raw sockets).
     pub len: usize,
+    /// IPv6 only: what the stripped header said.
+    pub v6: Option<V6Header>,
+}
+
+/// The parts of a received IPv6 header the receive checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V6Header {
+    pub src: Ipv6Addr,
+    /// From IPV6_PKTINFO; needed for the pseudo-header checksum.
+    pub dst: Ipv6Addr,
+    /// From IPV6_HOPLIMIT; None if the kernel sent no such control message.
+    pub hop_limit: Option<u8>,
 }
 
 pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifname: String,
     ifindex: u32,
-    local: Ipv4Addr,
+    local: IpAddr,
 }
 
 impl VrrpSocket {
@@ -77,7 +98,48 @@ impl VrrpSocket {
             fd,
             ifname: ifname.to_string(),
             ifindex,
-            local,
+            local: IpAddr::V4(local),
+        })
+    }
+
+    /// Opens the IPv6 socket on `ifname`, joined to ff02::12 there; `local`
+    /// is the interface's link-local address (RFC 5798 §5.1.2.1).
+    pub fn open_v6(ifname: &str, ifindex: u32, local: Ipv6Addr) -> Result<Self> {
+        let target = || format!("{ifname} (ifindex {ifindex})");
+        let err = |op, e| os_error(op, target(), Capability::NetRaw, e);
+        let sock = Socket::new(
+            Domain::IPV6,
+            Type::RAW,
+            Some(Protocol::from(i32::from(VRRP_PROTO))),
+        )
+        .map_err(|e| err("open raw IPv6 VRRP socket on", e))?;
+        sock.bind_device(Some(ifname.as_bytes()))
+            .map_err(|e| err("bind raw IPv6 VRRP socket to", e))?;
+        sock.join_multicast_v6(&VRRP_GROUP_V6, ifindex)
+            .map_err(|e| err("join ff02::12 on", e))?;
+        // RFC 5798 §5.1.2.3: hop limit 255, so receivers can prove the advert
+        // was not routed; traffic class as keepalived sets it.
+        sock.set_multicast_if_v6(ifindex)
+            .and_then(|()| sock.set_multicast_hops_v6(255))
+            .and_then(|()| sock.set_unicast_hops_v6(255))
+            .and_then(|()| sock.set_multicast_loop_v6(false))
+            .and_then(|()| sock.set_tclass_v6(TOS_INTERNETCONTROL))
+            .and_then(|()| {
+                setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)
+            })
+            .and_then(|()| {
+                setsockopt(&sock, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)
+            })
+            .and_then(|()| sock.set_nonblocking(true))
+            .map_err(|e| err("configure raw IPv6 VRRP socket on", e))?;
+        // SAFETY: as in `open`.
+        let fd = unsafe { AsyncFd::register(sock) }
+            .map_err(|e| err("register raw VRRP socket with tokio for", e.into_parts().1))?;
+        Ok(VrrpSocket {
+            fd,
+            ifname: ifname.to_string(),
+            ifindex,
+            local: IpAddr::V6(local),
         })
     }
 
@@ -87,24 +149,13 @@ impl VrrpSocket {
     /// not by bind(2): binding a raw socket to a unicast address also makes the
     /// kernel drop every received packet whose destination differs, i.e. all
     /// multicast advertisements.
-    pub async fn send_to(&self, payload: &[u8], dst: Ipv4Addr) -> Result<()> {
-        let pktinfo = libc::in_pktinfo {
-            ipi_ifindex: i32::try_from(self.ifindex).unwrap_or(0),
-            ipi_spec_dst: libc::in_addr {
-                s_addr: u32::from(self.local).to_be(),
-            },
-            ipi_addr: libc::in_addr { s_addr: 0 },
+    pub async fn send_to(&self, payload: &[u8], dst: impl Into<IpAddr>) -> Result<()> {
+        let dst = dst.into();
+        let res = match (dst, self.local) {
+            (IpAddr::V4(d), IpAddr::V4(l)) => self.send_v4(payload, d, l).await,
+            (IpAddr::V6(d), IpAddr::V6(l)) => self.send_v6(payload, d, l).await,
+            _ => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
         };
-        let addr = SockaddrIn::from(SocketAddrV4::new(dst, 0));
-        let iov = [IoSlice::new(payload)];
-        let cmsg = [ControlMessage::Ipv4PacketInfo(&pktinfo)];
-        let res = self
-            .fd
-            .async_io(Interest::WRITABLE, |s| {
-                sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))
-                    .map_err(io::Error::from)
-            })
-            .await;
         match res {
             Ok(n) if n == payload.len() => Ok(()),
             Ok(n) => Err(NetError::Io {
@@ -125,32 +176,102 @@ impl VrrpSocket {
         }
     }
 
-    /// Receives one packet; `buf` gets the IPv4 header followed by the payload.
+    /// The source is set per packet with IPV6_PKTINFO, as for IPv4: bind(2)
+    /// to the link-local address would filter what the socket receives.
+    async fn send_v6(&self, payload: &[u8], dst: Ipv6Addr, local: Ipv6Addr) -> io::Result<usize> {
+        let pktinfo = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: local.octets(),
+            },
+            ipi6_ifindex: self.ifindex,
+        };
+        let addr = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, self.ifindex));
+        let iov = [IoSlice::new(payload)];
+        let cmsg = [ControlMessage::Ipv6PacketInfo(&pktinfo)];
+        self.fd
+            .async_io(Interest::WRITABLE, |s| {
+                sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))
+                    .map_err(io::Error::from)
+            })
+            .await
+    }
+
+    async fn send_v4(&self, payload: &[u8], dst: Ipv4Addr, local: Ipv4Addr) -> io::Result<usize> {
+        let pktinfo = libc::in_pktinfo {
+            ipi_ifindex: i32::try_from(self.ifindex).unwrap_or(0),
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(local).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let addr = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+        let iov = [IoSlice::new(payload)];
+        let cmsg = [ControlMessage::Ipv4PacketInfo(&pktinfo)];
+        self.fd
+            .async_io(Interest::WRITABLE, |s| {
+                sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr))
+                    .map_err(io::Error::from)
+            })
+            .await
+    }
+
+    /// Receives one packet; `buf` gets the IPv4 header followed by the
+    /// payload, or for IPv6 the payload alone (see [`Received`]).
     pub async fn recv(&self, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
-        let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
+        let v6 = self.local.is_ipv6();
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
         let res = self
             .fd
             .async_io(Interest::READABLE, |s| {
                 let mut iov = [IoSliceMut::new(&mut *buf)];
                 // MSG_TRUNC makes the kernel report the real datagram length.
-                let msg = recvmsg::<SockaddrIn>(
-                    s.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::MSG_TRUNC,
-                )
-                .map_err(io::Error::from)?;
-                let mut ifindex = 0;
-                for c in msg.cmsgs().map_err(io::Error::from)? {
-                    if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
-                        ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
+                if v6 {
+                    let msg = recvmsg::<SockaddrIn6>(
+                        s.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut cmsg),
+                        MsgFlags::MSG_TRUNC,
+                    )
+                    .map_err(io::Error::from)?;
+                    let mut hdr = V6Header {
+                        src: msg.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED),
+                        dst: Ipv6Addr::UNSPECIFIED,
+                        hop_limit: None,
+                    };
+                    let mut ifindex = 0;
+                    for c in msg.cmsgs().map_err(io::Error::from)? {
+                        match c {
+                            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                                ifindex = info.ipi6_ifindex;
+                                hdr.dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                            }
+                            ControlMessageOwned::Ipv6HopLimit(h) => {
+                                hdr.hop_limit = u8::try_from(h).ok();
+                            }
+                            _ => {}
+                        }
                     }
+                    Ok((msg.bytes, ifindex, Some(hdr)))
+                } else {
+                    let msg = recvmsg::<SockaddrIn>(
+                        s.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut cmsg),
+                        MsgFlags::MSG_TRUNC,
+                    )
+                    .map_err(io::Error::from)?;
+                    let mut ifindex = 0;
+                    for c in msg.cmsgs().map_err(io::Error::from)? {
+                        if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+                            ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
+                        }
+                    }
+                    Ok((msg.bytes, ifindex, None))
                 }
-                Ok((msg.bytes, ifindex))
             })
             .await;
-        let (len, ifindex) = res.map_err(|e| {
+        let (len, ifindex, v6) = res.map_err(|e| {
             os_error(
                 "receive VRRP on",
                 self.ifname.clone(),
@@ -166,10 +287,10 @@ impl VrrpSocket {
                 cap,
             });
         }
-        Ok(Received { ifindex, len })
+        Ok(Received { ifindex, len, v6 })
     }
 
-    pub fn local(&self) -> Ipv4Addr {
+    pub fn local(&self) -> IpAddr {
         self.local
     }
 }
@@ -290,6 +411,58 @@ mod tests {
                 .expect("unicast arrives");
             assert_eq!(&buf[r.len - 5..r.len], b"ucast");
             assert_eq!(buf[8], 255);
+        });
+    }
+
+    /// Waits for the link-local address of `dev` in the current namespace.
+    async fn link_local(dev: &str) -> Ipv6Addr {
+        let (h, conn) = crate::net::netlink_connect().unwrap();
+        tokio::spawn(conn);
+        let idx = ifindex(dev).unwrap();
+        for _ in 0..250 {
+            if let Some(a) = crate::net::link_local_ipv6(&h, idx, &[]).await.unwrap() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{dev} got no usable link-local address");
+    }
+
+    #[test]
+    fn ipv6_multicast_from_link_local_with_hop_limit_255() {
+        let Some(lab) = Lab::new(2) else { return };
+        lab.veth(0, "a0", 1, "b0");
+        lab.ip(0, "link set a0 up");
+        lab.ip(1, "link set b0 up");
+        let a = lab.ns(0).to_string();
+        lab.run(1, move || async move {
+            let b_idx = ifindex("b0").unwrap();
+            let b_ll = link_local("b0").await;
+            let sb = VrrpSocket::open_v6("b0", b_idx, b_ll).unwrap();
+            testns::enter(&a);
+            let a_idx = ifindex("a0").unwrap();
+            let a_ll = link_local("a0").await;
+            let sa = VrrpSocket::open_v6("a0", a_idx, a_ll).unwrap();
+            assert_eq!(sa.local(), IpAddr::V6(a_ll));
+
+            let payload = [0x31u8, 7, 100, 1, 0, 100, 0xab, 0xcd];
+            let mut buf = [0u8; 1500];
+            sa.send_to(&payload, VRRP_GROUP_V6).await.unwrap();
+            let r = recv_timeout(&sb, &mut buf, 2000)
+                .await
+                .expect("B got A's IPv6 advert");
+            assert_eq!(r.ifindex, b_idx);
+            // The kernel strips the IPv6 header and leaves the payload as
+            // sent: no IPV6_CHECKSUM rewriting, so bad checksums reach us.
+            assert_eq!(&buf[..r.len], &payload);
+            let h = r.v6.expect("IPv6 header fields");
+            assert_eq!(h.src, a_ll, "source is the link-local address");
+            assert_eq!(h.dst, VRRP_GROUP_V6);
+            assert_eq!(h.hop_limit, Some(255));
+            // Multicast loop is off: the sender does not hear itself.
+            assert!(recv_timeout(&sa, &mut buf, 300).await.is_none());
+            // A family mismatch is an error value, not a panic.
+            assert!(sa.send_to(&payload, VRRP_GROUP_V4).await.is_err());
         });
     }
 }

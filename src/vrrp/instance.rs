@@ -1,7 +1,8 @@
 //! Drives one VRRP instance: the thin I/O shell around [`Router`].
 //!
-//! Lifecycle: wait for the interface and its primary IPv4 address (logged
-//! once, never a permanent fault) → remove stale copies of our VIPs left by
+//! Lifecycle: wait for the interface and its source address — the primary
+//! IPv4 address, or for an IPv6 instance the link-local address once DAD is
+//! done with it (logged once, never a permanent fault) → remove stale copies of our VIPs left by
 //! a crash → open the raw VRRP socket and the GARP socket → start the
 //! router → loop: feed it received adverts, timer expiries, link events,
 //! tracking results and sync-group news; carry out what it asks (send
@@ -9,18 +10,19 @@
 //! hooks). On shutdown the router hands over make-before-break and the task
 //! ends once it is Stopped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
 
 use super::machine::{Event, Params, Router, State};
-use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4, VRRP_TTL};
+use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4, VRRP_GROUP_V6};
+use super::receive::{Datagram, Policy, Receiver, Verdict};
 use crate::admin::status::{PeerStatus, VrrpStatus};
 use crate::config::{ChecksumMode, VrrpConfig};
-use crate::net::{self, GarpSender, NetEvent, VrrpSocket};
+use crate::net::{self, GarpSender, NaSender, NetEvent, VrrpSocket};
 
 /// Answers "does this pool have a serving backend?" (None: unknown pool).
 pub type Tracker = Arc<dyn Fn(&str) -> Option<bool> + Send + Sync>;
@@ -120,13 +122,6 @@ impl LogLimiter {
     }
 }
 
-struct Peer {
-    priority: u8,
-    form: ChecksumForm,
-    adverts: u64,
-    last_seen: Instant,
-}
-
 /// Per-instance driver state that outlives one interface incarnation.
 struct Driver {
     cfg: VrrpConfig,
@@ -134,10 +129,9 @@ struct Driver {
     status: Arc<Mutex<VrrpStatus>>,
     hooks: HookTx,
     sent: u64,
-    received: u64,
     transitions: u64,
-    drops: BTreeMap<String, u64>,
-    peers: HashMap<IpAddr, Peer>,
+    /// Receive policy, drop counters and peer table (pure).
+    rx: Receiver,
     limiter: LogLimiter,
     lateness_max: Duration,
     shutting_down: bool,
@@ -162,16 +156,15 @@ pub async fn run(
 ) {
     let (hooks, hook_runner) = spawn_hook_runner(&cfg);
     let hook_deadline = cfg.notify_timeout * 4;
+    let rx = Receiver::new(policy(&cfg), unspecified(&cfg), 0);
     let mut d = Driver {
         cfg,
         ctx,
         status,
         hooks,
         sent: 0,
-        received: 0,
         transitions: 0,
-        drops: BTreeMap::new(),
-        peers: HashMap::new(),
+        rx,
         limiter: LogLimiter(HashMap::new()),
         lateness_max: Duration::ZERO,
         shutting_down: false,
@@ -194,7 +187,38 @@ pub async fn run(
     let _ = tokio::time::timeout(hook_deadline, hook_runner).await;
 }
 
+/// The receive policy an instance's config calls for.
+fn policy(cfg: &VrrpConfig) -> Policy {
+    Policy {
+        vrid: cfg.vrid,
+        version: cfg.version,
+        interval_cs: cfg.interval_cs(),
+        ipv6: cfg.is_ipv6(),
+        vips: cfg.virtual_ips.iter().map(|v| v.addr).collect(),
+        unicast_peers: cfg.unicast_peers.clone(),
+    }
+}
+
+fn unspecified(cfg: &VrrpConfig) -> IpAddr {
+    if cfg.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
 impl Driver {
+    fn vip_v6(&self) -> Vec<Ipv6Addr> {
+        self.cfg
+            .virtual_ips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect()
+    }
+
     fn vip_v4(&self) -> Vec<Ipv4Addr> {
         self.cfg
             .virtual_ips
@@ -207,19 +231,27 @@ impl Driver {
     }
 
     /// Waits until the interface exists and has a primary IPv4 address (or
-    /// the configured unicast source). Returns None if shut down meanwhile.
+    /// the configured unicast source), or for IPv6 a usable link-local
+    /// address. Returns None if shut down meanwhile.
     async fn wait_for_interface(
         &mut self,
         cmds: &mut mpsc::UnboundedReceiver<Cmd>,
-    ) -> Option<(net::Link, Ipv4Addr)> {
+    ) -> Option<(net::Link, IpAddr)> {
         let mut logged = "";
         loop {
             let link = net::get_link(&self.ctx.netlink, &self.cfg.interface).await;
             let what = match link {
                 Ok(Some(link)) => {
                     let primary = match self.cfg.unicast_source {
-                        Some(IpAddr::V4(a)) => Ok(Some(a)),
-                        _ => net::primary_ipv4(&self.ctx.netlink, link.index, &self.vip_v4()).await,
+                        _ if self.cfg.is_ipv6() => {
+                            net::link_local_ipv6(&self.ctx.netlink, link.index, &self.vip_v6())
+                                .await
+                                .map(|a| a.map(IpAddr::V6))
+                        }
+                        Some(IpAddr::V4(a)) => Ok(Some(IpAddr::V4(a))),
+                        _ => net::primary_ipv4(&self.ctx.netlink, link.index, &self.vip_v4())
+                            .await
+                            .map(|a| a.map(IpAddr::V4)),
                     };
                     match primary {
                         Ok(Some(p)) => {
@@ -227,6 +259,9 @@ impl Driver {
                                 tracing::info!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface ready");
                             }
                             return Some((link, p));
+                        }
+                        Ok(None) if self.cfg.is_ipv6() => {
+                            "has no usable IPv6 link-local address yet"
                         }
                         Ok(None) => "has no IPv4 address yet",
                         Err(_) => "cannot be read",
@@ -258,7 +293,7 @@ impl Driver {
         }
     }
 
-    fn params(&self, primary: Ipv4Addr) -> Params {
+    fn params(&self, primary: IpAddr) -> Params {
         Params {
             vrid: self.cfg.vrid,
             priority: self.cfg.priority,
@@ -266,23 +301,19 @@ impl Driver {
             version: self.version(),
             preempt: self.cfg.preempt,
             preempt_delay: self.cfg.preempt_delay,
-            primary_ip: IpAddr::V4(primary),
+            primary_ip: primary,
             handover_timeout: self.cfg.handover_timeout,
         }
     }
 
     fn version(&self) -> Version {
-        if self.cfg.version == 2 {
-            Version::V2
-        } else {
-            Version::V3
-        }
+        self.cfg.version
     }
 
     async fn serve(
         &mut self,
         link: net::Link,
-        primary: Ipv4Addr,
+        primary: IpAddr,
         cmds: &mut mpsc::UnboundedReceiver<Cmd>,
     ) -> Exit {
         let name = self.cfg.name.clone();
@@ -295,7 +326,11 @@ impl Driver {
             }
         }
         let multicast = self.cfg.unicast_peers.is_empty();
-        let sock = match VrrpSocket::open(&link.name, link.index, primary, multicast) {
+        let opened = match primary {
+            IpAddr::V4(p) => VrrpSocket::open(&link.name, link.index, p, multicast),
+            IpAddr::V6(p) => VrrpSocket::open_v6(&link.name, link.index, p),
+        };
+        let sock = match opened {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(instance = %name, error = %e, "cannot open the VRRP socket");
@@ -304,13 +339,24 @@ impl Driver {
                 return Exit::InterfaceGone;
             }
         };
-        let garp = match GarpSender::open(link.index) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                tracing::error!(instance = %name, error = %e, "cannot open the gratuitous ARP socket; failover will wait for ARP expiry");
-                None
+        let (garp, na) = if self.cfg.is_ipv6() {
+            match NaSender::open(&link.name, link.index) {
+                Ok(n) => (None, Some(n)),
+                Err(e) => {
+                    tracing::error!(instance = %name, error = %e, "cannot open the neighbour advertisement socket; failover will wait for neighbour unreachability detection");
+                    (None, None)
+                }
+            }
+        } else {
+            match GarpSender::open(link.index) {
+                Ok(g) => (Some(g), None),
+                Err(e) => {
+                    tracing::error!(instance = %name, error = %e, "cannot open the gratuitous ARP socket; failover will wait for ARP expiry");
+                    (None, None)
+                }
             }
         };
+        self.rx.set_local(primary, link.index);
         let mut links = self.ctx.links.subscribe();
         let mut group_rx = self.ctx.groups.bus.subscribe();
         let mut router = Router::new(self.params(primary));
@@ -325,6 +371,7 @@ impl Driver {
         let mut io = Io {
             sock,
             garp,
+            na,
             link,
             primary,
             holding: false,
@@ -389,7 +436,7 @@ impl Driver {
                 r = io.sock.recv(&mut buf) => match r {
                     Ok(rx) => {
                         let now = Instant::now();
-                        self.on_packet(&mut router, &io, rx.ifindex, &buf[..rx.len], now);
+                        self.on_packet(&mut router, rx, &buf, now);
                     }
                     Err(e) => {
                         tracing::debug!(instance = %name, error = %e, "vrrp receive error");
@@ -502,6 +549,7 @@ impl Driver {
         if cfg.priority != self.cfg.priority {
             self.priority_override = None;
         }
+        self.rx.policy = policy(&cfg);
         self.cfg = cfg;
     }
 
@@ -538,107 +586,36 @@ impl Driver {
         (clamped as u8, fault)
     }
 
-    fn drop_pkt(&mut self, reason: &'static str, peer: Option<IpAddr>, detail: &str, now: Instant) {
-        *self.drops.entry(reason.to_string()).or_default() += 1;
-        if let Some(p) = peer {
-            if reason != "vrid" && self.limiter.allow(p, reason, now) {
-                tracing::warn!(instance = %self.cfg.name, peer = %p, reason, detail, "dropped VRRP packet (logged once a minute per peer and reason)");
-            }
-        }
-    }
-
-    fn on_packet(&mut self, router: &mut Router, io: &Io, ifindex: u32, pkt: &[u8], now: Instant) {
-        let (ip, payload) = match packet::parse_ipv4(pkt) {
-            Ok(x) => x,
-            Err(e) => return self.drop_pkt(e.reason(), None, &e.to_string(), now),
+    /// Judges one datagram with the pure receive policy; only an admitted
+    /// advert reaches the router. Drops are counted there and logged here.
+    fn on_packet(&mut self, router: &mut Router, rx: net::Received, buf: &[u8], now: Instant) {
+        let bytes = &buf[..rx.len.min(buf.len())];
+        let verdict = match rx.v6 {
+            Some(h) => self.rx.receive(
+                now,
+                &Datagram {
+                    ifindex: rx.ifindex,
+                    src: IpAddr::V6(h.src),
+                    dst: IpAddr::V6(h.dst),
+                    ttl: h.hop_limit,
+                    payload: bytes,
+                },
+            ),
+            None => self.rx.receive_ipv4(now, rx.ifindex, bytes),
         };
-        let src = IpAddr::V4(ip.src);
-        if ip.src == io.primary {
-            return; // our own advert looped back
-        }
-        if ifindex != io.link.index {
-            return self.drop_pkt(
-                "interface",
-                Some(src),
-                "advert arrived on another interface",
-                now,
-            );
-        }
-        if self.cfg.unicast_peers.is_empty() {
-            // RFC 5798 §7.1: link-local multicast must arrive with TTL 255.
-            if ip.ttl != VRRP_TTL {
-                return self.drop_pkt(
-                    "ttl",
-                    Some(src),
-                    &format!("TTL {} (must be 255)", ip.ttl),
-                    now,
-                );
-            }
-        } else if !self.cfg.unicast_peers.contains(&src) {
-            return self.drop_pkt(
-                "unknown_peer",
-                Some(src),
-                "source is not in unicast_peers",
-                now,
-            );
-        }
-        let (adv, form) = match packet::decode(payload, src, IpAddr::V4(ip.dst)) {
-            Ok(x) => x,
-            Err(e) => return self.drop_pkt(e.reason(), Some(src), &e.to_string(), now),
-        };
-        if adv.vrid != self.cfg.vrid {
-            return self.drop_pkt("vrid", Some(src), "", now);
-        }
-        if adv.version != self.version() {
-            return self.drop_pkt(
-                "version",
-                Some(src),
-                &format!(
-                    "{:?} advert on a {:?} instance",
-                    adv.version,
-                    self.version()
-                ),
-                now,
-            );
-        }
-        if adv.version == Version::V2 {
-            let ours = (self.cfg.advert_interval.as_millis() / 10) as u16;
-            if adv.interval_cs != ours {
-                // RFC 3768 §7.1: a v2 interval mismatch MUST be dropped.
-                return self.drop_pkt(
-                    "interval",
-                    Some(src),
-                    &format!(
-                        "advert interval {}s differs from ours",
-                        adv.interval_cs / 100
-                    ),
-                    now,
-                );
+        match verdict {
+            Verdict::Own => {}
+            Verdict::Admit { src, advert, .. } => router.handle_advert(now, src, &advert),
+            Verdict::Drop { src, drop } => {
+                let reason = drop.reason();
+                if let Some(p) = src {
+                    // Other virtual routers on the link are normal, not news.
+                    if reason != "vrid" && self.limiter.allow(p, reason, now) {
+                        tracing::warn!(instance = %self.cfg.name, peer = %p, reason, detail = %drop, "dropped VRRP packet (logged once a minute per peer and reason)");
+                    }
+                }
             }
         }
-        let theirs: HashSet<IpAddr> = adv.addrs.iter().copied().collect();
-        let ours: HashSet<IpAddr> = self.cfg.virtual_ips.iter().map(|v| v.addr).collect();
-        if theirs != ours && adv.priority != packet::PRIORITY_OWNER {
-            // RFC 5798 §7.1 item 6: a mismatching non-owner advert is dropped.
-            return self.drop_pkt(
-                "addresses",
-                Some(src),
-                &format!("virtual IPs {:?} differ from ours", adv.addrs),
-                now,
-            );
-        }
-        self.received += 1;
-        let peer = self.peers.entry(src).or_insert(Peer {
-            priority: adv.priority,
-            form,
-            adverts: 0,
-            last_seen: now,
-        });
-        peer.priority = adv.priority;
-        peer.form = form;
-        peer.adverts += 1;
-        peer.last_seen = now;
-        router.handle_advert(now, src, &adv);
     }
 
     /// Carries out everything the router queued, in order.
@@ -668,27 +645,22 @@ impl Driver {
             vrid: self.cfg.vrid,
             priority,
             interval_cs,
-            addrs: self.cfg.virtual_ips.iter().map(|v| v.addr).collect(),
+            addrs: packet::advert_order(self.cfg.virtual_ips.iter().map(|v| v.addr)),
         };
         let form = match (self.version(), self.cfg.checksum) {
             (Version::V2, _) | (_, ChecksumMode::Plain) => ChecksumForm::Plain,
             (_, ChecksumMode::PseudoHeader) => ChecksumForm::PseudoHeader,
         };
-        let src = IpAddr::V4(io.primary);
-        let dsts: Vec<Ipv4Addr> = if self.cfg.unicast_peers.is_empty() {
-            vec![VRRP_GROUP_V4]
+        let src = io.primary;
+        let dsts: Vec<IpAddr> = if src.is_ipv6() {
+            vec![IpAddr::V6(VRRP_GROUP_V6)]
+        } else if self.cfg.unicast_peers.is_empty() {
+            vec![IpAddr::V4(VRRP_GROUP_V4)]
         } else {
-            self.cfg
-                .unicast_peers
-                .iter()
-                .filter_map(|p| match p {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect()
+            self.cfg.unicast_peers.clone()
         };
         for dst in dsts {
-            let bytes = packet::encode(&adv, src, IpAddr::V4(dst), form);
+            let bytes = packet::encode(&adv, src, dst, form);
             match io.sock.send_to(&bytes, dst).await {
                 Ok(()) => self.sent += 1,
                 Err(e) => {
@@ -740,7 +712,7 @@ impl Driver {
                     }
                 }
                 tracing::info!(instance = %name, vips = ?self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "virtual IPs claimed");
-                io.start_garp_burst(&self.cfg, &self.vip_v4());
+                io.start_garp_burst(&self.cfg, &self.vip_v4(), &self.vip_v6());
                 io.renew_next = lifetime(&self.cfg).map(|l| Instant::now() + l / 3);
                 io.refresh_next = (!self.cfg.garp_refresh.is_zero())
                     .then(|| Instant::now() + self.cfg.garp_refresh);
@@ -775,7 +747,7 @@ impl Driver {
             } => {
                 tracing::warn!(instance = %name, peer = %peer, peer_priority, "master with lower priority seen (preempted peer or healed split brain): re-asserting with advert and gratuitous ARP");
                 if io.holding {
-                    io.start_garp_burst(&self.cfg, &self.vip_v4());
+                    io.start_garp_burst(&self.cfg, &self.vip_v4(), &self.vip_v6());
                 }
             }
             Event::PeerMasterSeen { peer, priority } => {
@@ -787,7 +759,8 @@ impl Driver {
     fn publish(&self, router: Option<&Router>) {
         let now = Instant::now();
         let mut peers: Vec<PeerStatus> = self
-            .peers
+            .rx
+            .peers()
             .iter()
             .map(|(a, p)| PeerStatus {
                 address: a.to_string(),
@@ -809,9 +782,14 @@ impl Driver {
         s.virtual_ips = self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect();
         s.advert_interval_ms = self.cfg.advert_interval.as_millis() as u64;
         s.adverts_sent = self.sent;
-        s.adverts_received = self.received;
+        s.adverts_received = self.rx.received();
         s.transitions = self.transitions;
-        s.dropped = self.drops.clone();
+        s.dropped = self
+            .rx
+            .drops()
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         s.peers = peers;
         s.timer_lateness_max_us = self.lateness_max.as_micros() as u64;
         match router {
@@ -839,8 +817,10 @@ fn lifetime(cfg: &VrrpConfig) -> Option<Duration> {
 struct Io {
     sock: VrrpSocket,
     garp: Option<GarpSender>,
+    /// IPv6 instances announce with unsolicited neighbour advertisements.
+    na: Option<NaSender>,
     link: net::Link,
-    primary: Ipv4Addr,
+    primary: IpAddr,
     holding: bool,
     garp_left: u32,
     garp_next: Option<Instant>,
@@ -849,7 +829,9 @@ struct Io {
 }
 
 impl Io {
-    fn send_garp(&self, vips: &[Ipv4Addr]) {
+    /// Announces every VIP: gratuitous ARP for IPv4, an unsolicited
+    /// neighbour advertisement (override set) for IPv6.
+    fn send_garp(&self, vips: &[Ipv4Addr], vips6: &[Ipv6Addr]) {
         if let Some(g) = &self.garp {
             for vip in vips {
                 if let Err(e) = g.send(self.link.mac, *vip) {
@@ -857,31 +839,49 @@ impl Io {
                 }
             }
         }
+        if let Some(n) = &self.na {
+            for vip in vips6 {
+                if let Err(e) = n.send(self.link.mac, *vip) {
+                    tracing::debug!(vip = %vip, error = %e, "neighbour advertisement send failed");
+                }
+            }
+        }
     }
 
-    /// First GARP at once, the rest of the burst spaced by garp_interval.
-    fn start_garp_burst(&mut self, cfg: &VrrpConfig, vips: &[Ipv4Addr]) {
-        self.send_garp(vips);
+    /// First announcement at once, the rest of the burst spaced by garp_interval.
+    fn start_garp_burst(&mut self, cfg: &VrrpConfig, vips: &[Ipv4Addr], vips6: &[Ipv6Addr]) {
+        self.send_garp(vips, vips6);
         self.garp_left = cfg.garp_count.saturating_sub(1);
         self.garp_next = (self.garp_left > 0).then(|| Instant::now() + cfg.garp_interval);
     }
 
     async fn on_timers(&mut self, cfg: &VrrpConfig, nl: &rtnetlink::Handle, now: Instant) {
-        let vips: Vec<Ipv4Addr> = cfg
+        let (vips, vips6): (Vec<IpAddr>, Vec<IpAddr>) = cfg
             .virtual_ips
             .iter()
-            .filter_map(|v| match v.addr {
+            .map(|v| v.addr)
+            .partition(|a| a.is_ipv4());
+        let vips: Vec<Ipv4Addr> = vips
+            .into_iter()
+            .filter_map(|a| match a {
                 IpAddr::V4(a) => Some(a),
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let vips6: Vec<Ipv6Addr> = vips6
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
         if self.garp_next.is_some_and(|t| now >= t) {
-            self.send_garp(&vips);
+            self.send_garp(&vips, &vips6);
             self.garp_left = self.garp_left.saturating_sub(1);
             self.garp_next = (self.garp_left > 0).then(|| now + cfg.garp_interval);
         }
         if self.refresh_next.is_some_and(|t| now >= t) {
-            self.send_garp(&vips);
+            self.send_garp(&vips, &vips6);
             self.refresh_next = Some(now + cfg.garp_refresh);
         }
         if self.renew_next.is_some_and(|t| now >= t) && self.holding {

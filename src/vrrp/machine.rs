@@ -20,11 +20,6 @@ use std::time::{Duration, Instant};
 
 use super::packet::{Advert, Version, PRIORITY_OWNER, PRIORITY_STOP};
 
-/// Largest v3 Max Adver Int: 12 bits of centiseconds (RFC 5798 §5.2.7).
-const V3_MAX_INTERVAL_CS: u128 = 4095;
-/// v2 Adver Int is a whole number of seconds in 8 bits (RFC 3768 §5.3.7).
-const V2_MAX_INTERVAL_S: u128 = 255;
-
 /// Configuration of one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -270,12 +265,7 @@ pub struct Router {
 /// Rounds `d` to what the wire can carry, so timers and the advertised
 /// interval never disagree and a zero interval cannot spin the driver.
 fn normalise_interval(version: Version, d: Duration) -> (Duration, u16) {
-    let cs = match version {
-        Version::V3 => ((d.as_millis() + 5) / 10).clamp(1, V3_MAX_INTERVAL_CS),
-        Version::V2 => ((d.as_millis() + 500) / 1000).clamp(1, V2_MAX_INTERVAL_S) * 100,
-    };
-    // Both ranges fit easily: at most 4095 cs and 25500 cs.
-    let cs = u16::try_from(cs).unwrap_or(u16::MAX);
+    let cs = crate::config::interval_centiseconds(version, d);
     (Duration::from_millis(u64::from(cs) * 10), cs)
 }
 
@@ -776,8 +766,156 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    thread_local! {
+        /// The address family the scenarios below run in: IPv4 by default,
+        /// IPv6 link-local when [`every_scenario_over_ipv6`] replays them.
+        static V6: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn ip(last: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+        if V6.with(|v| v.get()) {
+            IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(last)))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+        }
+    }
+
+    /// The same fake-clock scenarios with IPv6 link-local router addresses
+    /// (VRRPv3 over IPv6 runs the same state machine, RFC 5798 §6). The
+    /// VRRPv2-only ones are left out: RFC 3768 is IPv4 only.
+    #[test]
+    fn every_scenario_over_ipv6() {
+        V6.with(|v| v.set(true));
+        let scenarios: &[(&str, fn())] = &[
+            (
+                "skew_and_down_interval_arithmetic",
+                skew_and_down_interval_arithmetic,
+            ),
+            ("skew_uses_effective_priority", skew_uses_effective_priority),
+            (
+                "startup_as_owner_goes_straight_to_master",
+                startup_as_owner_goes_straight_to_master,
+            ),
+            (
+                "startup_as_non_owner_waits_master_down_interval",
+                startup_as_non_owner_waits_master_down_interval,
+            ),
+            (
+                "down_timer_expiry_makes_master",
+                down_timer_expiry_makes_master,
+            ),
+            (
+                "backup_accepting_adverts_never_takes_over",
+                backup_accepting_adverts_never_takes_over,
+            ),
+            (
+                "backup_does_not_preempt_an_equal_priority_master",
+                backup_does_not_preempt_an_equal_priority_master,
+            ),
+            (
+                "priority_zero_in_backup_takes_over_after_skew_time",
+                priority_zero_in_backup_takes_over_after_skew_time,
+            ),
+            (
+                "priority_zero_in_master_answers_at_once",
+                priority_zero_in_master_answers_at_once,
+            ),
+            (
+                "higher_priority_advert_makes_master_yield",
+                higher_priority_advert_makes_master_yield,
+            ),
+            (
+                "equal_priority_tie_break_on_primary_address",
+                equal_priority_tie_break_on_primary_address,
+            ),
+            (
+                "lower_priority_advert_in_master_reasserts",
+                lower_priority_advert_in_master_reasserts,
+            ),
+            (
+                "own_looped_back_and_foreign_adverts_are_ignored",
+                own_looped_back_and_foreign_adverts_are_ignored,
+            ),
+            (
+                "preempt_false_keeps_a_lower_priority_master",
+                preempt_false_keeps_a_lower_priority_master,
+            ),
+            (
+                "preempt_true_lets_the_down_timer_run_out",
+                preempt_true_lets_the_down_timer_run_out,
+            ),
+            (
+                "preempt_delay_accepts_the_lower_master_until_it_has_passed",
+                preempt_delay_accepts_the_lower_master_until_it_has_passed,
+            ),
+            (
+                "owner_preempts_even_with_preempt_off",
+                owner_preempts_even_with_preempt_off,
+            ),
+            (
+                "v3_backup_learns_the_master_interval",
+                v3_backup_learns_the_master_interval,
+            ),
+            (
+                "reconfigure_changes_interval_without_a_transition",
+                reconfigure_changes_interval_without_a_transition,
+            ),
+            (
+                "set_priority_in_master_advertises_at_once",
+                set_priority_in_master_advertises_at_once,
+            ),
+            (
+                "set_priority_in_backup_rejudges_the_known_master",
+                set_priority_in_backup_rejudges_the_known_master,
+            ),
+            (
+                "fault_from_initialize_then_clear_starts_as_backup",
+                fault_from_initialize_then_clear_starts_as_backup,
+            ),
+            ("fault_from_backup", fault_from_backup),
+            (
+                "fault_from_master_releases_and_resigns",
+                fault_from_master_releases_and_resigns,
+            ),
+            (
+                "fault_cleared_owner_goes_master",
+                fault_cleared_owner_goes_master,
+            ),
+            (
+                "fault_while_leaving_stops_and_releases",
+                fault_while_leaving_stops_and_releases,
+            ),
+            (
+                "shutdown_as_master_holds_addresses_until_the_new_master_is_heard",
+                shutdown_as_master_holds_addresses_until_the_new_master_is_heard,
+            ),
+            (
+                "shutdown_as_master_releases_at_the_handover_deadline",
+                shutdown_as_master_releases_at_the_handover_deadline,
+            ),
+            (
+                "shutdown_with_zero_handover_timeout_releases_at_once",
+                shutdown_with_zero_handover_timeout_releases_at_once,
+            ),
+            (
+                "shutdown_outside_master_stops_silently",
+                shutdown_outside_master_stops_silently,
+            ),
+            ("stopped_is_terminal", stopped_is_terminal),
+            (
+                "force_master_and_force_backup",
+                force_master_and_force_backup,
+            ),
+            (
+                "random_inputs_keep_events_consistent",
+                random_inputs_keep_events_consistent,
+            ),
+        ];
+        assert!(ip(1).is_ipv6());
+        for (name, f) in scenarios {
+            eprintln!("IPv6: {name}");
+            f();
+        }
     }
 
     fn params(priority: u8) -> Params {
@@ -1019,7 +1157,10 @@ mod tests {
                 }]
             )
         );
-        assert_eq!(r.reason().to_string(), "higher priority 150 from 10.0.0.9");
+        assert_eq!(
+            r.reason().to_string(),
+            format!("higher priority 150 from {}", ip(9))
+        );
         for k in 1..60u32 {
             let t = t0 + ms(500) + k * SEC;
             assert!(run_until(&mut r, t).1.is_empty());
@@ -1292,7 +1433,7 @@ mod tests {
         );
         assert_eq!(
             r.reason().to_string(),
-            "preempted lower priority 100 from 10.0.0.9"
+            format!("preempted lower priority 100 from {}", ip(9))
         );
         // The adverts after the takeover drew a re-announcement.
         r.handle_advert(t0 + 20 * SEC, ip(9), &adv(100, 100));

@@ -60,23 +60,8 @@ pub const fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
     [p[0], p[1], p[2], p[3], p[4], vrid]
 }
 
-/// Protocol version of an advertisement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// RFC 3768: IPv4 only, interval in whole seconds, no pseudo-header.
-    V2,
-    /// RFC 5798 / RFC 9568: IPv4 and IPv6, interval in centiseconds.
-    V3,
-}
-
-impl Version {
-    fn number(self) -> u8 {
-        match self {
-            Version::V2 => 2,
-            Version::V3 => 3,
-        }
-    }
-}
+/// Protocol version of an advertisement (the config's typed version).
+pub use crate::config::VrrpVersion as Version;
 
 /// A decoded (or to-be-encoded) advertisement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +219,21 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<(Ipv4Info, &[u8]), DecodeError> {
         header_len,
     };
     Ok((info, payload))
+}
+
+/// The order of addresses in our adverts: configuration order, except that
+/// IPv6 link-local virtual addresses come first (RFC 5798 §5.2.9: "the first
+/// address MUST be the IPv6 link-local address associated with the virtual
+/// router"). Receivers compare the list as a set, so this costs nothing with
+/// peers that do not care, and satisfies keepalived's `vrrp_strict` check.
+pub fn advert_order(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = addrs.into_iter().collect();
+    // Stable: the rest keeps its configured order.
+    v.sort_by_key(|a| match a {
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 != 0xfe80,
+        IpAddr::V4(_) => true,
+    });
+    v
 }
 
 /// Serialises `adv` as the VRRP payload for an IP packet from `src` to `dst`.

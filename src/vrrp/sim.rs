@@ -4,7 +4,8 @@
 //! then alternate scripted disturbances (kill, restart, graceful shutdown,
 //! faults, priority changes, partitions) with [`Sim::run_until`], which
 //! delivers packets and fires timers strictly in time order on a fake clock.
-//! Every advert goes through `packet::encode` / `packet::decode`, multicast
+//! Every advert goes through `packet::encode` and the driver's receive policy
+//! ([`Receiver`]: TTL, family, checksum, VRID, version, addresses), multicast
 //! loopback included, with configurable latency and loss from a seeded PRNG,
 //! so runs are reproducible. Each router's event stream is checked as it is
 //! drained ([`Ledger`]); scenario tests then assert on the recorded history.
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::machine::{Event, Params, Reason, Router, State};
 use super::packet::{self, Advert, ChecksumForm, Version};
+use super::receive::{Datagram, Policy, Receiver, Verdict};
 
 /// splitmix64: small, deterministic, good enough for test randomness.
 pub(super) struct Rng(u64);
@@ -130,6 +132,8 @@ impl Ord for InFlight {
 pub(super) struct Node {
     pub(super) params: Params,
     pub(super) router: Router,
+    /// The same receive policy the driver applies.
+    receiver: Receiver,
     pub(super) alive: bool,
     pub(super) ledger: Ledger,
     group: u8,
@@ -187,6 +191,30 @@ pub(super) fn ip_of(i: usize, v6: bool) -> IpAddr {
     }
 }
 
+/// The one virtual address every simulated router advertises.
+fn vip_of(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x100))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))
+    }
+}
+
+fn receiver_for(p: &Params) -> Receiver {
+    let v6 = p.primary_ip.is_ipv6();
+    let policy = Policy {
+        vrid: p.vrid,
+        version: p.version,
+        interval_cs: crate::config::interval_centiseconds(p.version, p.advert_interval),
+        ipv6: v6,
+        vips: vec![vip_of(v6)],
+        unicast_peers: vec![],
+    };
+    Receiver::new(policy, p.primary_ip, SIM_IFINDEX)
+}
+
+const SIM_IFINDEX: u32 = 1;
+
 impl Sim {
     pub(super) fn new(
         seed: u64,
@@ -198,6 +226,7 @@ impl Sim {
         let nodes = params
             .into_iter()
             .map(|p| Node {
+                receiver: receiver_for(&p),
                 router: Router::new(p.clone()),
                 params: p,
                 alive: false,
@@ -368,14 +397,27 @@ impl Sim {
         } else {
             IpAddr::V4(packet::VRRP_GROUP_V4)
         };
-        let (adv, form) =
-            packet::decode(&p.bytes, p.src, dst).expect("simulated packets are valid");
+        let verdict = n.receiver.receive(
+            now,
+            &Datagram {
+                ifindex: SIM_IFINDEX,
+                src: p.src,
+                dst,
+                ttl: Some(packet::VRRP_TTL),
+                payload: &p.bytes,
+            },
+        );
+        let (src, adv, form) = match verdict {
+            Verdict::Own => return,
+            Verdict::Admit { src, advert, form } => (src, advert, form),
+            Verdict::Drop { drop, .. } => panic!("simulated advert dropped: {drop}"),
+        };
         let expected = match adv.version {
             Version::V2 => ChecksumForm::Plain,
             Version::V3 => ChecksumForm::PseudoHeader,
         };
         assert_eq!(form, expected);
-        n.router.handle_advert(now, p.src, &adv);
+        n.router.handle_advert(now, src, &adv);
         self.drain(p.to);
     }
 
@@ -402,11 +444,7 @@ impl Sim {
             );
             let p = &n.params;
             let v6 = p.primary_ip.is_ipv6();
-            let vip = if v6 {
-                IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x100))
-            } else {
-                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))
-            };
+            let vip = vip_of(v6);
             let dst = if v6 {
                 IpAddr::V6(packet::VRRP_GROUP_V6)
             } else {
