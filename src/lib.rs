@@ -14,5 +14,6 @@ pub mod net;
 pub mod pool;
 pub mod runtime;
 pub mod sd;
+pub mod sync;
 pub mod tls;
 pub mod vrrp;
