@@ -277,7 +277,7 @@ pub fn parse_str(name: &str, text: &str) -> Result<Vec<Node>, ImportError> {
 /// keepalived durations are seconds, possibly fractional ("0.5").
 fn seconds(s: &str) -> Option<Duration> {
     let v: f64 = s.parse().ok()?;
-    (v.is_finite() && v >= 0.0 && v < 1e9).then(|| Duration::from_micros((v * 1e6).round() as u64))
+    ((0.0..1e9).contains(&v)).then(|| Duration::from_micros((v * 1e6).round() as u64))
 }
 
 fn int(s: &str) -> Option<i64> {
