@@ -450,9 +450,7 @@ impl Pool {
             .collect();
         let shared = previous.map(|p| p.shared.clone()).unwrap_or_default();
         Pool {
-            balancer: cfg
-                .algorithm
-                .build_for(cfg.backends.iter().map(|b| b.address)),
+            balancer: cfg.algorithm.build(),
             cfg,
             backends,
             shared,
