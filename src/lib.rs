@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod anycast;
 pub mod balance;
 pub mod caps;
 pub mod config;
@@ -14,7 +15,9 @@ pub mod logging;
 pub mod net;
 pub mod pool;
 pub mod runtime;
+pub mod scaleout;
 pub mod sd;
+pub mod sync;
 pub mod tls;
 pub mod vrrp;
 pub mod worker;

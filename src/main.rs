@@ -91,6 +91,15 @@ enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Withdraw (drain) or re-announce (enable) an [[anycast]] address at runtime.
+    Anycast {
+        #[command(subcommand)]
+        op: AnycastOp,
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+        #[arg(short, long, global = true)]
+        socket: Option<PathBuf>,
+    },
     /// Print the tandem(8) man page (roff) generated from this CLI.
     #[command(hide = true)]
     Manpage,
@@ -117,6 +126,14 @@ enum BackendOp {
     },
     /// Set the weight (1..=256), or `config` for the configured one.
     Weight { target: String, weight: String },
+}
+
+#[derive(Subcommand)]
+enum AnycastOp {
+    /// Withdraw the route; the listeners keep serving what still arrives.
+    Drain { name: String },
+    /// Announce again (once the pools are healthy).
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +211,20 @@ fn main() -> ExitCode {
                 }
             };
             admin_call_body(&config, socket, method, &path, body, print_result)
+        }
+        Cmd::Anycast { op, config, socket } => {
+            let (name, action) = match &op {
+                AnycastOp::Drain { name } => (name, "drain"),
+                AnycastOp::Enable { name } => (name, "enable"),
+            };
+            admin_call_body(
+                &config,
+                socket,
+                "POST",
+                &format!("/v1/anycast/{name}/{action}"),
+                None,
+                print_result,
+            )
         }
         Cmd::Vrrp { op, config, socket } => match op {
             VrrpOp::Priority { instance, priority } => {
@@ -436,7 +467,12 @@ fn cleanup(config: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(tandem::vrrp::service::cleanup(&cfg.vrrp)) {
+    let all = rt.block_on(async {
+        let mut removed = tandem::vrrp::service::cleanup(&cfg.vrrp).await?;
+        removed.extend(tandem::anycast::cleanup(&cfg.anycast).await?);
+        Ok::<_, tandem::net::NetError>(removed)
+    });
+    match all {
         Ok(removed) => {
             for r in removed {
                 println!("removed {r}");

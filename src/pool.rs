@@ -450,7 +450,9 @@ impl Pool {
             .collect();
         let shared = previous.map(|p| p.shared.clone()).unwrap_or_default();
         Pool {
-            balancer: cfg.algorithm.build(),
+            balancer: cfg
+                .algorithm
+                .build_for(cfg.backends.iter().map(|b| b.address)),
             cfg,
             backends,
             shared,

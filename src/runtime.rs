@@ -43,6 +43,8 @@ pub enum StartError {
     },
     #[error("cannot start VRRP: {source}")]
     Vrrp { source: std::io::Error },
+    #[error("{0}")]
+    ScaleOut(String),
     #[error("listener {name}: {message}")]
     Listener { name: String, message: String },
     #[error("listener {name} ({proto} {addr}): cannot bind: {source}")]
@@ -112,6 +114,8 @@ pub struct Daemon {
     vrrp: std::sync::Mutex<Option<Arc<VrrpService>>>,
     conns: TaskTracker,
     stop_admin: CancellationToken,
+    /// Anycast announcer and sticky sync (issue 13), set once at start.
+    scaleout: std::sync::OnceLock<crate::scaleout::ScaleOut>,
 }
 
 /// A socket bound during the prepare phase of start/reload.
@@ -291,6 +295,7 @@ impl Daemon {
             }),
             conns: TaskTracker::new(),
             stop_admin: CancellationToken::new(),
+            scaleout: std::sync::OnceLock::new(),
         });
         {
             let mut inner = daemon.inner.lock().await;
@@ -306,6 +311,10 @@ impl Daemon {
             .sync_vrrp(&cfg.vrrp)
             .await
             .map_err(|source| StartError::Vrrp { source })?;
+        let scaleout = crate::scaleout::ScaleOut::start(&daemon)
+            .await
+            .map_err(StartError::ScaleOut)?;
+        let _ = daemon.scaleout.set(scaleout);
         tokio::spawn(admin::serve(
             admin_listener,
             daemon.clone(),
@@ -460,6 +469,19 @@ impl Daemon {
         Ok(())
     }
 
+    pub fn scaleout(&self) -> Option<&crate::scaleout::ScaleOut> {
+        self.scaleout.get()
+    }
+
+    /// The app-cookie session tables of the running config, by pool.
+    pub fn sticky_tables(&self) -> Vec<(String, Arc<StickyTable>)> {
+        let snap = self.snapshot.load();
+        snap.http_pools
+            .iter()
+            .filter_map(|(name, hp)| hp.table.clone().map(|t| (name.clone(), t)))
+            .collect()
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.snapshot.load().config.clone()
     }
@@ -573,6 +595,10 @@ impl Daemon {
     /// Stops accepting, lets connections finish up to `shutdown_timeout`.
     pub async fn shutdown(&self) {
         let timeout = self.config().global.shutdown_timeout;
+        // Anycast first: withdraw, serve while the routers converge, then hand over and drain.
+        if let Some(s) = self.scaleout.get() {
+            s.shutdown().await;
+        }
         // Make-before-break: the listeners keep serving while each master
         // hands its VIPs over; only then do we stop accepting and drain.
         if let Some(svc) = self.vrrp_service() {
@@ -695,7 +721,7 @@ impl Daemon {
                     .collect(),
             })
             .collect();
-        Status {
+        let mut status = Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             config_file: self.config_path.display().to_string(),
@@ -704,7 +730,13 @@ impl Daemon {
             listeners,
             pools,
             vrrp: self.vrrp_service().map(|v| v.status()).unwrap_or_default(),
+            anycast: Vec::new(),
+            sync: None,
+        };
+        if let Some(s) = self.scaleout.get() {
+            s.status(&mut status);
         }
+        status
     }
 }
 

@@ -280,6 +280,12 @@ async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>>
         ["v1", "backends", pool, backend, action] => {
             return backend_route(req, daemon, pool, backend, action).await
         }
+        ["v1", "anycast", name, action @ ("drain" | "enable")] if req.method() == Method::POST => {
+            let Some(a) = daemon.scaleout().and_then(|s| s.anycast.clone()) else {
+                return result(Err((404, "no [[anycast]] is configured".into())));
+            };
+            return result(a.set_drained(name, *action == "drain"));
+        }
         ["v1", "vrrp", instance, "priority"] if req.method() == Method::PUT => {
             let body = match json_body(req).await {
                 Ok(b) => b,

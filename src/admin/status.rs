@@ -16,6 +16,12 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     #[serde(default)]
     pub vrrp: Vec<VrrpStatus>,
+    /// `[[anycast]]` addresses: announced or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anycast: Vec<crate::anycast::AnycastStatus>,
+    /// `[sync]`: peers seen, counters, replication lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::SyncStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

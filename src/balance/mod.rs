@@ -11,6 +11,7 @@
 
 pub mod least_connections;
 pub mod least_response_time;
+pub mod maglev;
 pub mod random_two_choices;
 pub mod round_robin;
 pub mod source_hash;
@@ -18,6 +19,7 @@ pub mod weighted_round_robin;
 
 pub use least_connections::LeastConnections;
 pub use least_response_time::LeastResponseTime;
+pub use maglev::{flow_key, Maglev, Proto};
 pub use random_two_choices::RandomTwoChoices;
 pub use round_robin::RoundRobin;
 pub use source_hash::SourceHash;
@@ -244,16 +246,18 @@ pub enum Algorithm {
     LeastResponseTime,
     SourceHash,
     RandomTwoChoices,
+    Maglev,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 6] = [
+    pub const ALL: [Algorithm; 7] = [
         Algorithm::RoundRobin,
         Algorithm::WeightedRoundRobin,
         Algorithm::LeastConnections,
         Algorithm::LeastResponseTime,
         Algorithm::SourceHash,
         Algorithm::RandomTwoChoices,
+        Algorithm::Maglev,
     ];
 
     /// The configuration name.
@@ -265,6 +269,7 @@ impl Algorithm {
             Algorithm::LeastResponseTime => "least_response_time",
             Algorithm::SourceHash => "source_hash",
             Algorithm::RandomTwoChoices => "random_two_choices",
+            Algorithm::Maglev => "maglev",
         }
     }
 
@@ -281,6 +286,19 @@ impl Algorithm {
             Algorithm::LeastResponseTime => Box::new(LeastResponseTime::new()),
             Algorithm::SourceHash => Box::new(SourceHash::new()),
             Algorithm::RandomTwoChoices => Box::new(RandomTwoChoices::new()),
+            Algorithm::Maglev => Box::new(Maglev::new([])),
+        }
+    }
+
+    /// Like [`Algorithm::build`], told the address of the backend at each index: `maglev`
+    /// derives its table from backend identities so that every node builds the same one.
+    pub fn build_for(
+        self,
+        addrs: impl IntoIterator<Item = std::net::SocketAddr>,
+    ) -> Box<dyn Balancer> {
+        match self {
+            Algorithm::Maglev => Box::new(Maglev::new(addrs)),
+            other => other.build(),
         }
     }
 }
@@ -512,7 +530,7 @@ mod tests {
             assert_eq!(Algorithm::from_name(a.name()), Some(a));
         }
         let names: HashSet<_> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), Algorithm::ALL.len());
         for bad in ["", "roundrobin", "Round_Robin", "least_conn", "random"] {
             assert_eq!(Algorithm::from_name(bad), None, "{bad:?}");
         }

@@ -7,13 +7,17 @@
 //! reports by key path. `tandem check`, start-up and reload all call [`load`];
 //! an invalid config never replaces a valid one.
 
+mod anycast;
 pub mod diag;
 pub mod duration;
 pub mod files;
 mod http;
 mod raw;
+mod sync;
 
+pub use anycast::AnycastConfig;
 pub use http::*;
+pub use sync::SyncConfig;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +39,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub vrrp: Vec<VrrpConfig>,
+    pub anycast: Vec<AnycastConfig>,
+    pub sync: Option<SyncConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -318,7 +324,7 @@ struct Validator<'a> {
     errors: Vec<Diagnostic>,
 }
 
-const SECTIONS: &str = "global, pool, listener, vrrp";
+const SECTIONS: &str = "global, pool, listener, vrrp, anycast, sync";
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
@@ -368,6 +374,8 @@ impl Validator<'_> {
         let mut pools = Vec::new();
         let mut listeners = Vec::new();
         let mut vrrp = Vec::new();
+        let mut anycast = Vec::new();
+        let mut sync = None;
         for (key, value) in root.into_iter() {
             match key.get_ref().as_ref() {
                 "global" => {
@@ -378,6 +386,8 @@ impl Validator<'_> {
                 "pool" => pools = self.array_of_tables::<raw::Pool>("pool", value),
                 "listener" => listeners = self.array_of_tables::<raw::Listener>("listener", value),
                 "vrrp" => vrrp = self.array_of_tables::<raw::Vrrp>("vrrp", value),
+                "anycast" => anycast = self.array_of_tables("anycast", value),
+                "sync" => sync = self.de::<sync::RawSync>(value),
                 other => {
                     let other = other.to_string();
                     self.err(
@@ -415,12 +425,16 @@ impl Validator<'_> {
             .map(|(i, v)| (i, self.vrrp(i, v, &pool_names)))
             .collect();
         self.vrrp_cross_checks(&vrrp);
+        let anycast = self.anycasts(anycast, &pool_names);
+        let sync = sync.and_then(|s| self.sync(s));
         Config {
             file: path.to_path_buf(),
             global,
             pools,
             listeners: listeners.into_iter().map(|(_, l)| l).collect(),
             vrrp: vrrp.into_iter().map(|(_, v)| v).collect(),
+            anycast,
+            sync,
         }
     }
 

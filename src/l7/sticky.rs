@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{COOKIE, SET_COOKIE};
@@ -316,10 +316,29 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// few that are already dead. One mutex: every operation is O(log n) and short.
 ///
 /// Session values are credentials: this type never prints them (its Debug shows sizes only).
+///
+/// Replication to other nodes hangs off the table itself (so the proxy needs no change): an
+/// [`StickyObserver`] attached once hears every local learn and forget, plus a refresh when a
+/// session in use was last announced more than `ttl / 2` ago (so that peers, which see no
+/// lookups, do not expire a live session); entries from peers come in through
+/// [`StickyTable::import`] and [`StickyTable::import_forget`], which do not echo.
 pub struct StickyTable {
     inner: Mutex<Inner>,
     max_entries: usize,
     ttl: Duration,
+    observer: OnceLock<Arc<dyn StickyObserver>>,
+}
+
+/// What a [`StickyTable`] tells its observer. Called after the table's lock is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StickyEvent<'a> {
+    Learned { session: &'a str, backend: &'a str },
+    Forgotten { session: &'a str },
+}
+
+/// Hears a table's local changes (see [`StickyTable`]); must not block.
+pub trait StickyObserver: Send + Sync {
+    fn event(&self, event: StickyEvent<'_>);
 }
 
 #[derive(Default)]
@@ -334,6 +353,8 @@ struct Entry {
     backend: String,
     last_used: Instant,
     seq: u64,
+    /// When peers last heard of this entry (learned, imported or refreshed).
+    announced: Instant,
 }
 
 impl Inner {
@@ -350,6 +371,18 @@ impl StickyTable {
             inner: Mutex::new(Inner::default()),
             max_entries,
             ttl,
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Attaches the observer; false if one is already attached (it stays).
+    pub fn observe(&self, observer: Arc<dyn StickyObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    fn emit(&self, event: StickyEvent<'_>) {
+        if let Some(o) = self.observer.get() {
+            o.event(event);
         }
     }
 
@@ -365,8 +398,24 @@ impl StickyTable {
 
     /// Records that `session` lives on `backend` (replacing what was known about it).
     pub fn learn(&self, session: &str, backend: &str, now: Instant) {
+        if self.insert(session, backend, now) {
+            self.emit(StickyEvent::Learned { session, backend });
+        }
+    }
+
+    /// Records an entry a peer learned; the observer does not hear of it.
+    pub fn import(&self, session: &str, backend: &str, now: Instant) {
+        self.insert(session, backend, now);
+    }
+
+    /// Drops an entry a peer forgot; the observer does not hear of it.
+    pub fn import_forget(&self, session: &str) {
+        self.lock().remove(session);
+    }
+
+    fn insert(&self, session: &str, backend: &str, now: Instant) -> bool {
         if self.max_entries == 0 {
-            return;
+            return false;
         }
         let mut inner = self.lock();
         // Oldest first; stops at the first live one. Callers' clocks may interleave slightly
@@ -389,6 +438,7 @@ impl StickyTable {
                 backend: backend.to_owned(),
                 last_used: now,
                 seq,
+                announced: now,
             },
         );
         while inner.entries.len() > self.max_entries {
@@ -397,29 +447,45 @@ impl StickyTable {
             };
             inner.entries.remove(&oldest);
         }
+        true
     }
 
     /// The backend `session` was learned on, refreshing its idle timer and recency.
     pub fn lookup(&self, session: &str, now: Instant) -> Option<String> {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let entry = inner.entries.get_mut(session)?;
-        if self.expired(entry, now) {
-            inner.remove(session);
-            return None;
+        let (backend, refresh) = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let entry = inner.entries.get_mut(session)?;
+            if self.expired(entry, now) {
+                inner.remove(session);
+                return None;
+            }
+            // Move it to the young end of the recency order.
+            let key = inner.by_age.remove(&entry.seq)?;
+            entry.seq = inner.next_seq;
+            inner.next_seq += 1;
+            inner.by_age.insert(entry.seq, key);
+            entry.last_used = now;
+            let refresh = self.observer.get().is_some()
+                && now.saturating_duration_since(entry.announced) >= self.ttl / 2;
+            if refresh {
+                entry.announced = now;
+            }
+            (entry.backend.clone(), refresh)
+        };
+        if refresh {
+            self.emit(StickyEvent::Learned {
+                session,
+                backend: &backend,
+            });
         }
-        // Move it to the young end of the recency order.
-        let key = inner.by_age.remove(&entry.seq)?;
-        entry.seq = inner.next_seq;
-        inner.next_seq += 1;
-        inner.by_age.insert(entry.seq, key);
-        entry.last_used = now;
-        Some(entry.backend.clone())
+        Some(backend)
     }
 
     /// Drops `session` (the application deleted its cookie).
     pub fn forget(&self, session: &str) {
         self.lock().remove(session);
+        self.emit(StickyEvent::Forgotten { session });
     }
 
     /// Entries held, including expired ones not yet dropped.
@@ -698,6 +764,64 @@ mod tests {
         let none = StickyTable::new(0, Duration::from_secs(600));
         none.learn("a", "app1", at(0));
         assert_eq!(none.lookup("a", at(0)), None);
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+    impl StickyObserver for Recorder {
+        fn event(&self, e: StickyEvent<'_>) {
+            let line = match e {
+                StickyEvent::Learned { session, backend } => format!("learn {session} {backend}"),
+                StickyEvent::Forgotten { session } => format!("forget {session}"),
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn observer_hears_local_changes_not_imports() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let table = StickyTable::new(10, Duration::from_secs(60));
+        let rec = Arc::new(Recorder::default());
+        assert!(table.observe(rec.clone()));
+        assert!(
+            !table.observe(Arc::new(Recorder::default())),
+            "attached once"
+        );
+        table.learn("s1", "app1", at(0));
+        table.import("r1", "app2", at(0));
+        assert_eq!(table.lookup("r1", at(1)).as_deref(), Some("app2"));
+        table.import_forget("r1");
+        assert_eq!(table.lookup("r1", at(1)), None);
+        // In use: refreshed to peers once ttl/2 has passed since they last heard of it.
+        assert!(table.lookup("s1", at(29)).is_some());
+        assert!(table.lookup("s1", at(30)).is_some());
+        assert!(table.lookup("s1", at(31)).is_some());
+        table.forget("s1");
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            ["learn s1 app1", "learn s1 app1", "forget s1"]
+        );
+        // Without an observer nothing is tracked, and max_entries 0 learns nothing to tell.
+        let none = StickyTable::new(0, Duration::from_secs(60));
+        let rec0 = Arc::new(Recorder::default());
+        none.observe(rec0.clone());
+        none.learn("a", "b", at(0));
+        assert!(rec0.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn imported_entries_expire_and_are_bounded_like_local_ones() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let table = StickyTable::new(2, Duration::from_secs(60));
+        table.import("a", "app1", at(0));
+        table.import("b", "app1", at(1));
+        table.import("c", "app1", at(2));
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.lookup("a", at(2)), None);
+        assert_eq!(table.lookup("c", at(62)), None, "idle for the ttl");
     }
 
     #[test]
