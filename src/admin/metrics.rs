@@ -249,6 +249,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Peers heard, with their priority and checksum form.",
     ),
+    (
+        "tandem_vrrp_virtual_ip_info",
+        "gauge",
+        "Virtual IPs of each VRRP instance, with the instance's address family.",
+    ),
 ];
 
 fn esc(v: &str) -> String {
@@ -497,6 +502,19 @@ pub fn render(s: &Status) -> String {
                     ("peer", &p.address),
                     ("priority", &prio),
                     ("checksum", &p.checksum),
+                ],
+                1.0,
+            );
+        }
+    }
+    for v in &s.vrrp {
+        for vip in &v.virtual_ips {
+            o.sample(
+                "tandem_vrrp_virtual_ip_info",
+                &[
+                    ("vrrp_instance", &v.name),
+                    ("family", &v.family),
+                    ("virtual_ip", vip),
                 ],
                 1.0,
             );

@@ -45,8 +45,9 @@ pub fn fragment(s: &Status) -> String {
             };
             let _ = write!(
                 o,
-                "<tr data-instance=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+                "<tr data-instance=\"{}\" data-family=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
                 esc(&v.name),
+                esc(&v.family),
                 esc(&v.name),
                 badge(&v.state),
                 esc(&prio),

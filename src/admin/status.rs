@@ -106,6 +106,12 @@ pub struct BackendStatus {
 pub struct VrrpStatus {
     pub name: String,
     pub interface: String,
+    /// "ipv4" or "ipv6": one address family per instance.
+    #[serde(default)]
+    pub family: String,
+    /// The address adverts are sent from (IPv6: the link-local address).
+    #[serde(default)]
+    pub source: Option<String>,
     pub vrid: u8,
     pub state: String,
     pub priority: u8,

@@ -135,6 +135,8 @@ struct Driver {
     limiter: LogLimiter,
     lateness_max: Duration,
     shutting_down: bool,
+    /// Where adverts go out from on the current interface incarnation.
+    source: Option<IpAddr>,
     /// Set at runtime (`tandem vrrp priority`); kept across reloads that do
     /// not change the configured priority.
     priority_override: Option<u8>,
@@ -168,6 +170,7 @@ pub async fn run(
         limiter: LogLimiter(HashMap::new()),
         lateness_max: Duration::ZERO,
         shutting_down: false,
+        source: None,
         priority_override: None,
     };
     loop {
@@ -357,6 +360,7 @@ impl Driver {
             }
         };
         self.rx.set_local(primary, link.index);
+        self.source = Some(primary);
         let mut links = self.ctx.links.subscribe();
         let mut group_rx = self.ctx.groups.bus.subscribe();
         let mut router = Router::new(self.params(primary));
@@ -776,6 +780,8 @@ impl Driver {
         };
         s.name = self.cfg.name.clone();
         s.interface = self.cfg.interface.clone();
+        s.family = if self.cfg.is_ipv6() { "ipv6" } else { "ipv4" }.into();
+        s.source = self.source.map(|a| a.to_string());
         s.vrid = self.cfg.vrid;
         s.priority = self.cfg.priority;
         s.priority_override = self.priority_override;

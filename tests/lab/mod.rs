@@ -13,6 +13,7 @@
 //! tmpfs on /run, as measured in PLATFORM.md.
 #![allow(dead_code)]
 
+pub mod v6;
 pub mod webdriver;
 
 use std::io::{Read, Write};

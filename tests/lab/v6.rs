@@ -1,0 +1,257 @@
+//! IPv6 for the lab: dual-stack hosts (DAD off inside the lab's own
+//! namespaces, so link-local and test addresses are usable at once), IPv6
+//! address checks, an echo backend that reports what the proxy told it
+//! (X-Forwarded-For, Forwarded, PROXY header), and raw Ethernet frames
+//! built with pnet for hostile-advert tests.
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Host, Lab};
+
+/// Adds a host with `eth0` at `ip4_cidr` and `ip6_cidr`. Duplicate address
+/// detection is switched off in the host's namespace (it would hold the
+/// link-local address "tentative" for a second or more, PLATFORM.md), and
+/// the call returns once eth0's link-local address is usable.
+pub fn add_dual_host(lab: &mut Lab, name: &str, ip4_cidr: &str, ip6_cidr: &str) -> Host {
+    let host = lab.add_host(name, ip4_cidr);
+    let sh = "for k in all default eth0; do echo 0 > /proc/sys/net/ipv6/conf/$k/accept_dad; done";
+    let out = lab.exec(name, &["sh", "-c", sh]);
+    assert!(
+        out.status.success(),
+        "accept_dad=0 in {}: {}",
+        host.ns,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Down and up again: the link-local address is regenerated without DAD.
+    lab.ip(name, &["link", "set", "eth0", "down"]);
+    lab.ip(name, &["link", "set", "eth0", "up"]);
+    lab.ip(
+        name,
+        &["-6", "addr", "add", ip6_cidr, "dev", "eth0", "nodad"],
+    );
+    let t0 = Instant::now();
+    loop {
+        let ll = lab.ip(
+            name,
+            &["-6", "addr", "show", "dev", "eth0", "scope", "link"],
+        );
+        if ll.contains("fe80") && !ll.contains("tentative") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{name}: no usable link-local address: {ll}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    host
+}
+
+/// The host's link-local address on eth0.
+pub fn link_local(lab: &Lab, host: &str) -> Ipv6Addr {
+    lab.ip(
+        host,
+        &["-6", "-br", "addr", "show", "dev", "eth0", "scope", "link"],
+    )
+    .split_whitespace()
+    .skip(2)
+    .find_map(|a| a.split('/').next()?.parse().ok())
+    .unwrap_or_else(|| panic!("{host} has no link-local address"))
+}
+
+/// Whether the host's eth0 holds the IPv6 address `ip`.
+pub fn has_addr6(lab: &Lab, host: &str, ip: &str) -> bool {
+    let want: Ipv6Addr = ip.parse().expect("IPv6 literal");
+    lab.ip(host, &["-6", "-br", "addr", "show", "dev", "eth0"])
+        .split_whitespace()
+        .skip(2)
+        .any(|a| a.split('/').next().and_then(|s| s.parse().ok()) == Some(want))
+}
+
+/// The neighbour entry's state word (REACHABLE, STALE, DELAY, PROBE, ...).
+pub fn neigh_state(lab: &Lab, host: &str, ip: &str) -> String {
+    lab.ip(host, &["neigh", "show", ip, "dev", "eth0"])
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// An HTTP/1.1 server (connection: close) in a host namespace that answers
+/// with its name and what the proxy in front told it: the PROXY protocol
+/// line if one came first, X-Forwarded-For and Forwarded. Bound to `[::]`
+/// (dual-stack) unless told otherwise.
+pub struct EchoBackend {
+    stop: Arc<AtomicBool>,
+    pub served: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoBackend {
+    pub fn start(lab: &Lab, host: &str, bind: SocketAddr, name: &str) -> EchoBackend {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (s2, c2, n2) = (stop.clone(), served.clone(), name.to_string());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = lab.in_ns(host, move || {
+            let l = std::net::TcpListener::bind(bind).expect("echo backend bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = tx.send(());
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let (c, n) = (c2.clone(), n2.clone());
+                        std::thread::spawn(move || echo(s, &n, &c));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("echo backend ready");
+        EchoBackend {
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn echo(mut s: TcpStream, name: &str, served: &AtomicU64) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 2048];
+    // Bounded: one request head of at most 64 KiB.
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 65536 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&req).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut proxy = String::new();
+    let mut first = lines.next().unwrap_or("");
+    if first.starts_with("PROXY ") {
+        proxy = first.to_string();
+        first = lines.next().unwrap_or("");
+    }
+    let _ = first;
+    let header = |name: &str| {
+        text.split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let body = format!(
+        "{name}\nproxy={proxy}\nxff={}\nforwarded={}\n",
+        header("x-forwarded-for"),
+        header("forwarded")
+    );
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(resp.as_bytes()).is_ok() {
+        served.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for EchoBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One GET with Connection: close; returns the whole body.
+pub fn get_body(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad response: {text:?}"));
+    }
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .ok_or_else(|| format!("no body: {text:?}"))
+}
+
+/// A whole Ethernet frame carrying an IPv6 packet with `payload` as next
+/// header 112 (VRRP), built with pnet's packet types.
+pub fn vrrp6_frame(
+    src_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+    use pnet_packet::ip::IpNextHeaderProtocol;
+    use pnet_packet::ipv6::MutableIpv6Packet;
+    const ETH: usize = 14;
+    const IP6: usize = 40;
+    let mut frame = vec![0u8; ETH + IP6 + payload.len()];
+    {
+        let mut eth = MutableEthernetPacket::new(&mut frame).expect("ethernet buffer");
+        // RFC 2464 §7: IPv6 multicast maps to 33:33 + the low 32 bits.
+        let o = dst.octets();
+        eth.set_destination([0x33, 0x33, o[12], o[13], o[14], o[15]].into());
+        eth.set_source(src_mac.into());
+        eth.set_ethertype(EtherTypes::Ipv6);
+    }
+    {
+        let mut ip = MutableIpv6Packet::new(&mut frame[ETH..]).expect("ipv6 buffer");
+        ip.set_version(6);
+        ip.set_payload_length(u16::try_from(payload.len()).expect("small"));
+        ip.set_next_header(IpNextHeaderProtocol::new(112));
+        ip.set_hop_limit(hop_limit);
+        ip.set_source(src);
+        ip.set_destination(dst);
+        ip.set_payload(payload);
+    }
+    frame
+}
+
+/// Sends whole Ethernet frames from `host`'s eth0 (a send-only AF_PACKET socket).
+pub fn send_frames(lab: &Lab, host: &str, frames: Vec<Vec<u8>>) {
+    lab.in_ns(host, move || {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::PACKET, Type::RAW, None).expect("packet socket");
+        let idx = nix::net::if_::if_nametoindex("eth0").expect("eth0 index");
+        let mut storage = socket2::SockAddrStorage::zeroed();
+        // SAFETY: sockaddr_ll fits in the zeroed, aligned sockaddr_storage;
+        // the length below is exactly sockaddr_ll's (as src/net/garp.rs does).
+        let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+        ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
+        ll.sll_ifindex = i32::try_from(idx).expect("ifindex");
+        // SAFETY: the storage holds an initialised sockaddr_ll of this length.
+        let addr = unsafe {
+            socket2::SockAddr::new(
+                storage,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        s.bind(&addr).expect("bind packet socket to eth0");
+        for f in frames {
+            s.send(&f).expect("send frame");
+        }
+    })
+    .join()
+    .expect("send frames");
+}
