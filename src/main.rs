@@ -378,7 +378,7 @@ fn cleanup(config: PathBuf) -> ExitCode {
     match rt.block_on(tandem::vrrp::service::cleanup(&cfg.vrrp)) {
         Ok(removed) => {
             for r in removed {
-                println!("removed {r}");
+                println!("{r}");
             }
             ExitCode::SUCCESS
         }
