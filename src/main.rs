@@ -475,7 +475,7 @@ fn cleanup(config: PathBuf) -> ExitCode {
     match all {
         Ok(removed) => {
             for r in removed {
-                println!("removed {r}");
+                println!("{r}");
             }
             ExitCode::SUCCESS
         }

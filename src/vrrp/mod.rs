@@ -7,6 +7,7 @@
 //! events. [`instance`] is the thin driver that owns sockets, timers and
 //! addresses; [`service`] runs every instance on a dedicated thread.
 
+pub mod farewell;
 pub mod instance;
 pub mod machine;
 pub mod packet;

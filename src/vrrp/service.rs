@@ -249,7 +249,8 @@ fn raise_priority() {
     }
 }
 
-/// Removes this node's virtual IPs from their interfaces: used by
+/// Resigns (priority 0, see [`super::farewell`]) every instance this node was master of, then
+/// removes its virtual IPs from their interfaces: used by
 /// `tandem cleanup` (systemd ExecStopPost) after any exit, crash included.
 pub async fn cleanup(cfgs: &[VrrpConfig]) -> Result<Vec<String>, net::NetError> {
     let (nl, conn) = net::netlink_connect()?;
@@ -259,10 +260,23 @@ pub async fn cleanup(cfgs: &[VrrpConfig]) -> Result<Vec<String>, net::NetError> 
         let Ok(Some(link)) = net::get_link(&nl, &c.interface).await else {
             continue;
         };
+        // Before the addresses go: they are the evidence that this node was master.
+        match super::farewell::send_farewell(&nl, c, &link).await {
+            Ok(0) => {}
+            Ok(n) => removed.push(format!(
+                "sent priority 0 for {} (vrid {}) on {} to {n} destination(s)",
+                c.name, c.vrid, c.interface
+            )),
+            // Still remove the VIPs: the backup then takes over after Master_Down_Interval.
+            Err(e) => removed.push(format!(
+                "could not send priority 0 for {} on {}: {e}",
+                c.name, c.interface
+            )),
+        }
         for vip in &c.virtual_ips {
             if net::has_vip(&nl, link.index, vip.addr).await? {
                 net::del_vip(&nl, link.index, vip.addr, vip.prefix).await?;
-                removed.push(format!("{vip} on {}", c.interface));
+                removed.push(format!("removed {vip} on {}", c.interface));
             }
         }
     }

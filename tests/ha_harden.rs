@@ -1,0 +1,154 @@
+//! Hardening of the HA pair in the network-namespace lab (issue 17): a crash hands over like a
+//! graceful stop, and paths no other lab test reaches.
+
+mod lab;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lab::*;
+use nix::sys::signal::Signal;
+
+const VIP: &str = "10.78.0.100";
+
+fn vip_addr() -> SocketAddr {
+    SocketAddr::from(([10, 78, 0, 100], 80))
+}
+
+struct Pair {
+    lab: Lab,
+    _backends: Vec<HttpBackend>,
+}
+
+/// Switch, lb1/lb2, a client and one HTTP backend.
+fn pair(tag: &str) -> Pair {
+    let mut lab = Lab::new(tag);
+    lab.add_host("lb1", "10.78.0.1/24");
+    lab.add_host("lb2", "10.78.0.2/24");
+    lab.add_host("client", "10.78.0.50/24");
+    lab.add_host("be1", "10.78.0.21/24");
+    let backends = vec![HttpBackend::start(&lab, "be1", 8080, "web1")];
+    Pair {
+        lab,
+        _backends: backends,
+    }
+}
+
+fn node_config(priority: u8, extra_vrrp: &str) -> String {
+    format!(
+        r#"
+[[pool]]
+name = "web"
+health = {{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
+backends = [{{ name = "web1", address = "10.78.0.21:8080" }}]
+
+[[listener]]
+name = "web"
+bind = "{VIP}:80"
+pool = "web"
+
+[[vrrp]]
+name = "vip1"
+interface = "eth0"
+vrid = 52
+priority = {priority}
+advert_interval = "100ms"
+virtual_ips = ["{VIP}/24"]
+preempt_delay = "0s"
+{extra_vrrp}
+"#
+    )
+}
+
+fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
+    lab.wait_for(&format!("{label} {state}"), timeout, || {
+        lab.vrrp_state(label, "vip1") == state
+    })
+}
+
+fn elect(lab: &Lab) {
+    lab.tandem("lb1", "lb1", &node_config(150, ""));
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    lab.tandem("lb2", "lb2", &node_config(100, ""));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+}
+
+/// `tandem cleanup` as systemd's ExecStopPost runs it, inside the host's namespace.
+fn cleanup(lab: &Lab, host: &str) -> String {
+    let cfg = lab.dir.join(format!("{host}.toml"));
+    let out = lab.exec(host, &[TANDEM, "cleanup", "-c", &cfg.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "cleanup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// SIGKILL of the master, then (optionally) cleanup right away; how long until lb2 is master.
+fn crash(lab: &Lab, run_cleanup: bool) -> (Instant, Duration, String) {
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    lab.kill("lb1", Signal::SIGKILL);
+    let said = if run_cleanup {
+        cleanup(lab, "lb1")
+    } else {
+        String::new()
+    };
+    wait_state(lab, "lb2", "master", Duration::from_secs(3));
+    (killed, killed.elapsed(), said)
+}
+
+#[test]
+fn crash_then_cleanup_hands_over_after_skew_time() {
+    if !enter("crash_then_cleanup_hands_over_after_skew_time") {
+        return;
+    }
+    // Without the farewell: Master_Down_Interval (3 × 100 ms + Skew_Time = 360.9 ms).
+    let p = pair("crash0");
+    elect(&p.lab);
+    let (_, plain, _) = crash(&p.lab, false);
+    let reason = p.lab.status("lb2").expect("status")["vrrp"][0]["reason"].clone();
+    assert_eq!(reason, "master down timer expired");
+    drop(p);
+
+    let p = pair("crash1");
+    let lab = &p.lab;
+    elect(lab);
+    // A backup's cleanup says nothing: the master keeps its role.
+    let said = cleanup(lab, "lb2");
+    assert!(!said.contains("priority 0"), "backup resigned: {said}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+    assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
+
+    let client = ProbeClient::start(lab, "client", vip_addr(), Duration::from_millis(5), 4000);
+    let (killed, gap, said) = crash(lab, true);
+    assert!(
+        said.contains("sent priority 0 for vip1 (vrid 52) on eth0") && said.contains("removed"),
+        "{said}"
+    );
+    let s = lab.status("lb2").expect("status");
+    assert_eq!(
+        s["vrrp"][0]["reason"], "master 10.78.0.1 resigned (priority 0)",
+        "{s}"
+    );
+    assert!(!lab.has_addr("lb1", VIP), "cleanup removed the VIP");
+    std::thread::sleep(Duration::from_millis(300));
+    let probes = client.stop();
+    let (failed, outage_gap) = outage(&probes, killed);
+    eprintln!(
+        "SIGKILL, no cleanup: lb2 master after {plain:?}; SIGKILL + cleanup: after {gap:?} \
+         (client outage {outage_gap:?}, {failed} failed probes)"
+    );
+    // Skew_Time at priority 100 and 100 ms adverts: 60.9 ms; + 50 ms for the cleanup process
+    // to start and for our status polling.
+    assert!(
+        gap <= Duration::from_millis(111),
+        "takeover after crash + cleanup: {gap:?}"
+    );
+    assert!(
+        plain > gap + Duration::from_millis(150),
+        "{plain:?} vs {gap:?}"
+    );
+}
