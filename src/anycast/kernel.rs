@@ -54,7 +54,7 @@ impl KernelRoutes {
     }
 
     fn route(&self, a: &AnycastConfig) -> netlink_packet_route::route::RouteMessage {
-        let msg = match a.address {
+        match a.address {
             IpAddr::V4(ip) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(ip, 32)
                 .output_interface(self.tun_index)
@@ -68,8 +68,7 @@ impl KernelRoutes {
                 .table_id(a.table)
                 .protocol(RouteProtocol::from(ROUTE_PROTO))
                 .build(),
-        };
-        msg
+        }
     }
 }
 
