@@ -273,6 +273,14 @@ async fn backend_route(
     result(daemon.backend_action(pool, backend, action))
 }
 
+/// Withdraws (`drain`) or re-announces (`enable`) one `[[anycast]]` address.
+fn anycast_drain(daemon: &Daemon, name: &str, drain: bool) -> Response<Full<Bytes>> {
+    let Some(a) = daemon.scaleout().and_then(|s| s.anycast.clone()) else {
+        return result(Err((404, "no [[anycast]] is configured".into())));
+    };
+    result(a.set_drained(name, drain))
+}
+
 async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -280,11 +288,11 @@ async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>>
         ["v1", "backends", pool, backend, action] => {
             return backend_route(req, daemon, pool, backend, action).await
         }
-        ["v1", "anycast", name, action @ ("drain" | "enable")] if req.method() == Method::POST => {
-            let Some(a) = daemon.scaleout().and_then(|s| s.anycast.clone()) else {
-                return result(Err((404, "no [[anycast]] is configured".into())));
-            };
-            return result(a.set_drained(name, *action == "drain"));
+        ["v1", "anycast", name, "drain"] if req.method() == Method::POST => {
+            return anycast_drain(daemon, name, true)
+        }
+        ["v1", "anycast", name, "enable"] if req.method() == Method::POST => {
+            return anycast_drain(daemon, name, false)
         }
         ["v1", "vrrp", instance, "priority"] if req.method() == Method::PUT => {
             let body = match json_body(req).await {
