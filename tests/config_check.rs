@@ -319,58 +319,6 @@ fn binds_that_run_would_fail_on_are_config_errors() {
             POOL.to_string() + &listener("u1", &lo, "udp") + &listener("u2", &lo, "udp"),
             "11:8: listener[1].bind",
             format!("udp {lo} is already used by listener \"u1\""),
-
-/// IPv6 VRRP instances: one address family per instance, and the keys that
-/// have no meaning over IPv6, each with its position; a dual-stack pair of
-/// instances sharing a VRID passes.
-#[test]
-fn ipv6_vrrp_errors_are_reported_with_position() {
-    let vrrp = |vrid: u8, extra: &str| {
-        format!(
-            "[[vrrp]]\nname = \"v{vrid}{}\"\ninterface = \"eth0\"\nvrid = {vrid}\n{extra}\n",
-            extra.len()
-        )
-    };
-    let cases: Vec<(String, &str, &str)> = vec![
-        (
-            vrrp(1, "virtual_ips = [\"10.0.0.100/24\", \"2001:db8::100/64\"]"),
-            "5:33: vrrp[0].virtual_ips[1]",
-            "one address family per instance",
-        ),
-        (
-            vrrp(1, "virtual_ips = [\"2001:db8::100/64\", \"10.0.0.100/24\"]"),
-            "5:36: vrrp[0].virtual_ips[1]",
-            "is IPv4 but the first virtual IP of this instance (2001:db8::100) is IPv6",
-        ),
-        (
-            vrrp(1, "version = 2\nvirtual_ips = [\"2001:db8::100/64\"]"),
-            "6:16: vrrp[0].virtual_ips[0]",
-            "VRRPv2 (RFC 3768) is IPv4 only",
-        ),
-        (
-            vrrp(
-                1,
-                "checksum = \"plain\"\nvirtual_ips = [\"2001:db8::100/64\"]",
-            ),
-            "5:12: vrrp[0].checksum",
-            "single checksum form",
-        ),
-        (
-            vrrp(
-                1,
-                "unicast_peers = [\"fe80::2\"]\nvirtual_ips = [\"2001:db8::100/64\"]",
-            ),
-            "5:17: vrrp[0].unicast_peers",
-            "unicast VRRP is IPv4 only",
-        ),
-        (
-            format!(
-                "{}{}",
-                vrrp(1, "virtual_ips = [\"2001:db8::100/64\"]"),
-                vrrp(1, "virtual_ips = [\"2001:db8::200/64\"]")
-            ),
-            "9:8: vrrp[1].vrid",
-            "already used on eth0 by another IPv6 instance",
         ),
     ];
     let mut failures = Vec::new();
@@ -384,14 +332,6 @@ fn ipv6_vrrp_errors_are_reported_with_position() {
         {
             failures.push(format!(
                 "config:\n{body}\nwant a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
-
-        let ok = code == 1
-            && stderr
-                .lines()
-                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
-        if !ok {
-            failures.push(format!(
-                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
             ));
         }
     }
@@ -491,7 +431,76 @@ fn sticky_secret_must_not_be_trivial() {
         "[global]\nsticky_secret = \"0123456789abcdef\"\n{POOL}"
     ));
     assert_eq!(code, 0, "{stderr}");
+}
 
+/// IPv6 VRRP instances: one address family per instance, and the keys that
+/// have no meaning over IPv6, each with its position; a dual-stack pair of
+/// instances sharing a VRID passes.
+#[test]
+fn ipv6_vrrp_errors_are_reported_with_position() {
+    let vrrp = |vrid: u8, extra: &str| {
+        format!(
+            "[[vrrp]]\nname = \"v{vrid}{}\"\ninterface = \"eth0\"\nvrid = {vrid}\n{extra}\n",
+            extra.len()
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            vrrp(1, "virtual_ips = [\"10.0.0.100/24\", \"2001:db8::100/64\"]"),
+            "5:33: vrrp[0].virtual_ips[1]",
+            "one address family per instance",
+        ),
+        (
+            vrrp(1, "virtual_ips = [\"2001:db8::100/64\", \"10.0.0.100/24\"]"),
+            "5:36: vrrp[0].virtual_ips[1]",
+            "is IPv4 but the first virtual IP of this instance (2001:db8::100) is IPv6",
+        ),
+        (
+            vrrp(1, "version = 2\nvirtual_ips = [\"2001:db8::100/64\"]"),
+            "6:16: vrrp[0].virtual_ips[0]",
+            "VRRPv2 (RFC 3768) is IPv4 only",
+        ),
+        (
+            vrrp(
+                1,
+                "checksum = \"plain\"\nvirtual_ips = [\"2001:db8::100/64\"]",
+            ),
+            "5:12: vrrp[0].checksum",
+            "single checksum form",
+        ),
+        (
+            vrrp(
+                1,
+                "unicast_peers = [\"fe80::2\"]\nvirtual_ips = [\"2001:db8::100/64\"]",
+            ),
+            "5:17: vrrp[0].unicast_peers",
+            "unicast VRRP is IPv4 only",
+        ),
+        (
+            format!(
+                "{}{}",
+                vrrp(1, "virtual_ips = [\"2001:db8::100/64\"]"),
+                vrrp(1, "virtual_ips = [\"2001:db8::200/64\"]")
+            ),
+            "9:8: vrrp[1].vrid",
+            "already used on eth0 by another IPv6 instance",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (body, want_pos, want_msg) in &cases {
+        let (code, stderr, path) = check(body);
+        let want_prefix = format!("{path}:{want_pos}");
+        let ok = code == 1
+            && stderr
+                .lines()
+                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
+        if !ok {
+            failures.push(format!(
+                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
     // The keepalived-style dual-stack pair: same VRID, one instance per
     // family, one sync group.
     let ok = format!(

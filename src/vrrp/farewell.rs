@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4};
+use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4, VRRP_GROUP_V6};
 use crate::config::{ChecksumMode, VrrpConfig};
 use crate::net::{self, VrrpSocket};
 
@@ -23,30 +23,22 @@ pub fn farewell_advert(cfg: &VrrpConfig, on_interface: &[IpAddr]) -> Option<Adve
         .iter()
         .any(|v| on_interface.contains(&v.addr));
     held.then(|| Advert {
-        version: if cfg.version == 2 {
-            Version::V2
-        } else {
-            Version::V3
-        },
+        version: cfg.version,
         vrid: cfg.vrid,
         priority: 0,
-        interval_cs: u16::try_from(cfg.advert_interval.as_millis() / 10).unwrap_or(u16::MAX),
-        addrs: cfg.virtual_ips.iter().map(|v| v.addr).collect(),
+        interval_cs: crate::config::interval_centiseconds(cfg.version, cfg.advert_interval),
+        addrs: packet::advert_order(cfg.virtual_ips.iter().map(|v| v.addr)),
     })
 }
 
 /// Where the instance sends its adverts: the multicast group, or its unicast peers of the
-/// advert's family.
-pub fn destinations(cfg: &VrrpConfig, ipv6: bool) -> Vec<IpAddr> {
-    if cfg.unicast_peers.is_empty() {
-        if ipv6 {
-            // ff02::12, for when the IPv6 transport lands.
-            vec![IpAddr::V6(std::net::Ipv6Addr::new(
-                0xff02, 0, 0, 0, 0, 0, 0, 0x12,
-            ))]
-        } else {
-            vec![IpAddr::V4(VRRP_GROUP_V4)]
-        }
+/// advert's family. Shared with the running instance, so a farewell goes where adverts went.
+pub(crate) fn destinations(cfg: &VrrpConfig, ipv6: bool) -> Vec<IpAddr> {
+    if ipv6 {
+        // IPv6 instances always use ff02::12 (RFC 5798 §5.1.2.2).
+        vec![IpAddr::V6(VRRP_GROUP_V6)]
+    } else if cfg.unicast_peers.is_empty() {
+        vec![IpAddr::V4(VRRP_GROUP_V4)]
     } else {
         cfg.unicast_peers
             .iter()
@@ -56,9 +48,10 @@ pub fn destinations(cfg: &VrrpConfig, ipv6: bool) -> Vec<IpAddr> {
     }
 }
 
-fn checksum_form(cfg: &VrrpConfig) -> ChecksumForm {
+/// The checksum variant the instance's adverts use (v2 has no pseudo-header).
+pub(crate) fn checksum_form(cfg: &VrrpConfig) -> ChecksumForm {
     match (cfg.version, cfg.checksum) {
-        (2, _) | (_, ChecksumMode::Plain) => ChecksumForm::Plain,
+        (Version::V2, _) | (_, ChecksumMode::Plain) => ChecksumForm::Plain,
         (_, ChecksumMode::PseudoHeader) => ChecksumForm::PseudoHeader,
     }
 }
@@ -153,7 +146,7 @@ mod tests {
     #[test]
     fn v2_and_unicast_peers() {
         let mut c = cfg();
-        c.version = 2;
+        c.version = Version::V2;
         c.advert_interval = Duration::from_secs(1);
         c.unicast_peers = vec!["192.0.2.2".parse().unwrap(), "2001:db8::2".parse().unwrap()];
         c.virtual_ips = vec![VirtualIp {

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
 use super::machine::{Event, Params, Router, State};
-use super::packet::{self, Advert, ChecksumForm, Version, VRRP_GROUP_V4, VRRP_GROUP_V6};
+use super::packet::{self, Advert, Version};
 use super::receive::{Datagram, Policy, Receiver, Verdict};
 use crate::admin::status::{PeerStatus, VrrpStatus};
-use crate::config::{ChecksumMode, VrrpConfig};
+use crate::config::VrrpConfig;
 use crate::net::{self, GarpSender, NaSender, NetEvent, VrrpSocket};
 
 /// Answers "does this pool have a serving backend?" (None: unknown pool).
@@ -651,18 +651,9 @@ impl Driver {
             interval_cs,
             addrs: packet::advert_order(self.cfg.virtual_ips.iter().map(|v| v.addr)),
         };
-        let form = match (self.version(), self.cfg.checksum) {
-            (Version::V2, _) | (_, ChecksumMode::Plain) => ChecksumForm::Plain,
-            (_, ChecksumMode::PseudoHeader) => ChecksumForm::PseudoHeader,
-        };
+        let form = super::farewell::checksum_form(&self.cfg);
         let src = io.primary;
-        let dsts: Vec<IpAddr> = if src.is_ipv6() {
-            vec![IpAddr::V6(VRRP_GROUP_V6)]
-        } else if self.cfg.unicast_peers.is_empty() {
-            vec![IpAddr::V4(VRRP_GROUP_V4)]
-        } else {
-            self.cfg.unicast_peers.clone()
-        };
+        let dsts = super::farewell::destinations(&self.cfg, src.is_ipv6());
         for dst in dsts {
             let bytes = packet::encode(&adv, src, dst, form);
             match io.sock.send_to(&bytes, dst).await {
