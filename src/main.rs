@@ -271,6 +271,13 @@ fn main() -> ExitCode {
                 let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
                 if code == 200 {
                     println!("reloaded (generation {})", v["generation"]);
+                    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+                    if changes.is_empty() {
+                        println!("  no change");
+                    }
+                    for c in changes.iter().filter_map(|c| c.as_str()) {
+                        println!("  {c}");
+                    }
                     Ok(())
                 } else {
                     let errs = v["errors"]

@@ -32,6 +32,9 @@ use crate::pool::Pool;
 use crate::vrrp::instance::Tracker;
 use crate::vrrp::service::VrrpService;
 
+pub mod plan;
+use plan::{listener_key as key_of, Change, Fate, ListenerKey};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -56,13 +59,7 @@ pub enum StartError {
     },
 }
 
-/// Address and stream (TCP, HTTP, HTTPS) or datagram (UDP).
-type ListenerKey = (SocketAddr, bool);
 type CheckerKey = (String, SocketAddr);
-
-fn key_of(l: &ListenerConfig) -> ListenerKey {
-    (l.bind, l.protocol.is_stream())
-}
 
 /// A listener's swappable snapshot: L4 engine or HTTP engine.
 #[derive(Clone)]
@@ -495,8 +492,9 @@ impl Daemon {
     }
 
     /// Re-reads the config file and applies it. On any error nothing changes
-    /// and every error is returned (and logged).
-    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+    /// and every error is returned (and logged). On success: the new
+    /// generation and what changed.
+    pub async fn reload(&self) -> Result<(u64, Vec<Change>), Vec<String>> {
         let mut inner = self.inner.lock().await;
         let cfg = match config::load(&self.config_path) {
             Ok(c) => c,
@@ -510,11 +508,11 @@ impl Daemon {
         };
         let vrrp = cfg.vrrp.clone();
         match self.apply(&mut inner, cfg) {
-            Ok(g) => {
+            Ok(done) => {
                 if let Err(e) = self.sync_vrrp(&vrrp).await {
                     tracing::error!(error = %e, "cannot start VRRP");
                 }
-                Ok(g)
+                Ok(done)
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload rejected");
@@ -523,39 +521,42 @@ impl Daemon {
         }
     }
 
-    fn apply(&self, inner: &mut Inner, cfg: Config) -> Result<u64, StartError> {
+    /// Prepare (build every snapshot, reading certificates; bind every new
+    /// address), then commit. A failure while preparing changes nothing.
+    fn apply(&self, inner: &mut Inner, cfg: Config) -> Result<(u64, Vec<Change>), StartError> {
         let old = self.snapshot.load_full();
-        if old.config.global != cfg.global {
-            tracing::warn!("changes in [global] take effect at the next restart");
-        }
+        let changes = plan::diff(&old.config, &cfg);
         let pools = build_pools(&cfg, Some(&old.pools));
         let http_pools = build_http_pools(&cfg, &pools, Some(&old.http_pools))?;
-        // Prepare: build every snapshot (reading certificates) and bind what
-        // is new; nothing is swapped if anything fails.
-        let same_kind = |a: &ListenerConfig, b: &ListenerConfig| {
-            a.backlog == b.backlog && a.http.is_some() == b.http.is_some()
-        };
         let mut updates = Vec::new();
-        let mut fresh = Vec::new();
+        let mut added = Vec::new();
+        let mut rebinds = Vec::new();
         for l in &cfg.listeners {
             let key = key_of(l);
             match inner.listeners.get(&key) {
-                Some(e) if same_kind(&e.cfg, l) => {
-                    updates.push((
+                None => added.push((l.clone(), make_rt(l, &pools, &http_pools, None)?)),
+                Some(e) => match plan::listener_fate(&e.cfg, l) {
+                    // Unchanged listeners get a new snapshot too: their pools are new.
+                    Fate::Keep | Fate::Swap => updates.push((
                         key,
                         l.clone(),
                         make_rt(l, &pools, &http_pools, Some(&e.rt))?,
-                    ));
-                }
-                _ => fresh.push((l.clone(), make_rt(l, &pools, &http_pools, None)?)),
+                    )),
+                    Fate::Rebind(_) => {
+                        rebinds.push((l.clone(), make_rt(l, &pools, &http_pools, None)?))
+                    }
+                },
             }
         }
         let mut bound = Vec::new();
-        for (l, rt) in fresh {
-            // A listener that changes backlog or engine (tcp <-> http) on
-            // the same address must free it before the new socket binds.
+        for (l, rt) in added {
+            bound.push((l.clone(), bind(&l)?, rt));
+        }
+        // A listener that changes backlog or engine (tcp <-> http) on the
+        // same address must free it before the new socket binds: the one step
+        // that cannot be prepared, so it comes after every other bind succeeded.
+        for (l, rt) in rebinds {
             if let Some(e) = inner.listeners.remove(&key_of(&l)) {
-                tracing::info!(listener = %l.name, "listener re-created on the same address");
                 e.stop.cancel();
             }
             bound.push((l.clone(), bind(&l)?, rt));
@@ -564,13 +565,10 @@ impl Daemon {
         let wanted: std::collections::HashSet<ListenerKey> =
             cfg.listeners.iter().map(key_of).collect();
         inner.listeners.retain(|key, e| {
-            if wanted.contains(key) {
-                true
-            } else {
-                tracing::info!(listener = %e.cfg.name, bind = %e.cfg.bind, "listener removed: no longer accepting, existing connections continue");
+            if !wanted.contains(key) {
                 e.stop.cancel();
-                false
             }
+            wanted.contains(key)
         });
         for (key, l, rt) in updates {
             if let Some(e) = inner.listeners.get_mut(&key) {
@@ -588,8 +586,14 @@ impl Daemon {
         sync_checkers(inner, &pools);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.publish(inner, Arc::new(cfg), pools, http_pools);
-        tracing::info!(generation, config = %self.config_path.display(), "config reloaded");
-        Ok(generation)
+        for c in &changes {
+            match c {
+                Change::NeedsRestart { .. } => tracing::warn!(generation, change = %c, "reload"),
+                _ => tracing::info!(generation, change = %c, "reload"),
+            }
+        }
+        tracing::info!(generation, changes = changes.len(), config = %self.config_path.display(), "config reloaded");
+        Ok((generation, changes))
     }
 
     /// Stops accepting, lets connections finish up to `shutdown_timeout`.
@@ -936,7 +940,7 @@ pub async fn run_until_signalled(config_path: &Path, cfg: Config) -> Result<(), 
                 tracing::info!("SIGHUP: reloading configuration");
                 crate::sd::reloading();
                 let status = match daemon.reload().await {
-                    Ok(g) => format!("STATUS=running (generation {g})"),
+                    Ok((g, _)) => format!("STATUS=running (generation {g})"),
                     Err(e) => format!("STATUS=running; last reload rejected: {}", e.len()),
                 };
                 crate::sd::notify(&format!("READY=1\n{status}"));

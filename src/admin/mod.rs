@@ -322,10 +322,14 @@ async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>>
             }
         }
         (&Method::POST, "/v1/reload") => match daemon.reload().await {
-            Ok(generation) => json(
-                StatusCode::OK,
-                serde_json::json!({ "ok": true, "generation": generation }).to_string(),
-            ),
+            Ok((generation, changes)) => {
+                let changes: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "ok": true, "generation": generation, "changes": changes })
+                        .to_string(),
+                )
+            }
             Err(errors) => json(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 serde_json::json!({ "ok": false, "errors": errors }).to_string(),

@@ -160,10 +160,8 @@ mod tests {
             destinations(&c, false),
             vec!["192.0.2.2".parse::<IpAddr>().unwrap()]
         );
-        assert_eq!(
-            destinations(&c, true),
-            vec!["2001:db8::2".parse::<IpAddr>().unwrap()]
-        );
+        // IPv6 adverts always go to ff02::12, as the running instance sends them.
+        assert_eq!(destinations(&c, true), vec![IpAddr::V6(VRRP_GROUP_V6)]);
         c.unicast_peers.clear();
         assert_eq!(destinations(&c, false), vec![IpAddr::V4(VRRP_GROUP_V4)]);
     }

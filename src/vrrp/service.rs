@@ -176,8 +176,9 @@ fn context(tracker: Tracker) -> Result<Ctx, net::NetError> {
 
 /// Fields whose change needs a new router (new socket, new VRID, new
 /// addresses); priority, tracking, interval, preemption and hooks are
-/// applied to the running instance without a state change.
-fn needs_restart(a: &VrrpConfig, b: &VrrpConfig) -> bool {
+/// applied to the running instance without a state change. The reload plan
+/// (`runtime::plan`) reports with the same rule.
+pub fn needs_restart(a: &VrrpConfig, b: &VrrpConfig) -> bool {
     a.interface != b.interface
         || a.vrid != b.vrid
         || a.virtual_ips != b.virtual_ips
@@ -194,17 +195,22 @@ async fn apply(
 ) {
     let wanted: HashMap<String, VrrpConfig> =
         cfgs.iter().map(|c| (c.name.clone(), c.clone())).collect();
-    // Stop removed or fundamentally changed instances (gracefully).
+    // Stop removed or fundamentally changed instances (gracefully), all at
+    // once: each handover waits for its successor, and they are independent.
     let mut keep = Vec::new();
+    let mut stopping = Vec::new();
     for r in running.drain(..) {
         match wanted.get(&r.cfg.name) {
             Some(w) if !needs_restart(&r.cfg, w) => keep.push(r),
             _ => {
                 tracing::info!(instance = %r.cfg.name, "vrrp instance removed or changed: stopping it");
                 let _ = r.cmd.send(Cmd::Shutdown);
-                let _ = r.task.await;
+                stopping.push(r.task);
             }
         }
+    }
+    for t in stopping {
+        let _ = t.await;
     }
     *running = keep;
     for cfg in cfgs {
