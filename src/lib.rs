@@ -17,6 +17,7 @@ pub mod pool;
 pub mod runtime;
 pub mod scaleout;
 pub mod sd;
+pub mod stats;
 pub mod sync;
 pub mod tls;
 pub mod vrrp;

@@ -15,9 +15,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::Histogram;
 use crate::balance::{Balancer, Candidate, View};
 use crate::config::{BackendConfig, PoolConfig};
+use crate::stats::Histogram;
 
 /// Administrative state set at runtime (drain/disable), independent of health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -32,7 +32,9 @@ use crate::pool::Pool;
 use crate::vrrp::instance::Tracker;
 use crate::vrrp::service::VrrpService;
 
+mod control;
 pub mod plan;
+pub use crate::admin::control::BackendAction;
 use plan::{listener_key as key_of, Change, Fate, ListenerKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -335,7 +337,7 @@ impl Daemon {
             tracing::info!(address = %addr, "{what} listener");
             tokio::spawn(admin::serve_tcp(
                 l,
-                daemon.clone(),
+                daemon.clone() as admin::Ctl,
                 daemon.stop_admin.clone(),
                 token,
             ));
@@ -733,7 +735,10 @@ impl Daemon {
             uptime_seconds: self.started.elapsed().as_secs(),
             listeners,
             pools,
-            vrrp: self.vrrp_service().map(|v| v.status()).unwrap_or_default(),
+            vrrp: self
+                .vrrp_service()
+                .map(|v| v.status().iter().map(Into::into).collect())
+                .unwrap_or_default(),
             anycast: Vec::new(),
             sync: None,
         };
@@ -741,119 +746,6 @@ impl Daemon {
             s.status(&mut status);
         }
         status
-    }
-}
-
-/// A runtime change to one backend (`tandem backend ...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendAction {
-    /// No new connections; open ones finish.
-    Drain,
-    Enable,
-    /// No new connections; open ones are closed after `grace`.
-    Disable {
-        grace: std::time::Duration,
-    },
-    /// Runtime weight, or None for the configured one.
-    Weight(Option<u32>),
-}
-
-/// An admin API failure: HTTP status and message.
-pub type ApiError = (u16, String);
-
-impl Daemon {
-    pub fn backend_action(
-        &self,
-        pool: &str,
-        backend: &str,
-        action: BackendAction,
-    ) -> Result<String, ApiError> {
-        let p = self
-            .pool(pool)
-            .ok_or_else(|| (404, format!("no pool named {pool:?}")))?;
-        let b = p
-            .backends
-            .iter()
-            .find(|b| b.cfg.name == backend)
-            .ok_or_else(|| {
-                (
-                    404,
-                    format!("pool {pool:?} has no backend named {backend:?}"),
-                )
-            })?;
-        let st = b.state.clone();
-        let active = || st.active.load(Ordering::Relaxed);
-        let msg = match action {
-            BackendAction::Drain => {
-                st.set_admin(crate::pool::AdminState::Draining);
-                format!("{pool}/{backend} draining: {} connections remain", active())
-            }
-            BackendAction::Enable => {
-                st.set_admin(crate::pool::AdminState::Enabled);
-                format!("{pool}/{backend} enabled")
-            }
-            BackendAction::Disable { grace } => {
-                st.set_admin(crate::pool::AdminState::Disabled);
-                let st2 = st.clone();
-                let (pool_s, backend_s) = (pool.to_string(), backend.to_string());
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    if st2.admin() == crate::pool::AdminState::Disabled {
-                        let n = st2.active.load(Ordering::Relaxed);
-                        if n > 0 {
-                            tracing::info!(pool = %pool_s, backend = %backend_s, connections = n, "grace period over: closing connections of disabled backend");
-                        }
-                        st2.cut_connections();
-                    }
-                });
-                format!(
-                    "{pool}/{backend} disabled: {} open connections close in {}",
-                    active(),
-                    config::duration::format(grace)
-                )
-            }
-            BackendAction::Weight(w) => {
-                if let Some(w) = w {
-                    if !(1..=256).contains(&w) {
-                        return Err((400, format!("weight {w} is out of range 1..=256")));
-                    }
-                }
-                st.set_weight_override(w);
-                match w {
-                    Some(w) => format!("{pool}/{backend} weight {w} (configured {})", b.cfg.weight),
-                    None => format!(
-                        "{pool}/{backend} weight back to the configured {}",
-                        b.cfg.weight
-                    ),
-                }
-            }
-        };
-        tracing::info!(pool, backend, action = ?action, "{msg}");
-        Ok(msg)
-    }
-
-    /// Runtime VRRP priority (maintenance), or None for the configured one.
-    pub async fn vrrp_priority(
-        &self,
-        instance: &str,
-        priority: Option<u8>,
-    ) -> Result<String, ApiError> {
-        if priority == Some(0) {
-            return Err((
-                400,
-                "priority must be 1..=255 (0 is the resign signal)".into(),
-            ));
-        }
-        let svc = self
-            .vrrp_service()
-            .ok_or_else(|| (404, "no VRRP instance is configured".to_string()))?;
-        if !svc.set_priority(instance, priority).await {
-            return Err((404, format!("no VRRP instance named {instance:?}")));
-        }
-        Ok(match priority {
-            Some(p) => format!("{instance}: priority {p} (set at runtime)"),
-            None => format!("{instance}: priority back to the configured one"),
-        })
     }
 }
 

@@ -21,6 +21,7 @@
 //! `packaging/openapi.yaml`.
 
 pub mod client;
+pub mod control;
 pub mod metrics;
 pub mod page;
 pub mod status;
@@ -39,7 +40,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Daemon;
+use control::{BackendAction, Control, ControlError};
+
+/// The daemon behind the API.
+pub type Ctl = Arc<dyn Control>;
 
 /// Binds the admin socket, replacing a stale file left by a dead daemon but
 /// refusing to steal the socket of a live one.
@@ -76,7 +80,7 @@ enum Access {
     Metrics,
 }
 
-fn spawn_conn<S>(stream: S, daemon: Arc<Daemon>, access: Access)
+fn spawn_conn<S>(stream: S, daemon: Ctl, access: Access)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -86,12 +90,12 @@ where
             let access = access.clone();
             async move {
                 Ok::<_, Infallible>(match access {
-                    Access::Metrics => metrics_route(req, &daemon),
+                    Access::Metrics => metrics_route(req, daemon.as_ref()),
                     Access::AdminToken(token) if !authorized(&req, &token) => json(
                         StatusCode::UNAUTHORIZED,
                         r#"{"ok":false,"error":"missing or wrong bearer token"}"#.into(),
                     ),
-                    _ => route(req, &daemon).await,
+                    _ => route(req, daemon.as_ref()).await,
                 })
             }
         });
@@ -113,7 +117,7 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, stop: CancellationToken) {
+pub async fn serve(listener: UnixListener, daemon: Ctl, stop: CancellationToken) {
     let mut acceptor = crate::accept::Acceptor::default();
     while let Some((s, _)) = acceptor
         .next(&stop, || "admin socket".into(), || listener.accept())
@@ -127,7 +131,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, stop: Cancellati
 /// metrics listener (`global.metrics_listen`: /metrics, the status page).
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
-    daemon: Arc<Daemon>,
+    daemon: Ctl,
     stop: CancellationToken,
     token: Option<String>,
 ) {
@@ -162,7 +166,7 @@ fn text(code: StatusCode, content_type: &'static str, body: String) -> Response<
     r
 }
 
-fn metrics_route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
+fn metrics_route(req: Request<Incoming>, daemon: &dyn Control) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -212,76 +216,92 @@ async fn json_body(req: Request<Incoming>) -> Result<serde_json::Value, String> 
     serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
 }
 
-fn result(r: Result<String, crate::runtime::ApiError>) -> Response<Full<Bytes>> {
+/// A typed request body: empty means every field absent; unknown fields are refused.
+async fn typed_body<T: serde::de::DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, String> {
+    match json_body(req).await? {
+        serde_json::Value::Null => Ok(T::default()),
+        v => serde_json::from_value(v).map_err(|e| format!("bad request body: {e}")),
+    }
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response<Full<Bytes>> {
+    json(
+        code,
+        serde_json::json!({ "ok": false, "error": msg.to_string() }).to_string(),
+    )
+}
+
+fn bad_request(msg: impl std::fmt::Display) -> Response<Full<Bytes>> {
+    error(StatusCode::BAD_REQUEST, msg)
+}
+
+fn result(r: Result<String, ControlError>) -> Response<Full<Bytes>> {
     match r {
         Ok(msg) => json(
             StatusCode::OK,
             serde_json::json!({ "ok": true, "message": msg }).to_string(),
         ),
-        Err((code, msg)) => json(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
-            serde_json::json!({ "ok": false, "error": msg }).to_string(),
-        ),
+        Err(e) => error(e.status(), e),
     }
 }
 
 async fn backend_route(
     req: Request<Incoming>,
-    daemon: &Daemon,
+    daemon: &dyn Control,
     pool: &str,
     backend: &str,
     action: &str,
 ) -> Response<Full<Bytes>> {
-    use crate::runtime::BackendAction;
-    let method = req.method().clone();
-    let body = match json_body(req).await {
-        Ok(b) => b,
-        Err(e) => return result(Err((400, e))),
-    };
-    let action = match (method, action) {
-        (Method::POST, "drain") => BackendAction::Drain,
-        (Method::POST, "enable") => BackendAction::Enable,
+    let action = match (req.method().clone(), action) {
+        (Method::POST, "drain" | "enable") => {
+            // The body is not used, but it must be empty or JSON.
+            if let Err(e) = json_body(req).await {
+                return bad_request(e);
+            }
+            if action == "drain" {
+                BackendAction::Drain
+            } else {
+                BackendAction::Enable
+            }
+        }
         (Method::POST, "disable") => {
-            let grace = match body.get("grace") {
-                None | Some(serde_json::Value::Null) => std::time::Duration::from_secs(10),
-                Some(serde_json::Value::String(g)) => match crate::config::duration::parse(g) {
+            let body: control::DisableRequest = match typed_body(req).await {
+                Ok(b) => b,
+                Err(e) => return bad_request(e),
+            };
+            let grace = match body.grace {
+                None => std::time::Duration::from_secs(10),
+                Some(g) => match crate::config::duration::parse(&g) {
                     Ok(d) => d,
-                    Err(e) => return result(Err((400, e))),
+                    Err(e) => return bad_request(e),
                 },
-                Some(_) => {
-                    return result(Err((
-                        400,
-                        "grace must be a duration string such as \"30s\"".into(),
-                    )))
-                }
             };
             BackendAction::Disable { grace }
         }
-        (Method::PUT, "weight") => match body.get("weight") {
-            Some(serde_json::Value::Null) | None => BackendAction::Weight(None),
-            Some(w) => match w.as_u64() {
-                Some(w) => BackendAction::Weight(Some(w.min(u32::MAX as u64) as u32)),
-                None => return result(Err((400, "weight must be a number or null".into()))),
-            },
+        (Method::PUT, "weight") => match typed_body::<control::WeightRequest>(req).await {
+            Ok(b) => BackendAction::Weight(b.weight.map(|w| w.min(u32::MAX as u64) as u32)),
+            Err(e) => return bad_request(e),
         },
         (_, "drain" | "enable" | "disable") => {
-            return result(Err((405, format!("{action} wants POST"))))
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{action} wants POST"),
+            )
         }
-        (_, "weight") => return result(Err((405, "weight wants PUT".into()))),
-        _ => return result(Err((404, format!("unknown backend operation {action:?}")))),
+        (_, "weight") => return error(StatusCode::METHOD_NOT_ALLOWED, "weight wants PUT"),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown backend operation {action:?}"),
+            )
+        }
     };
     result(daemon.backend_action(pool, backend, action))
 }
 
-/// Withdraws (`drain`) or re-announces (`enable`) one `[[anycast]]` address.
-fn anycast_drain(daemon: &Daemon, name: &str, drain: bool) -> Response<Full<Bytes>> {
-    let Some(a) = daemon.scaleout().and_then(|s| s.anycast.clone()) else {
-        return result(Err((404, "no [[anycast]] is configured".into())));
-    };
-    result(a.set_drained(name, drain))
-}
-
-async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, daemon: &dyn Control) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
@@ -289,22 +309,19 @@ async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>>
             return backend_route(req, daemon, pool, backend, action).await
         }
         ["v1", "anycast", name, "drain"] if req.method() == Method::POST => {
-            return anycast_drain(daemon, name, true)
+            return result(daemon.anycast_drain(name, true))
         }
         ["v1", "anycast", name, "enable"] if req.method() == Method::POST => {
-            return anycast_drain(daemon, name, false)
+            return result(daemon.anycast_drain(name, false))
         }
         ["v1", "vrrp", instance, "priority"] if req.method() == Method::PUT => {
-            let body = match json_body(req).await {
-                Ok(b) => b,
-                Err(e) => return result(Err((400, e))),
-            };
-            let prio = match body.get("priority") {
-                Some(serde_json::Value::Null) | None => None,
-                Some(p) => match p.as_u64().filter(|p| *p <= 255) {
-                    Some(p) => Some(p as u8),
-                    None => return result(Err((400, "priority must be 1..=255 or null".into()))),
+            let prio = match typed_body::<control::PriorityRequest>(req).await {
+                Ok(b) => match b.priority.map(u8::try_from) {
+                    None => None,
+                    Some(Ok(p)) => Some(p),
+                    Some(Err(_)) => return bad_request("priority must be 1..=255 or null"),
                 },
+                Err(e) => return bad_request(e),
             };
             return result(daemon.vrrp_priority(instance, prio).await);
         }
@@ -322,14 +339,14 @@ async fn route(req: Request<Incoming>, daemon: &Daemon) -> Response<Full<Bytes>>
             }
         }
         (&Method::POST, "/v1/reload") => match daemon.reload().await {
-            Ok((generation, changes)) => {
-                let changes: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({ "ok": true, "generation": generation, "changes": changes })
-                        .to_string(),
-                )
-            }
+            Ok(control::Reloaded {
+                generation,
+                changes,
+            }) => json(
+                StatusCode::OK,
+                serde_json::json!({ "ok": true, "generation": generation, "changes": changes })
+                    .to_string(),
+            ),
             Err(errors) => json(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 serde_json::json!({ "ok": false, "errors": errors }).to_string(),

@@ -143,6 +143,53 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: u64,
 }
 
+impl From<&crate::vrrp::status::InstanceStatus> for VrrpStatus {
+    fn from(i: &crate::vrrp::status::InstanceStatus) -> VrrpStatus {
+        let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        let mut peers: Vec<PeerStatus> = i
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.address.to_string(),
+                priority: p.priority,
+                checksum: p.checksum.name().into(),
+                adverts: p.adverts,
+                last_seen_ms_ago: ms(p.last_seen_ago),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.address.cmp(&b.address));
+        VrrpStatus {
+            name: i.name.clone(),
+            interface: i.interface.clone(),
+            family: if i.ipv6 { "ipv6" } else { "ipv4" }.into(),
+            source: i.source.map(|a| a.to_string()),
+            vrid: i.vrid,
+            state: match i.waiting {
+                Some(_) => "waiting".into(),
+                None => i.state.to_string(),
+            },
+            priority: i.priority,
+            priority_override: i.priority_override,
+            effective_priority: i.effective_priority,
+            master: i.master.map(|m| m.to_string()),
+            reason: match &i.waiting {
+                Some(why) => why.clone(),
+                None => i.reason.to_string(),
+            },
+            virtual_ips: i.virtual_ips.iter().map(|v| v.to_string()).collect(),
+            advert_interval_ms: ms(i.advert_interval),
+            master_down_interval_ms: ms(i.master_down_interval),
+            skew_ms: ms(i.skew),
+            adverts_sent: i.adverts_sent,
+            adverts_received: i.adverts_received,
+            transitions: i.transitions,
+            dropped: i.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            peers,
+            timer_lateness_max_us: i.timer_lateness_max.as_micros().min(u64::MAX as u128) as u64,
+        }
+    }
+}
+
 /// `n` bytes in binary units with one decimal ("4.7KiB"); `sep` goes
 /// between number and unit (the table packs them, the status page spaces).
 pub(crate) fn human_bytes(n: u64, sep: &str) -> String {

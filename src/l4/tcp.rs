@@ -74,7 +74,7 @@ pub struct ListenerStats {
     pub dropped: AtomicU64,
     /// HTTP: time until response headers.
     #[serde(skip)]
-    pub request_seconds: crate::admin::metrics::Histogram,
+    pub request_seconds: crate::stats::Histogram,
 }
 
 struct ActiveGuard<'a>(&'a AtomicU64);

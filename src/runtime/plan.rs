@@ -358,7 +358,8 @@ virtual_ips = ["192.0.2.100/24"]
     #[test]
     fn every_change_has_its_rule() {
         let http = "bind = \"127.0.0.1:8080\"\nprotocol = \"http\"";
-        let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, Vec<Change>)> = vec![
+        type Edit = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(&str, Edit, Vec<Change>)> = vec![
             (
                 "new address",
                 Box::new(|b| b.replace("127.0.0.1:5432", "127.0.0.1:5433")),

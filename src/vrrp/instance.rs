@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::machine::{Event, Params, Router, State};
 use super::packet::{self, Advert, Version};
 use super::receive::{Datagram, Policy, Receiver, Verdict};
-use crate::admin::status::{PeerStatus, VrrpStatus};
+use super::status::{InstanceStatus, PeerSnapshot};
 use crate::config::VrrpConfig;
 use crate::net::{self, GarpSender, NaSender, NetEvent, VrrpSocket};
 
@@ -126,7 +126,7 @@ impl LogLimiter {
 struct Driver {
     cfg: VrrpConfig,
     ctx: Ctx,
-    status: Arc<Mutex<VrrpStatus>>,
+    status: Arc<Mutex<InstanceStatus>>,
     hooks: HookTx,
     sent: u64,
     transitions: u64,
@@ -154,7 +154,7 @@ pub async fn run(
     cfg: VrrpConfig,
     ctx: Ctx,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
-    status: Arc<Mutex<VrrpStatus>>,
+    status: Arc<Mutex<InstanceStatus>>,
 ) {
     let (hooks, hook_runner) = spawn_hook_runner(&cfg);
     let hook_deadline = cfg.notify_timeout * 4;
@@ -291,8 +291,7 @@ impl Driver {
 
     fn publish_waiting(&self, what: &str) {
         if let Ok(mut s) = self.status.lock() {
-            s.state = "waiting".into();
-            s.reason = format!("interface {} {what}", self.cfg.interface);
+            s.waiting = Some(format!("interface {} {what}", self.cfg.interface));
         }
     }
 
@@ -753,53 +752,48 @@ impl Driver {
 
     fn publish(&self, router: Option<&Router>) {
         let now = Instant::now();
-        let mut peers: Vec<PeerStatus> = self
+        let peers: Vec<PeerSnapshot> = self
             .rx
             .peers()
             .iter()
-            .map(|(a, p)| PeerStatus {
-                address: a.to_string(),
+            .map(|(a, p)| PeerSnapshot {
+                address: *a,
                 priority: p.priority,
-                checksum: p.form.name().into(),
+                checksum: p.form,
                 adverts: p.adverts,
-                last_seen_ms_ago: now.duration_since(p.last_seen).as_millis() as u64,
+                last_seen_ago: now.duration_since(p.last_seen),
             })
             .collect();
-        peers.sort_by(|a, b| a.address.cmp(&b.address));
         let Ok(mut s) = self.status.lock() else {
             return;
         };
         s.name = self.cfg.name.clone();
         s.interface = self.cfg.interface.clone();
-        s.family = if self.cfg.is_ipv6() { "ipv6" } else { "ipv4" }.into();
-        s.source = self.source.map(|a| a.to_string());
+        s.ipv6 = self.cfg.is_ipv6();
+        s.source = self.source;
         s.vrid = self.cfg.vrid;
         s.priority = self.cfg.priority;
         s.priority_override = self.priority_override;
-        s.virtual_ips = self.cfg.virtual_ips.iter().map(|v| v.to_string()).collect();
-        s.advert_interval_ms = self.cfg.advert_interval.as_millis() as u64;
+        s.virtual_ips = self.cfg.virtual_ips.clone();
+        s.advert_interval = self.cfg.advert_interval;
         s.adverts_sent = self.sent;
         s.adverts_received = self.rx.received();
         s.transitions = self.transitions;
-        s.dropped = self
-            .rx
-            .drops()
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
+        s.dropped = self.rx.drops().clone();
         s.peers = peers;
-        s.timer_lateness_max_us = self.lateness_max.as_micros() as u64;
+        s.timer_lateness_max = self.lateness_max;
+        s.waiting = None;
         match router {
             Some(r) => {
-                s.state = r.state().to_string();
+                s.state = r.state();
                 s.effective_priority = r.effective_priority();
-                s.master = r.master().map(|m| m.to_string());
-                s.reason = r.reason().to_string();
-                s.master_down_interval_ms = r.master_down_interval().as_millis() as u64;
-                s.skew_ms = r.skew_time().as_millis() as u64;
+                s.master = r.master();
+                s.reason = *r.reason();
+                s.master_down_interval = r.master_down_interval();
+                s.skew = r.skew_time();
             }
             None => {
-                s.state = "stopped".into();
+                s.state = State::Stopped;
                 s.master = None;
             }
         }

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod packet;
 pub mod receive;
 pub mod service;
+pub mod status;
 
 #[cfg(test)]
 mod sim;

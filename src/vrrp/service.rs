@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::instance::{self, Cmd, Ctx, Groups, Tracker};
-use crate::admin::status::VrrpStatus;
+use super::status::InstanceStatus;
 use crate::config::VrrpConfig;
 use crate::net;
 
@@ -24,14 +24,14 @@ enum Control {
 struct Running {
     cfg: VrrpConfig,
     cmd: mpsc::UnboundedSender<Cmd>,
-    status: Arc<Mutex<VrrpStatus>>,
+    status: Arc<Mutex<InstanceStatus>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 /// Handle held by the daemon; cheap to query from any thread.
 pub struct VrrpService {
     control: mpsc::UnboundedSender<Control>,
-    statuses: Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>>,
+    statuses: Arc<Mutex<Vec<Arc<Mutex<InstanceStatus>>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -39,7 +39,7 @@ impl VrrpService {
     /// Starts the VRRP thread and every configured instance.
     pub fn start(cfgs: Vec<VrrpConfig>, tracker: Tracker) -> std::io::Result<VrrpService> {
         let (control, mut control_rx) = mpsc::unbounded_channel();
-        let statuses: Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>> = Arc::default();
+        let statuses: Arc<Mutex<Vec<Arc<Mutex<InstanceStatus>>>>> = Arc::default();
         let st = statuses.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let thread = std::thread::Builder::new()
@@ -107,7 +107,7 @@ impl VrrpService {
         })
     }
 
-    pub fn status(&self) -> Vec<VrrpStatus> {
+    pub fn status(&self) -> Vec<InstanceStatus> {
         self.statuses
             .lock()
             .map(|v| {
@@ -191,7 +191,7 @@ async fn apply(
     ctx: &Ctx,
     running: &mut Vec<Running>,
     cfgs: Vec<VrrpConfig>,
-    statuses: &Arc<Mutex<Vec<Arc<Mutex<VrrpStatus>>>>>,
+    statuses: &Arc<Mutex<Vec<Arc<Mutex<InstanceStatus>>>>>,
 ) {
     let wanted: HashMap<String, VrrpConfig> =
         cfgs.iter().map(|c| (c.name.clone(), c.clone())).collect();
@@ -222,15 +222,7 @@ async fn apply(
             continue;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let status = Arc::new(Mutex::new(VrrpStatus {
-            name: cfg.name.clone(),
-            interface: cfg.interface.clone(),
-            vrid: cfg.vrid,
-            priority: cfg.priority,
-            effective_priority: cfg.priority,
-            state: "initialize".into(),
-            ..Default::default()
-        }));
+        let status = Arc::new(Mutex::new(InstanceStatus::new(&cfg)));
         let task = tokio::spawn(instance::run(cfg.clone(), ctx.clone(), rx, status.clone()));
         running.push(Running {
             cfg,
