@@ -223,6 +223,10 @@ fn shipped_examples_pass_check() {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).expect("examples") {
         let path = entry.expect("entry").path();
+        // The BIRD snippet shipped beside the tandem examples is BIRD's config.
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
         let out = Command::new(BIN)
             .args(["check", "-c"])
             .arg(&path)

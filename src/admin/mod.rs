@@ -255,17 +255,15 @@ async fn backend_route(
     action: &str,
 ) -> Response<Full<Bytes>> {
     let action = match (req.method().clone(), action) {
-        (Method::POST, "drain" | "enable") => {
-            // The body is not used, but it must be empty or JSON.
-            if let Err(e) = json_body(req).await {
-                return bad_request(e);
-            }
-            if action == "drain" {
-                BackendAction::Drain
-            } else {
-                BackendAction::Enable
-            }
-        }
+        // The body of drain and enable is not used, but it must be empty or JSON.
+        (Method::POST, "drain") => match json_body(req).await {
+            Ok(_) => BackendAction::Drain,
+            Err(e) => return bad_request(e),
+        },
+        (Method::POST, "enable") => match json_body(req).await {
+            Ok(_) => BackendAction::Enable,
+            Err(e) => return bad_request(e),
+        },
         (Method::POST, "disable") => {
             let body: control::DisableRequest = match typed_body(req).await {
                 Ok(b) => b,
