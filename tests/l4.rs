@@ -413,6 +413,64 @@ fn sighup_moves_new_connections_and_keeps_open_ones() {
     );
 }
 
+/// `tandem reload` prints the reload plan: what was added, changed and removed, and what
+/// only a restart applies; and the new listener really serves.
+#[test]
+fn tandem_reload_prints_what_changed() {
+    let dir = TempDir::new("plan");
+    let a = Backend::start("a", Mode::Http);
+    let b = Backend::start("b", Mode::Http);
+    let (p1, p2) = (free_port(), free_port());
+    let hc = "health = { check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }";
+    let d = Daemon::start(
+        &dir,
+        &(pool("p", &[&a], hc) + &listener("one", p1, "p", "")),
+    );
+    let reload = || {
+        let out = std::process::Command::new(BIN)
+            .args(["reload", "-s"])
+            .arg(&d.socket)
+            .output()
+            .expect("reload");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(reload().contains("no change"), "same file: nothing to do");
+    let cfg = pool("p", &[&a, &b], hc)
+        + &listener("one", p1, "p", "idle_timeout = \"9s\"")
+        + &listener("two", p2, "p", "");
+    d.write_config(&cfg.replace("[[pool]]", "[global]\nworkers = 3\n\n[[pool]]"));
+    let out = reload();
+    for want in [
+        format!("listener two: add tcp 127.0.0.1:{p2}"),
+        format!("listener one: new settings on 127.0.0.1:{p1}"),
+        "pool p: update".to_string(),
+        format!("health check p/{}: start", b.addr),
+        "global.workers: changed, takes effect at the next restart".to_string(),
+    ] {
+        assert!(out.contains(&want), "want {want:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains(&format!("p/{}", a.addr)),
+        "a's checker is kept:\n{out}"
+    );
+    assert!(http_get(addr(p2)).is_ok(), "the added listener serves");
+    d.write_config(&(pool("p", &[&a], hc) + &listener("one", p1, "p", "")));
+    let out = reload();
+    assert!(
+        out.contains(&format!("listener two: remove 127.0.0.1:{p2}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("health check p/{}: stop", b.addr)),
+        "{out}"
+    );
+}
+
 #[test]
 fn sigterm_drains_open_connections_then_exits_zero() {
     let dir = TempDir::new("drain");
