@@ -443,7 +443,10 @@ fn tandem_reload_prints_what_changed() {
     let cfg = pool("p", &[&a, &b], hc)
         + &listener("one", p1, "p", "idle_timeout = \"9s\"")
         + &listener("two", p2, "p", "");
-    d.write_config(&cfg.replace("[[pool]]", "[global]\nworkers = 3\n\n[[pool]]"));
+    // `workers` can only change at a restart: the plan must say so.
+    d.write_config(&cfg);
+    let text = std::fs::read_to_string(&d.config).expect("read config");
+    std::fs::write(&d.config, text.replacen("workers = 2", "workers = 3", 1)).expect("write");
     let out = reload();
     for want in [
         format!("listener two: add tcp 127.0.0.1:{p2}"),
