@@ -22,3 +22,21 @@ pub mod sync;
 pub mod tls;
 pub mod vrrp;
 pub mod worker;
+
+/// Room for a build tag, patched into a built binary by packagers and by
+/// the upgrade tests (which need two binaries that report different
+/// versions); all dashes means untagged.
+static BUILD_TAG: [u8; 48] = *b"TANDEM-BUILD-TAG:-------------------------------";
+
+/// The version this binary reports: the crate version, plus the build tag when one was set.
+pub fn version() -> String {
+    // Read through black_box: the bytes are meant to be patched after the build.
+    let tag = std::hint::black_box(&BUILD_TAG);
+    let tag = String::from_utf8_lossy(&tag[17..]);
+    let tag = tag.trim_end_matches('-');
+    if tag.is_empty() {
+        env!("CARGO_PKG_VERSION").to_string()
+    } else {
+        format!("{}+{tag}", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -110,6 +110,15 @@ enum Cmd {
         #[arg(short, long)]
         socket: Option<PathBuf>,
     },
+    /// Upgrade in place: the running daemon starts the binary now installed at
+    /// its path, hands it every listening socket and VRRP role, then drains
+    /// its own connections and exits. No connection is lost, the VIPs stay.
+    Upgrade {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,7 +171,13 @@ fn print_result(code: u16, body: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // The reported version includes a build tag patched into the binary.
+    let version: &'static str = Box::leak(tandem::version().into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(version).get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match cli.cmd {
         Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Check { config, json } => check(config, json),
@@ -266,6 +281,20 @@ fn main() -> ExitCode {
             print!("{}", s.render());
             Ok(())
         }),
+        Cmd::Upgrade { config, socket } => {
+            admin_call(&config, socket, "POST", "/v1/upgrade", |code, body| {
+                let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                if code == 200 {
+                    println!("{}", v["message"].as_str().unwrap_or(body));
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "upgrade refused, the running daemon keeps serving:\n{}",
+                        v["error"].as_str().unwrap_or(body)
+                    ))
+                }
+            })
+        }
         Cmd::Reload { config, socket } => {
             admin_call(&config, socket, "POST", "/v1/reload", |code, body| {
                 let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -299,12 +328,29 @@ fn main() -> ExitCode {
 }
 
 fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
+    // Started by `tandem upgrade`: take the old process's sockets and state
+    // first, so every refusal below reaches it.
+    let handoff = match tandem::runtime::upgrade::Handoff::from_env() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tandem: upgrade hand-over failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let refuse = |msg: &str| {
+        eprintln!("{msg}");
+        if let Some(h) = &handoff {
+            h.refuse(msg);
+        }
+        ExitCode::from(1)
+    };
     let cfg = match tandem::config::load(&config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            eprintln!("tandem: not starting: {} has errors", config.display());
-            return ExitCode::from(1);
+            return refuse(&format!(
+                "{e}\ntandem: not starting: {} has errors",
+                config.display()
+            ))
         }
     };
     tandem::logging::init(log_format, &cfg.global.log_level);
@@ -312,9 +358,8 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
     if !missing.is_empty() {
         for m in &missing {
             tracing::error!("{m}");
-            eprintln!("tandem: {m}");
         }
-        return ExitCode::from(1);
+        return refuse(&missing.join("\n"));
     }
     let workers = if cfg.global.workers == 0 {
         std::thread::available_parallelism()
@@ -326,8 +371,7 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
     // The data plane runs on its own per-core workers; this runtime is the
     // control plane (config, reload, health checks, admin, metrics).
     if let Err(e) = tandem::worker::start(workers) {
-        eprintln!("tandem: cannot start workers: {e}");
-        return ExitCode::from(1);
+        return refuse(&format!("tandem: cannot start workers: {e}"));
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -336,12 +380,9 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tandem: cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return refuse(&format!("tandem: cannot start runtime: {e}")),
     };
-    match rt.block_on(tandem::runtime::run_until_signalled(&config, cfg)) {
+    match rt.block_on(tandem::runtime::run_until_signalled(&config, cfg, handoff)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "tandem failed to start");

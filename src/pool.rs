@@ -20,7 +20,7 @@ use crate::config::{BackendConfig, PoolConfig};
 use crate::stats::Histogram;
 
 /// Administrative state set at runtime (drain/disable), independent of health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminState {
     Enabled,

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,11 +30,12 @@ use crate::l7::server::{HttpPool, HttpRt};
 use crate::l7::sticky::StickyTable;
 use crate::l7::upstream::Upstream;
 use crate::pool::Pool;
-use crate::vrrp::instance::Tracker;
+use crate::vrrp::instance::{Resume, Tracker};
 use crate::vrrp::service::VrrpService;
 
 mod control;
 pub mod plan;
+pub mod upgrade;
 pub use crate::admin::control::BackendAction;
 use plan::{listener_key as key_of, Change, Fate, ListenerKey};
 
@@ -81,6 +83,8 @@ struct ListenerEntry {
     rt: Rt,
     stats: Arc<ListenerStats>,
     stop: CancellationToken,
+    /// Copies of the listening sockets, handed over by `tandem upgrade`.
+    fds: Vec<OwnedFd>,
 }
 
 /// A listener as status sees it (HTTP listeners also expose route counters).
@@ -115,6 +119,17 @@ pub struct Daemon {
     stop_admin: CancellationToken,
     /// Anycast announcer and sticky sync (issue 13), set once at start.
     scaleout: std::sync::OnceLock<crate::scaleout::ScaleOut>,
+    /// Open (cancelled) once this process may accept: at once, or after an
+    /// upgrade's old process said go.
+    gate: CancellationToken,
+    /// Fired when a `tandem upgrade` handed everything to a new process.
+    retired: CancellationToken,
+    upgrading: tokio::sync::Mutex<()>,
+    /// Copies of the sockets that live as long as the process (admin,
+    /// metrics, sync), by hand-over key.
+    held: std::sync::Mutex<Vec<(String, Vec<OwnedFd>)>>,
+    /// VRRP roles from the old process, used by the first VRRP start.
+    resume: std::sync::Mutex<HashMap<String, Resume>>,
 }
 
 /// A socket bound during the prepare phase of start/reload.
@@ -136,6 +151,10 @@ fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
         addr: l.bind,
         source,
     };
+    let inherited = upgrade::take(&upgrade::listener_key(l.protocol.is_stream(), l.bind));
+    if !inherited.is_empty() {
+        return adopt(l, inherited).map_err(err);
+    }
     match l.protocol {
         Protocol::Tcp | Protocol::Http | Protocol::Https => {
             let n = crate::worker::get().len();
@@ -149,6 +168,28 @@ fn bind(l: &ListenerConfig) -> Result<Bound, StartError> {
                 .map(Bound::Udp)
                 .map_err(err)
         }
+    }
+}
+
+/// Sockets from the old process of an upgrade: already bound and
+/// listening, so no connection waiting in their queues is lost.
+fn adopt(l: &ListenerConfig, fds: Vec<OwnedFd>) -> std::io::Result<Bound> {
+    if l.protocol.is_stream() {
+        fds.into_iter()
+            .map(|fd| {
+                let s = std::net::TcpListener::from(fd);
+                // A new backlog applies to a listening socket in place.
+                socket2::SockRef::from(&s).listen(l.backlog as i32)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map(Bound::Tcp)
+    } else {
+        let fd = fds.into_iter().next().ok_or(std::io::ErrorKind::NotFound)?;
+        let s = std::net::UdpSocket::from(fd);
+        s.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(s).map(Bound::Udp)
     }
 }
 
@@ -263,14 +304,32 @@ fn make_rt(
 
 impl Daemon {
     /// Binds every socket and starts every task; fails without side effects
-    /// left running if any listener cannot bind.
-    pub async fn start(config_path: &Path, cfg: Config) -> Result<Arc<Daemon>, StartError> {
-        let admin_listener =
-            admin::bind(&cfg.global.admin_socket).map_err(|source| StartError::Admin {
-                path: cfg.global.admin_socket.display().to_string(),
-                source,
-            })?;
+    /// left running if any listener cannot bind. `carried`: the state an
+    /// upgrade's old process handed over (its sockets are adopted by key);
+    /// such a daemon accepts only once [`Daemon::open`] is called.
+    pub async fn start(
+        config_path: &Path,
+        cfg: Config,
+        carried: Option<&upgrade::Carried>,
+    ) -> Result<Arc<Daemon>, StartError> {
+        let admin_err = |source| StartError::Admin {
+            path: cfg.global.admin_socket.display().to_string(),
+            source,
+        };
+        let admin_key = format!("admin-socket {}", cfg.global.admin_socket.display());
+        let admin_listener = match upgrade::take(&admin_key).into_iter().next() {
+            Some(fd) => {
+                let l = std::os::unix::net::UnixListener::from(fd);
+                l.set_nonblocking(true).map_err(admin_err)?;
+                tokio::net::UnixListener::from_std(l).map_err(admin_err)?
+            }
+            None => admin::bind(&cfg.global.admin_socket).map_err(admin_err)?,
+        };
+        let mut held = vec![(admin_key, dup(&admin_listener))];
         let pools = build_pools(&cfg, None);
+        if let Some(c) = carried {
+            restore_backends(&pools, &c.backends);
+        }
         let http_pools = build_http_pools(&cfg, &pools, None)?;
         let mut bound = Vec::new();
         for l in &cfg.listeners {
@@ -295,7 +354,17 @@ impl Daemon {
             conns: TaskTracker::new(),
             stop_admin: CancellationToken::new(),
             scaleout: std::sync::OnceLock::new(),
+            gate: CancellationToken::new(),
+            retired: CancellationToken::new(),
+            upgrading: tokio::sync::Mutex::new(()),
+            held: std::sync::Mutex::new(Vec::new()),
+            resume: std::sync::Mutex::new(
+                carried.map(|c| resume_roles(&cfg, c)).unwrap_or_default(),
+            ),
         });
+        if carried.is_none() {
+            daemon.gate.cancel();
+        }
         {
             let mut inner = daemon.inner.lock().await;
             for (l, sock, rt) in bound {
@@ -314,11 +383,15 @@ impl Daemon {
             .await
             .map_err(StartError::ScaleOut)?;
         let _ = daemon.scaleout.set(scaleout);
-        tokio::spawn(admin::serve(
-            admin_listener,
-            daemon.clone(),
+        let (gate, ctl, stop) = (
+            daemon.gate.clone(),
+            daemon.clone() as admin::Ctl,
             daemon.stop_admin.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            gate.cancelled().await;
+            admin::serve(admin_listener, ctl, stop).await
+        });
         for (addr, token, what) in [
             (cfg.global.metrics_listen, None, "metrics"),
             (
@@ -328,19 +401,34 @@ impl Daemon {
             ),
         ] {
             let Some(addr) = addr else { continue };
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Admin {
-                    path: format!("{what} listener {addr}"),
-                    source,
-                })?;
+            let err = |source| StartError::Admin {
+                path: format!("{what} listener {addr}"),
+                source,
+            };
+            let key = format!("{what} {addr}");
+            let l = match upgrade::take(&key).into_iter().next() {
+                Some(fd) => {
+                    let l = std::net::TcpListener::from(fd);
+                    l.set_nonblocking(true).map_err(err)?;
+                    tokio::net::TcpListener::from_std(l).map_err(err)?
+                }
+                None => tokio::net::TcpListener::bind(addr).await.map_err(err)?,
+            };
+            held.push((key, dup(&l)));
             tracing::info!(address = %addr, "{what} listener");
-            tokio::spawn(admin::serve_tcp(
-                l,
+            let (gate, ctl, stop) = (
+                daemon.gate.clone(),
                 daemon.clone() as admin::Ctl,
                 daemon.stop_admin.clone(),
-                token,
-            ));
+            );
+            tokio::spawn(async move {
+                gate.cancelled().await;
+                admin::serve_tcp(l, ctl, stop, token).await
+            });
+        }
+        daemon.hold(held);
+        for key in upgrade::release_unused() {
+            tracing::info!(socket = %key, "upgrade: socket not in the new config, closed");
         }
         let snap = daemon.snapshot.load();
         tracing::info!(
@@ -355,14 +443,19 @@ impl Daemon {
     fn spawn_listener(&self, inner: &mut Inner, cfg: ListenerConfig, sock: Bound, rt: NewRt) {
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
+        let fds = match &sock {
+            Bound::Tcp(socks) => socks.iter().flat_map(|s| dup(s)).collect(),
+            Bound::Udp(s) => dup(s),
+        };
         let rt = match (sock, rt) {
             (Bound::Tcp(socks), NewRt::L4(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
                 for (i, sock) in socks.into_iter().enumerate() {
                     let (r, stats, stop, conns) =
                         (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
-                    let name = cfg.name.clone();
+                    let (name, gate) = (cfg.name.clone(), self.gate.clone());
                     crate::worker::get().handle(i).spawn(async move {
+                        gate.cancelled().await;
                         match tokio::net::TcpListener::from_std(sock) {
                             Ok(l) => crate::l4::tcp::serve(l, r, stats, stop, conns).await,
                             Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
@@ -373,12 +466,12 @@ impl Daemon {
             }
             (Bound::Udp(s), NewRt::L4(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
-                self.conns.spawn(crate::l4::udp::serve(
-                    s,
-                    r.clone(),
-                    stats.clone(),
-                    stop.clone(),
-                ));
+                let (gate, r2, stats2, stop2) =
+                    (self.gate.clone(), r.clone(), stats.clone(), stop.clone());
+                self.conns.spawn(async move {
+                    gate.cancelled().await;
+                    crate::l4::udp::serve(s, r2, stats2, stop2).await
+                });
                 Rt::L4(r)
             }
             (Bound::Tcp(socks), NewRt::Http(r)) => {
@@ -386,8 +479,9 @@ impl Daemon {
                 for (i, sock) in socks.into_iter().enumerate() {
                     let (r, stats, stop, conns) =
                         (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
-                    let name = cfg.name.clone();
+                    let (name, gate) = (cfg.name.clone(), self.gate.clone());
                     crate::worker::get().handle(i).spawn(async move {
+                        gate.cancelled().await;
                         match tokio::net::TcpListener::from_std(sock) {
                             Ok(l) => crate::l7::server::serve(l, r, stats, stop, conns).await,
                             Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
@@ -409,6 +503,7 @@ impl Daemon {
                 rt,
                 stats,
                 stop,
+                fds,
             },
         );
     }
@@ -459,7 +554,12 @@ impl Daemon {
         let tracker: Tracker =
             Arc::new(move |pool: &str| snap.load().pools.get(pool).map(|p| p.any_serving()));
         let cfgs = cfgs.to_vec();
-        let svc = tokio::task::spawn_blocking(move || VrrpService::start(cfgs, tracker))
+        let resume = self
+            .resume
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let svc = tokio::task::spawn_blocking(move || VrrpService::start(cfgs, tracker, resume))
             .await
             .map_err(std::io::Error::other)??;
         if let Ok(mut v) = self.vrrp.lock() {
@@ -600,7 +700,6 @@ impl Daemon {
 
     /// Stops accepting, lets connections finish up to `shutdown_timeout`.
     pub async fn shutdown(&self) {
-        let timeout = self.config().global.shutdown_timeout;
         // Anycast first: withdraw, serve while the routers converge, then hand over and drain.
         if let Some(s) = self.scaleout.get() {
             s.shutdown().await;
@@ -610,6 +709,32 @@ impl Daemon {
         if let Some(svc) = self.vrrp_service() {
             svc.shutdown().await;
         }
+        self.drain().await;
+        let _ = std::fs::remove_file(&self.config().global.admin_socket);
+    }
+
+    /// After `tandem upgrade`: the new process accepts on the same sockets
+    /// and runs the election. Stop accepting, leave the election without a
+    /// word (no priority 0, the VIPs stay where they are), drain, keep the
+    /// admin socket file (it is the new process's now).
+    async fn retire(&self) {
+        self.stop_admin.cancel();
+        if let Some(s) = self.scaleout.get() {
+            s.stop();
+        }
+        if let Some(svc) = self.vrrp_service() {
+            svc.detach().await;
+        }
+        if let Ok(mut h) = self.held.lock() {
+            h.clear();
+        }
+        self.drain().await;
+    }
+
+    /// Stops every listener and checker, lets connections finish up to
+    /// `shutdown_timeout`.
+    async fn drain(&self) {
+        let timeout = self.config().global.shutdown_timeout;
         {
             let inner = self.inner.lock().await;
             for e in inner.listeners.values() {
@@ -634,7 +759,117 @@ impl Daemon {
             );
         }
         self.stop_admin.cancel();
-        let _ = std::fs::remove_file(&self.config().global.admin_socket);
+    }
+
+    fn hold(&self, sockets: Vec<(String, Vec<OwnedFd>)>) {
+        if let Ok(mut h) = self.held.lock() {
+            h.extend(sockets);
+        }
+    }
+
+    /// Keeps a copy of a process-long socket (sticky sync) for an upgrade.
+    pub fn hold_socket(&self, key: String, s: &impl AsFd) {
+        self.hold(vec![(key, dup(s))]);
+    }
+
+    /// Lets a daemon started from an upgrade hand-over accept.
+    pub fn open(&self) {
+        self.gate.cancel();
+    }
+
+    /// Resolves once this process has handed everything to a new one.
+    pub async fn retired(&self) {
+        self.retired.cancelled().await
+    }
+
+    /// What the new process needs: every socket (by key) and the state.
+    async fn handover(&self) -> (upgrade::Carried, Vec<(String, Vec<OwnedFd>)>) {
+        let mut sockets = Vec::new();
+        {
+            let inner = self.inner.lock().await;
+            for e in inner.listeners.values() {
+                let fds = e.fds.iter().flat_map(dup).collect();
+                let key = upgrade::listener_key(e.cfg.protocol.is_stream(), e.cfg.bind);
+                sockets.push((key, fds));
+            }
+        }
+        if let Ok(h) = self.held.lock() {
+            for (k, fds) in h.iter() {
+                sockets.push((k.clone(), fds.iter().flat_map(dup).collect()));
+            }
+        }
+        let vrrp = self
+            .vrrp_service()
+            .map(|v| v.status())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| upgrade::CarriedInstance {
+                master: i.state == crate::vrrp::machine::State::Master,
+                virtual_ips: i.virtual_ips.iter().map(|v| v.to_string()).collect(),
+                name: i.name,
+                interface: i.interface,
+                vrid: i.vrid,
+                priority_override: i.priority_override,
+            })
+            .collect();
+        let snap = self.snapshot.load();
+        let backends = snap
+            .pools
+            .values()
+            .flat_map(|p| {
+                p.backends.iter().map(|b| upgrade::CarriedBackend {
+                    pool: p.cfg.name.clone(),
+                    address: b.cfg.address,
+                    admin: b.state.admin(),
+                    weight: b.state.weight_override(),
+                    healthy: b.state.is_healthy(),
+                })
+            })
+            .collect();
+        let carried = upgrade::Carried {
+            from_pid: std::process::id(),
+            from_version: crate::version(),
+            sockets: Vec::new(),
+            vrrp,
+            backends,
+        };
+        (carried, sockets)
+    }
+
+    /// `tandem upgrade`: starts the binary at our own path and hands over.
+    /// On success this process retires (see [`Daemon::retired`]); on any
+    /// failure nothing here has changed and the error says why.
+    pub async fn upgrade(&self) -> Result<(u32, String), String> {
+        let _one = self
+            .upgrading
+            .try_lock()
+            .map_err(|_| "an upgrade is already in progress".to_string())?;
+        if self.retired.is_cancelled() {
+            return Err("this process has already handed over".into());
+        }
+        let (carried, sockets) = self.handover().await;
+        let count: usize = sockets.iter().map(|(_, v)| v.len()).sum();
+        tracing::info!(sockets = count, binary = ?upgrade::binary().ok(), "upgrade: starting the new process");
+        let pending = tokio::task::spawn_blocking(move || upgrade::launch(carried, sockets))
+            .await
+            .map_err(|e| e.to_string())??;
+        let (pid, version) = (pending.pid, pending.version.clone());
+        // systemd must follow the new process before it reports READY.
+        crate::sd::notify(&format!("MAINPID={pid}"));
+        match tokio::task::spawn_blocking(move || pending.go()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                crate::sd::notify(&format!("MAINPID={}", std::process::id()));
+                return Err(e);
+            }
+            Err(e) => {
+                crate::sd::notify(&format!("MAINPID={}", std::process::id()));
+                return Err(e.to_string());
+            }
+        }
+        tracing::info!(new_pid = pid, version = %version, "upgrade: the new process accepts; draining and exiting");
+        self.retired.cancel();
+        Ok((pid, version))
     }
 
     pub fn status(&self) -> Status {
@@ -728,7 +963,7 @@ impl Daemon {
             })
             .collect();
         let mut status = Status {
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::version(),
             pid: std::process::id(),
             config_file: self.config_path.display().to_string(),
             generation: self.generation(),
@@ -747,6 +982,49 @@ impl Daemon {
         }
         status
     }
+}
+
+/// A close-on-exec copy of a socket, to hand over later (none if the
+/// process is out of descriptors: that socket is then re-bound by the new process).
+fn dup(s: &impl AsFd) -> Vec<OwnedFd> {
+    s.as_fd().try_clone_to_owned().into_iter().collect()
+}
+
+/// Backends keep their drain/disable, runtime weight and health across an upgrade.
+fn restore_backends(pools: &BTreeMap<String, Arc<Pool>>, carried: &[upgrade::CarriedBackend]) {
+    for c in carried {
+        let Some(b) = pools
+            .get(&c.pool)
+            .and_then(|p| p.backends.iter().find(|b| b.cfg.address == c.address))
+        else {
+            continue;
+        };
+        b.state.set_admin(c.admin);
+        b.state.set_weight_override(c.weight);
+        b.state
+            .set_healthy(c.healthy, "carried over by the upgrade");
+    }
+}
+
+/// The roles to resume: only for an instance the new config runs as the
+/// same virtual router; anything else starts afresh as Backup.
+fn resume_roles(cfg: &Config, carried: &upgrade::Carried) -> HashMap<String, Resume> {
+    cfg.vrrp
+        .iter()
+        .filter_map(|v| {
+            let c = carried.vrrp.iter().find(|c| c.name == v.name)?;
+            let vips: Vec<String> = v.virtual_ips.iter().map(|x| x.to_string()).collect();
+            (c.interface == v.interface && c.vrid == v.vrid && c.virtual_ips == vips).then(|| {
+                (
+                    v.name.clone(),
+                    Resume {
+                        master: c.master,
+                        priority_override: c.priority_override,
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 /// Starts, keeps or restarts health checkers so exactly one runs per
@@ -806,27 +1084,68 @@ pub fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
     Ok(rx)
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
-pub async fn run_until_signalled(config_path: &Path, cfg: Config) -> Result<(), StartError> {
+/// Runs the daemon until SIGTERM/SIGINT, or until it hands over to an
+/// upgraded process. With `handoff`, this process is that upgraded one.
+pub async fn run_until_signalled(
+    config_path: &Path,
+    cfg: Config,
+    handoff: Option<upgrade::Handoff>,
+) -> Result<(), StartError> {
     let mut sigs = signals().map_err(|source| StartError::Admin {
         path: "signal handler".into(),
         source,
     })?;
-    let daemon = Daemon::start(config_path, cfg).await?;
+    let daemon = match Daemon::start(config_path, cfg, handoff.as_ref().map(|h| &h.carried)).await {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(h) = &handoff {
+                h.refuse(&e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    if let Some(h) = handoff {
+        let from = h.carried.from_pid;
+        match tokio::task::spawn_blocking(move || h.ready().map(|()| h)).await {
+            Ok(Ok(h)) => {
+                daemon.open();
+                h.running();
+                tracing::info!(from_pid = from, version = %crate::version(), "upgrade: took over listeners and VRRP roles");
+            }
+            _ => {
+                // The old process gave up on us and keeps serving: leave at
+                // once, without resigning or removing an address.
+                tracing::error!(from_pid = from, "upgrade aborted by the old process");
+                std::process::exit(1);
+            }
+        }
+    }
     // Listeners are bound and VRRP instances initialized: tell systemd.
     crate::sd::notify("READY=1\nSTATUS=running");
     if let Some(every) = crate::sd::watchdog_interval() {
+        let d = daemon.clone();
         tokio::spawn(async move {
             // Pinged from the data-plane runtime: a wedged runtime stops
             // the pings and systemd restarts us.
             let mut t = tokio::time::interval(every / 2);
-            loop {
+            while !d.retired.is_cancelled() {
                 t.tick().await;
                 crate::sd::notify("WATCHDOG=1");
             }
         });
     }
-    while let Some(sig) = sigs.recv().await {
+    loop {
+        let sig = tokio::select! {
+            s = sigs.recv() => s,
+            _ = daemon.retired() => {
+                daemon.retire().await;
+                // Let the answer to `tandem upgrade` reach its caller.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tracing::info!("handed over to the upgraded process: exiting");
+                return Ok(());
+            }
+        };
+        let Some(sig) = sig else { break };
         match sig {
             signal_hook::consts::SIGHUP => {
                 tracing::info!("SIGHUP: reloading configuration");

@@ -50,11 +50,19 @@ impl ScaleOut {
                 let w = weak.clone();
                 let tables: sync::Tables =
                     Arc::new(move || w.upgrade().map(|d| d.sticky_tables()).unwrap_or_default());
-                Some(
-                    sync::start(s.clone(), tables, stop.clone())
-                        .await
-                        .map_err(|e| format!("sync: cannot bind {}: {e}", s.listen))?,
-                )
+                let err = |e: std::io::Error| format!("sync: cannot bind {}: {e}", s.listen);
+                // After an upgrade the old process's socket is adopted: no datagram is lost.
+                let key = format!("sync {}", s.listen);
+                let sock = match crate::runtime::upgrade::take(&key).into_iter().next() {
+                    Some(fd) => {
+                        let std = std::net::UdpSocket::from(fd);
+                        std.set_nonblocking(true).map_err(err)?;
+                        tokio::net::UdpSocket::from_std(std).map_err(err)?
+                    }
+                    None => tokio::net::UdpSocket::bind(s.listen).await.map_err(err)?,
+                };
+                daemon.hold_socket(key, &sock);
+                Some(sync::start(s.clone(), sock, tables, stop.clone()))
             }
         };
         Ok(ScaleOut {
@@ -70,6 +78,12 @@ impl ScaleOut {
         if let Some(a) = &self.anycast {
             a.withdraw_all().await;
         }
+    }
+
+    /// An upgraded process took over: stop without withdrawing anything
+    /// (the new process announces the same routes).
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// Fills the scale-out parts of a status document.

@@ -26,6 +26,9 @@ pub enum ControlError {
     /// The request is valid but the daemon's state forbids it now (409).
     #[error("{0}")]
     Conflict(String),
+    /// The new process of an upgrade refused or failed to start; the running one keeps serving (422).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ControlError {
@@ -34,6 +37,7 @@ impl ControlError {
             ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }
@@ -57,6 +61,14 @@ pub enum BackendAction {
 pub struct Reloaded {
     pub generation: u64,
     pub changes: Vec<String>,
+}
+
+/// A finished upgrade in place: the process that now serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgraded {
+    pub old_pid: u32,
+    pub new_pid: u32,
+    pub version: String,
 }
 
 /// `POST /v1/backends/{pool}/{backend}/disable` body.
@@ -101,6 +113,8 @@ pub trait Control: Send + Sync + 'static {
     ) -> Reply<'a, Result<String, ControlError>>;
     /// Withdraws (`drain = true`) or re-announces one `[[anycast]]` address.
     fn anycast_drain(&self, name: &str, drain: bool) -> Result<String, ControlError>;
+    /// Hands every socket and role to a new process of the binary at our path, then retires.
+    fn upgrade(&self) -> Reply<'_, Result<Upgraded, ControlError>>;
 }
 
 #[cfg(test)]
@@ -112,6 +126,7 @@ mod tests {
         assert_eq!(ControlError::Invalid("x".into()).status(), 400);
         assert_eq!(ControlError::NotFound("x".into()).status(), 404);
         assert_eq!(ControlError::Conflict("x".into()).status(), 409);
+        assert_eq!(ControlError::Refused("x".into()).status(), 422);
         assert_eq!(
             ControlError::NotFound("no pool".into()).to_string(),
             "no pool"

@@ -10,6 +10,9 @@
 //!   an optional `{"grace": "10s"}`), `PUT /v1/backends/{pool}/{backend}/weight`
 //!   with `{"weight": N}` or `{"weight": null}` (back to the configured one).
 //! - `PUT /v1/vrrp/{instance}/priority` with `{"priority": N}` or `null`.
+//! - `POST /v1/upgrade` → start the binary at the daemon's own path and hand
+//!   it every socket and VRRP role (upgrade in place); 200 with the new pid,
+//!   422 with the reason (the running daemon keeps serving) otherwise.
 //!
 //! The same API is available over TCP on `global.admin_listen` with
 //! `Authorization: Bearer <global.admin_token>`. `global.metrics_listen`
@@ -350,7 +353,24 @@ async fn route(req: Request<Incoming>, daemon: &dyn Control) -> Response<Full<By
                 serde_json::json!({ "ok": false, "errors": errors }).to_string(),
             ),
         },
-        (_, "/v1/status") | (_, "/v1/reload") => json(
+        (&Method::POST, "/v1/upgrade") => match daemon.upgrade().await {
+            Ok(u) => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "ok": true,
+                    "message": format!("upgraded: pid {} → {} (version {})", u.old_pid, u.new_pid, u.version),
+                    "old_pid": u.old_pid,
+                    "new_pid": u.new_pid,
+                    "version": u.version,
+                })
+                .to_string(),
+            ),
+            Err(e) => json(
+                e.status(),
+                serde_json::json!({ "ok": false, "error": e.to_string() }).to_string(),
+            ),
+        },
+        (_, "/v1/status") | (_, "/v1/reload") | (_, "/v1/upgrade") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"method not allowed"}"#.into(),
         ),

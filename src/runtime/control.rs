@@ -1,10 +1,10 @@
 //! The daemon as the admin API's [`Control`]: status, reload, runtime changes to backends and
-//! VRRP priorities, anycast drain.
+//! VRRP priorities, anycast drain, upgrade in place.
 
 use std::sync::atomic::Ordering;
 
 use super::Daemon;
-use crate::admin::control::{BackendAction, Control, ControlError, Reloaded, Reply};
+use crate::admin::control::{BackendAction, Control, ControlError, Reloaded, Reply, Upgraded};
 use crate::admin::status::Status;
 use crate::config;
 
@@ -20,6 +20,22 @@ impl Control for Daemon {
                 generation,
                 changes: changes.iter().map(|c| c.to_string()).collect(),
             })
+        })
+    }
+
+    fn upgrade(&self) -> Reply<'_, Result<Upgraded, ControlError>> {
+        Box::pin(async move {
+            match Daemon::upgrade(self).await {
+                Ok((new_pid, version)) => Ok(Upgraded {
+                    old_pid: std::process::id(),
+                    new_pid,
+                    version,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "upgrade refused: this process keeps serving");
+                    Err(ControlError::Refused(e))
+                }
+            }
         })
     }
 

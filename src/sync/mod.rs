@@ -217,13 +217,14 @@ impl StickyObserver for PoolObserver {
     }
 }
 
-/// Binds `cfg.listen` and runs until `stop`.
-pub async fn start(
+/// Runs on `sock` (bound to `cfg.listen`) until `stop`.
+pub fn start(
     cfg: SyncConfig,
+    sock: UdpSocket,
     tables: Tables,
     stop: CancellationToken,
-) -> std::io::Result<Arc<SyncHandle>> {
-    let sock = Arc::new(UdpSocket::bind(cfg.listen).await?);
+) -> Arc<SyncHandle> {
+    let sock = Arc::new(sock);
     let stats = Arc::new(SyncStats::default());
     let peers = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel(cfg.max_queue);
@@ -247,7 +248,7 @@ pub async fn start(
         peers.clone(),
         stop,
     ));
-    Ok(Arc::new(SyncHandle { cfg, stats, peers }))
+    Arc::new(SyncHandle { cfg, stats, peers })
 }
 
 async fn attach(

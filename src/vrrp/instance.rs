@@ -40,6 +40,9 @@ pub enum Cmd {
     Reconfigure(Box<VrrpConfig>),
     /// Runtime priority (maintenance); None returns to the configured one.
     SetPriority(Option<u8>),
+    /// In-place upgrade: the next process has taken over. Stop at once
+    /// without resigning and without touching the addresses.
+    Detach,
 }
 
 /// News shared between members of a sync group.
@@ -140,6 +143,16 @@ struct Driver {
     /// Set at runtime (`tandem vrrp priority`); kept across reloads that do
     /// not change the configured priority.
     priority_override: Option<u8>,
+    /// The previous process (in-place upgrade) was Master: resume as Master,
+    /// keep the addresses. Used once, by the first interface incarnation.
+    resume_master: bool,
+}
+
+/// What the previous process of an in-place upgrade hands to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub master: bool,
+    pub priority_override: Option<u8>,
 }
 
 enum Exit {
@@ -155,6 +168,7 @@ pub async fn run(
     ctx: Ctx,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     status: Arc<Mutex<InstanceStatus>>,
+    resume: Option<Resume>,
 ) {
     let (hooks, hook_runner) = spawn_hook_runner(&cfg);
     let hook_deadline = cfg.notify_timeout * 4;
@@ -171,7 +185,8 @@ pub async fn run(
         lateness_max: Duration::ZERO,
         shutting_down: false,
         source: None,
-        priority_override: None,
+        priority_override: resume.as_ref().and_then(|r| r.priority_override),
+        resume_master: resume.is_some_and(|r| r.master),
     };
     loop {
         let Some((link, primary)) = d.wait_for_interface(&mut cmds).await else {
@@ -280,7 +295,7 @@ impl Driver {
             self.publish_waiting(what);
             tokio::select! {
                 c = cmds.recv() => match c {
-                    None | Some(Cmd::Shutdown) => return None,
+                    None | Some(Cmd::Shutdown) | Some(Cmd::Detach) => return None,
                     Some(Cmd::Reconfigure(c)) => self.reconfigured(*c),
                     Some(Cmd::SetPriority(p)) => self.priority_override = p,
                 },
@@ -319,9 +334,11 @@ impl Driver {
         cmds: &mut mpsc::UnboundedReceiver<Cmd>,
     ) -> Exit {
         let name = self.cfg.name.clone();
+        let resume_master = std::mem::take(&mut self.resume_master);
         // Stale VIPs from a crashed run answer ARP next to the real master:
-        // remove them before anything else (we start as backup).
-        for vip in &self.cfg.virtual_ips {
+        // remove them before anything else (we start as backup). After an
+        // in-place upgrade they are not stale: the previous process held them.
+        for vip in self.cfg.virtual_ips.iter().filter(|_| !resume_master) {
             if let Ok(true) = net::has_vip(&self.ctx.netlink, link.index, vip.addr).await {
                 tracing::warn!(instance = %name, vip = %vip, "removing a stale copy of our virtual IP");
                 let _ = net::del_vip(&self.ctx.netlink, link.index, vip.addr, vip.prefix).await;
@@ -364,7 +381,11 @@ impl Driver {
         let mut group_rx = self.ctx.groups.bus.subscribe();
         let mut router = Router::new(self.params(primary));
         let now = Instant::now();
-        router.startup(now);
+        if resume_master {
+            router.resume_master(now);
+        } else {
+            router.startup(now);
+        }
         tracing::info!(
             instance = %name, interface = %link.name, vrid = self.cfg.vrid,
             priority = self.cfg.priority, source = %primary,
@@ -418,6 +439,10 @@ impl Driver {
                             tracing::info!(instance = %name, state = %router.state(), "vrrp instance shutting down");
                             router.shutdown(Instant::now());
                         }
+                    }
+                    Some(Cmd::Detach) => {
+                        tracing::info!(instance = %name, state = %router.state(), "vrrp instance handed to the upgraded process");
+                        return Exit::Stopped;
                     }
                     Some(Cmd::Reconfigure(c)) => {
                         self.reconfigured(*c);

@@ -154,6 +154,8 @@ pub enum Reason {
     HandoverTimeout,
     /// Stopped without holding the addresses.
     Shutdown,
+    /// Master carried over from the previous process of an in-place upgrade.
+    Upgraded,
 }
 
 impl fmt::Display for Reason {
@@ -207,6 +209,10 @@ impl fmt::Display for Reason {
             Reason::HandoverComplete { peer } => write!(f, "handed over to new master {peer}"),
             Reason::HandoverTimeout => write!(f, "handover timeout: no new master heard"),
             Reason::Shutdown => write!(f, "shut down"),
+            Reason::Upgraded => write!(
+                f,
+                "master carried over from the previous process (upgrade in place)"
+            ),
         }
     }
 }
@@ -317,6 +323,15 @@ impl Router {
         } else {
             self.master_adver_interval = self.params.advert_interval;
             self.become_backup(now, Reason::Startup);
+        }
+    }
+
+    /// In-place upgrade: the previous process was Master and hands over to
+    /// this one, so it resumes as Master at once, advertising now (the peer
+    /// hears no gap longer than one advert interval). No-op outside Initialize.
+    pub fn resume_master(&mut self, now: Instant) {
+        if self.state == State::Initialize {
+            self.become_master(now, Reason::Upgraded);
         }
     }
 
@@ -1099,6 +1114,33 @@ mod tests {
         // A second startup is ignored.
         r.startup(t0 + 2 * SEC);
         quiet(&mut r);
+    }
+
+    #[test]
+    fn an_upgraded_master_resumes_advertising_at_once() {
+        let t0 = Instant::now();
+        let mut r = Router::new(params(100));
+        r.resume_master(t0);
+        assert_eq!(
+            drain(&mut r),
+            (
+                vec![tx(100)],
+                vec![
+                    changed(State::Initialize, State::Master, Reason::Upgraded),
+                    Event::ClaimAddresses
+                ]
+            )
+        );
+        assert_eq!(r.poll_timeout(), Some(t0 + SEC));
+        // A second resume is ignored, and so is resuming a router already started.
+        r.resume_master(t0 + SEC);
+        quiet(&mut r);
+        let mut b = Router::new(params(100));
+        b.startup(t0);
+        drain(&mut b);
+        b.resume_master(t0);
+        quiet(&mut b);
+        assert_eq!(b.state(), State::Backup);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::instance::{self, Cmd, Ctx, Groups, Tracker};
+use super::instance::{self, Cmd, Ctx, Groups, Resume, Tracker};
 use super::status::InstanceStatus;
 use crate::config::VrrpConfig;
 use crate::net;
@@ -18,7 +18,9 @@ use crate::net;
 enum Control {
     Reload(Vec<VrrpConfig>, oneshot::Sender<()>),
     SetPriority(String, Option<u8>, oneshot::Sender<bool>),
-    Shutdown(oneshot::Sender<()>),
+    /// Graceful (`false`: hand the VIPs to the peer) or detach (`true`: an
+    /// upgraded process has taken over; nothing is sent, nothing removed).
+    Shutdown(bool, oneshot::Sender<()>),
 }
 
 struct Running {
@@ -36,8 +38,13 @@ pub struct VrrpService {
 }
 
 impl VrrpService {
-    /// Starts the VRRP thread and every configured instance.
-    pub fn start(cfgs: Vec<VrrpConfig>, tracker: Tracker) -> std::io::Result<VrrpService> {
+    /// Starts the VRRP thread and every configured instance; `resume` (by
+    /// instance name) carries the roles an upgraded-from process held.
+    pub fn start(
+        cfgs: Vec<VrrpConfig>,
+        tracker: Tracker,
+        resume: HashMap<String, Resume>,
+    ) -> std::io::Result<VrrpService> {
         let (control, mut control_rx) = mpsc::unbounded_channel();
         let statuses: Arc<Mutex<Vec<Arc<Mutex<InstanceStatus>>>>> = Arc::default();
         let st = statuses.clone();
@@ -65,12 +72,12 @@ impl VrrpService {
                         }
                     };
                     let mut running: Vec<Running> = Vec::new();
-                    apply(&ctx, &mut running, cfgs, &st).await;
+                    apply(&ctx, &mut running, cfgs, &st, &resume).await;
                     let _ = ready_tx.send(Ok(()));
                     while let Some(c) = control_rx.recv().await {
                         match c {
                             Control::Reload(cfgs, done) => {
-                                apply(&ctx, &mut running, cfgs, &st).await;
+                                apply(&ctx, &mut running, cfgs, &st, &HashMap::new()).await;
                                 let _ = done.send(());
                             }
                             Control::SetPriority(name, prio, done) => {
@@ -81,9 +88,13 @@ impl VrrpService {
                                     .unwrap_or(false);
                                 let _ = done.send(found);
                             }
-                            Control::Shutdown(done) => {
+                            Control::Shutdown(detach, done) => {
                                 for r in &running {
-                                    let _ = r.cmd.send(Cmd::Shutdown);
+                                    let _ = r.cmd.send(if detach {
+                                        Cmd::Detach
+                                    } else {
+                                        Cmd::Shutdown
+                                    });
                                 }
                                 for r in running.drain(..) {
                                     let _ = r.task.await;
@@ -143,8 +154,18 @@ impl VrrpService {
     /// Graceful stop of every instance (make-before-break handover), then
     /// the thread ends.
     pub async fn shutdown(&self) {
+        self.stop(false).await
+    }
+
+    /// In-place upgrade: the new process runs the election now. Every
+    /// instance stops without a priority-0 advert and leaves its addresses.
+    pub async fn detach(&self) {
+        self.stop(true).await
+    }
+
+    async fn stop(&self, detach: bool) {
         let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Shutdown(tx)).is_ok() {
+        if self.control.send(Control::Shutdown(detach, tx)).is_ok() {
             let _ = rx.await;
         }
         let t = self.thread.lock().ok().and_then(|mut t| t.take());
@@ -192,6 +213,7 @@ async fn apply(
     running: &mut Vec<Running>,
     cfgs: Vec<VrrpConfig>,
     statuses: &Arc<Mutex<Vec<Arc<Mutex<InstanceStatus>>>>>,
+    resume: &HashMap<String, Resume>,
 ) {
     let wanted: HashMap<String, VrrpConfig> =
         cfgs.iter().map(|c| (c.name.clone(), c.clone())).collect();
@@ -223,7 +245,13 @@ async fn apply(
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(InstanceStatus::new(&cfg)));
-        let task = tokio::spawn(instance::run(cfg.clone(), ctx.clone(), rx, status.clone()));
+        let task = tokio::spawn(instance::run(
+            cfg.clone(),
+            ctx.clone(),
+            rx,
+            status.clone(),
+            resume.get(&cfg.name).copied(),
+        ));
         running.push(Running {
             cfg,
             cmd: tx,

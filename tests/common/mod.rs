@@ -73,16 +73,36 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra `[global]` lines.
     pub fn start_with_global(dir: &TempDir, global_extra: &str, config_body: &str) -> Daemon {
+        Daemon::start_bin(dir, Path::new(BIN), global_extra, config_body)
+    }
+
+    /// Like [`Daemon::start_with_global`], running the binary at `bin`; a
+    /// default `[global]` key that `global_extra` sets is left out.
+    pub fn start_bin(dir: &TempDir, bin: &Path, global_extra: &str, config_body: &str) -> Daemon {
         let socket = dir.path("admin.sock");
         let config = dir.path("tandem.toml");
+        let defaults: String = [
+            "workers = 2",
+            "shutdown_timeout = \"5s\"",
+            "log_level = \"debug\"",
+        ]
+        .iter()
+        .filter(|d| {
+            let key = d.split(' ').next().unwrap_or("");
+            !global_extra
+                .lines()
+                .any(|l| l.trim_start().starts_with(key))
+        })
+        .map(|d| format!("{d}\n"))
+        .collect();
         let full = format!(
-            "[global]\nadmin_socket = \"{}\"\nworkers = 2\nshutdown_timeout = \"5s\"\nlog_level = \"debug\"\n{global_extra}\n\n{config_body}",
+            "[global]\nadmin_socket = \"{}\"\n{defaults}{global_extra}\n\n{config_body}",
             socket.display()
         );
         std::fs::write(&config, full).expect("write config");
         let log = dir.path("tandem.log");
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(BIN)
+        let child = Command::new(bin)
             .args(["run", "-c"])
             .arg(&config)
             .stdout(Stdio::null())

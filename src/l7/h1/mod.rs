@@ -246,6 +246,10 @@ enum ReadErr {
     Io,
 }
 
+/// How long an idle keep-alive connection may still send a request once its
+/// listener stops (shutdown, upgrade).
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One read into `buf` (growing it in place when full), bounded by
 /// `deadline`; with `stoppable`, a listener stop ends the wait.
 async fn read_until<S>(
@@ -271,9 +275,18 @@ where
         }
     };
     let r = if stoppable {
+        let mut timed = std::pin::pin!(timed);
         tokio::select! {
-            r = timed => r,
-            _ = stop.cancelled() => Err(ReadErr::Stopped),
+            r = timed.as_mut() => r,
+            _ = stop.cancelled() => {
+                // The client may have its next request on the wire already:
+                // closing now would race it into a reset. A request that
+                // arrives within the grace is served (with Connection: close).
+                match tokio::time::timeout(DRAIN_GRACE, timed).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ReadErr::Stopped),
+                }
+            }
         }
     } else {
         timed.await
