@@ -725,9 +725,6 @@ impl Daemon {
         if let Some(svc) = self.vrrp_service() {
             svc.detach().await;
         }
-        if let Ok(mut h) = self.held.lock() {
-            h.clear();
-        }
         self.drain().await;
     }
 
@@ -736,13 +733,19 @@ impl Daemon {
     async fn drain(&self) {
         let timeout = self.config().global.shutdown_timeout;
         {
-            let inner = self.inner.lock().await;
-            for e in inner.listeners.values() {
+            let mut inner = self.inner.lock().await;
+            for e in inner.listeners.values_mut() {
                 e.stop.cancel();
+                // The copies kept for a hand-over would keep the port open:
+                // a stopped listener must refuse, not queue, new connections.
+                e.fds.clear();
             }
             for (_, tok) in inner.checkers.values() {
                 tok.cancel();
             }
+        }
+        if let Ok(mut h) = self.held.lock() {
+            h.clear();
         }
         self.conns.close();
         let active = self.conns.len();

@@ -3,6 +3,7 @@
 //! drains; nothing a client holds breaks, nothing new is refused.
 
 mod common;
+mod lab;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -470,4 +471,83 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
     pids.add(new_pid);
     assert_ne!(new_pid, pid);
     serving();
+}
+
+/// The pair in the namespace lab: lb1 is master and upgraded ten times while
+/// a client opens a new connection through the VIP every 20 ms. The peer
+/// must never notice: no transition, no failed probe, the VIP stays on lb1.
+#[test]
+fn upgrading_the_master_ten_times_never_moves_the_vip() {
+    if !lab::enter("upgrading_the_master_ten_times_never_moves_the_vip") {
+        return;
+    }
+    const VIP: &str = "10.79.0.100";
+    let mut l = lab::Lab::new("upg");
+    l.add_host("lb1", "10.79.0.1/24");
+    l.add_host("lb2", "10.79.0.2/24");
+    l.add_host("client", "10.79.0.50/24");
+    l.add_host("be1", "10.79.0.21/24");
+    let _be = lab::HttpBackend::start(&l, "be1", 8080, "web1");
+    let node = |priority: u8| {
+        format!(
+            "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
+             backends = [{{ name = \"web1\", address = \"10.79.0.21:8080\" }}]\n\
+             [[listener]]\nname = \"web\"\nbind = \"{VIP}:80\"\npool = \"web\"\n\
+             [[vrrp]]\nname = \"vip1\"\ninterface = \"eth0\"\nvrid = 53\npriority = {priority}\n\
+             advert_interval = \"100ms\"\nvirtual_ips = [\"{VIP}/24\"]\n"
+        )
+    };
+    let pids = Pids::default();
+    let sock1 = l.tandem("lb1", "lb1", &node(150));
+    l.wait_for("lb1 master", Duration::from_secs(5), || {
+        l.vrrp_state("lb1", "vip1") == "master"
+    });
+    l.tandem("lb2", "lb2", &node(100));
+    l.wait_for("lb2 backup", Duration::from_secs(5), || {
+        l.vrrp_state("lb2", "vip1") == "backup"
+    });
+    let sock1 = PathBuf::from(sock1);
+    let transitions = |label: &str| -> u64 {
+        l.status(label).expect("status")["vrrp"][0]["transitions"]
+            .as_u64()
+            .expect("transitions")
+    };
+    let peer_before = transitions("lb2");
+    let (mut pid, _) = pid_version(&sock1);
+    pids.add(pid);
+
+    let vip = SocketAddr::from(([10, 79, 0, 100], 80));
+    let probes = lab::ProbeClient::start(&l, "client", vip, Duration::from_millis(20), 2000);
+    std::thread::sleep(Duration::from_millis(500));
+    let since = Instant::now();
+    for i in 1..=10 {
+        let (success, text) = upgrade(&sock1);
+        assert!(success, "upgrade {i}: {text}\n{}", l.log("lb1"));
+        let (new_pid, _) = pid_version(&sock1);
+        pids.add(new_pid);
+        assert_ne!(new_pid, pid, "upgrade {i}: {text}");
+        pid = new_pid;
+        // Watch the VIP and both roles until the next upgrade.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(500) {
+            assert!(l.has_addr("lb1", VIP), "upgrade {i}: the VIP left lb1");
+            assert!(!l.has_addr("lb2", VIP), "upgrade {i}: lb2 took the VIP");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(l.vrrp_state("lb1", "vip1"), "master", "upgrade {i}");
+        assert_eq!(l.vrrp_state("lb2", "vip1"), "backup", "upgrade {i}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = probes.stop();
+    let (failed, gap) = lab::outage(&seen, since);
+    let after = seen.iter().filter(|p| p.at >= since).count();
+    eprintln!("{after} probes through 10 upgrades: {failed} failed, outage {gap:?}");
+    assert!(after > 200, "too few probes: {after}");
+    assert_eq!(failed, 0, "failed probes, outage {gap:?}");
+    assert_eq!(
+        transitions("lb2"),
+        peer_before,
+        "the peer changed state during the upgrades:\n{}",
+        l.log("lb2")
+    );
 }
