@@ -435,13 +435,16 @@ Show VRRP instances, listeners, pools and backends of the running daemon.
 \fBreload\fR [\-c FILE | \-s SOCKET]
 Re-read the configuration; an invalid file changes nothing and its errors are printed.
 .TP
+\fBupgrade\fR [\-c FILE | \-s SOCKET]
+Upgrade in place: the running daemon starts the binary now installed at its path, hands it every listening socket, VRRP role and runtime backend state, then drains its own connections and exits (no priority 0 advert, the virtual IPs stay). If the new process refuses (invalid configuration, a binary that does not start), the running daemon keeps serving and the reason is printed. The package runs this on upgrade; \fBsystemctl reload\fR stays a configuration reload.
+.TP
 \fBimport\fR [\-\-keepalived FILE] [\-\-haproxy FILE] [\-o FILE]
 Convert keepalived and HAProxy configurations into a checked tandem.toml; print what was imported, approximated and left out.
 .TP
 \fBcleanup\fR \-c FILE
 Remove this node's virtual IP addresses (run by systemd after every exit).
 .PP
-The configuration file defaults to /etc/tandem/tandem.toml; \fBstatus\fR and \fBreload\fR find the admin socket through it unless \-s is given.
+The configuration file defaults to /etc/tandem/tandem.toml; \fBstatus\fR, \fBreload\fR and \fBupgrade\fR find the admin socket through it unless \-s is given.
 .SH SIGNALS
 .TP
 SIGHUP

@@ -329,6 +329,11 @@ impl Daemon {
         let pools = build_pools(&cfg, None);
         if let Some(c) = carried {
             restore_backends(&pools, &c.backends);
+            if let Some(secret) = c.sticky_boot_secret {
+                if !crate::l7::sticky::adopt_boot_secret(secret) {
+                    tracing::warn!("the per-boot sticky key was drawn before the upgrade hand-over: cookie-sticky clients may move");
+                }
+            }
         }
         let http_pools = build_http_pools(&cfg, &pools, None)?;
         let mut bound = Vec::new();
@@ -454,13 +459,18 @@ impl Daemon {
                     let (r, stats, stop, conns) =
                         (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
                     let (name, gate) = (cfg.name.clone(), self.gate.clone());
-                    crate::worker::get().handle(i).spawn(async move {
-                        gate.cancelled().await;
+                    // Tracked like the connections: a drain must not end
+                    // while an accept that raced the stop is being handed on.
+                    let accepting = self.conns.track_future(async move {
+                        if !opened(&gate, &stop).await {
+                            return;
+                        }
                         match tokio::net::TcpListener::from_std(sock) {
                             Ok(l) => crate::l4::tcp::serve(l, r, stats, stop, conns).await,
                             Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
                         }
                     });
+                    crate::worker::get().handle(i).spawn(accepting);
                 }
                 Rt::L4(r)
             }
@@ -469,8 +479,9 @@ impl Daemon {
                 let (gate, r2, stats2, stop2) =
                     (self.gate.clone(), r.clone(), stats.clone(), stop.clone());
                 self.conns.spawn(async move {
-                    gate.cancelled().await;
-                    crate::l4::udp::serve(s, r2, stats2, stop2).await
+                    if opened(&gate, &stop2).await {
+                        crate::l4::udp::serve(s, r2, stats2, stop2).await
+                    }
                 });
                 Rt::L4(r)
             }
@@ -480,13 +491,18 @@ impl Daemon {
                     let (r, stats, stop, conns) =
                         (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
                     let (name, gate) = (cfg.name.clone(), self.gate.clone());
-                    crate::worker::get().handle(i).spawn(async move {
-                        gate.cancelled().await;
+                    // Tracked like the connections: a drain must not end
+                    // while an accept that raced the stop is being handed on.
+                    let accepting = self.conns.track_future(async move {
+                        if !opened(&gate, &stop).await {
+                            return;
+                        }
                         match tokio::net::TcpListener::from_std(sock) {
                             Ok(l) => crate::l7::server::serve(l, r, stats, stop, conns).await,
                             Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
                         }
                     });
+                    crate::worker::get().handle(i).spawn(accepting);
                 }
                 Rt::Http(r)
             }
@@ -835,6 +851,7 @@ impl Daemon {
             sockets: Vec::new(),
             vrrp,
             backends,
+            sticky_boot_secret: Some(crate::l7::sticky::boot_secret_for_upgrade()),
         };
         (carried, sockets)
     }
@@ -994,6 +1011,15 @@ fn dup(s: &impl AsFd) -> Vec<OwnedFd> {
 }
 
 /// Backends keep their drain/disable, runtime weight and health across an upgrade.
+/// Waits for the upgrade gate to open; false if the listener was stopped first.
+async fn opened(gate: &CancellationToken, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => false,
+        _ = gate.cancelled() => true,
+    }
+}
+
 fn restore_backends(pools: &BTreeMap<String, Arc<Pool>>, carried: &[upgrade::CarriedBackend]) {
     for c in carried {
         let Some(b) = pools

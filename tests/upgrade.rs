@@ -551,3 +551,97 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
         l.log("lb2")
     );
 }
+
+/// What an operator set at runtime and what clients were promised carries
+/// over: a drained backend stays drained, a runtime weight stays, health
+/// is not re-learnt from scratch, and a sticky cookie issued by the old
+/// process (per-boot key, no `sticky_secret`) still names its backend.
+#[test]
+fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
+    let dir = TempDir::new("upgrade-state");
+    std::fs::create_dir_all(dir.path("bin")).expect("bin dir");
+    let installed = dir.path("bin/tandem");
+    install(Path::new(BIN), &installed);
+    let webs = [
+        Web::start("alpha"),
+        Web::start("bravo"),
+        Web::start("charlie"),
+    ];
+    let list: Vec<String> = webs
+        .iter()
+        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
+        .collect();
+    let port = free_port();
+    let body = format!(
+        "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
+         backends = [{}]\nsticky = {{ mode = \"cookie\", name = \"TANDEM_SRV\" }}\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\npool = \"web\"\n",
+        list.join(", ")
+    );
+    let pids = Pids::default();
+    let d = Daemon::start_bin(&dir, &installed, "", &body);
+    pids.add(d.child.id());
+    d.wait_for("pool up", Duration::from_secs(5), |d| {
+        d.status()["pools"][0]["healthy"] == 3
+    });
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("-s")
+            .arg(&d.socket)
+            .output()
+            .expect("tandem");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["backend", "drain", "web/charlie"]);
+    ctl(&["backend", "weight", "web/bravo", "5"]);
+    let (_, h, first) = get(addr(port), "/", "").expect("first");
+    let token = common::web::header(&h, "set-cookie")
+        .expect("sticky cookie")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+
+    let (success, text) = upgrade(&d.socket);
+    assert!(success, "{text}");
+    let (new_pid, _) = pid_version(&d.socket);
+    pids.add(new_pid);
+    assert_ne!(new_pid, d.child.id());
+
+    let s = status(&d.socket);
+    assert_eq!(
+        Daemon::backend(&s, "web", "charlie")["admin"],
+        "draining",
+        "{s}"
+    );
+    assert_eq!(Daemon::backend(&s, "web", "bravo")["weight"], 5, "{s}");
+    for name in ["alpha", "bravo", "charlie"] {
+        assert_eq!(
+            Daemon::backend(&s, "web", name)["health"],
+            "up",
+            "health carried over, not re-learnt: {s}"
+        );
+    }
+    for _ in 0..5 {
+        let (code, h, body) = get(addr(port), "/", &format!("Cookie: {token}\r\n")).expect("get");
+        assert_eq!(code, 200);
+        assert_eq!(
+            body, first,
+            "the old process's cookie still names its backend"
+        );
+        assert!(
+            common::web::header(&h, "set-cookie").is_none(),
+            "cookie not re-issued: {h:?}"
+        );
+    }
+    // The drained backend gets no new clients from the new process.
+    for _ in 0..9 {
+        let (_, _, body) = get(addr(port), "/", "").expect("get");
+        assert_ne!(body, "charlie");
+    }
+}

@@ -13,19 +13,29 @@ if ! command -v python3 >/dev/null; then
 fi
 cat > /usr/local/bin/tiny-backend <<'PY'
 #!/usr/bin/python3
-"""Answers every HTTP/1.x request on :8080 with /srv/www/index.html, then closes."""
+"""Answers every HTTP/1.x request on :8080 with /srv/www/index.html (GET /big: 32 MiB), then closes."""
 import asyncio
 
 BODY = open("/srv/www/index.html", "rb").read()
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n" % len(BODY)) + BODY
+BIG = 32 << 20
+CHUNK = b"x" * 65536
 
 
 async def handle(reader, writer):
     try:
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        writer.write(RESPONSE)
-        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if head.startswith(b"GET /big "):
+            # A long download (32 MiB) for the tests that keep a transfer
+            # open across an upgrade or a failover.
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % BIG)
+            for _ in range(BIG // len(CHUNK)):
+                writer.write(CHUNK)
+                await writer.drain()
+        else:
+            writer.write(RESPONSE)
+            await writer.drain()
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, OSError):
         pass
     finally:

@@ -59,10 +59,24 @@ impl StickyKey {
     }
 }
 
-/// 32 random bytes drawn once per process.
+static BOOT_SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// The per-boot key, for an upgrade in place to hand to the new process:
+/// without it every cookie the old process issued would stop matching.
+pub fn boot_secret_for_upgrade() -> [u8; 32] {
+    *boot_secret()
+}
+
+/// Takes over the old process's per-boot key; must run before any listener
+/// builds a [`StickyKey`]. False if a key was already drawn.
+pub fn adopt_boot_secret(secret: [u8; 32]) -> bool {
+    BOOT_SECRET.set(secret).is_ok()
+}
+
+/// 32 random bytes drawn once per process (or adopted from the process this
+/// one upgraded).
 fn boot_secret() -> &'static [u8; 32] {
-    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    SECRET.get_or_init(|| {
+    BOOT_SECRET.get_or_init(|| {
         let mut bytes = [0u8; 32];
         // The OS generator failing is not recoverable in any useful way; a fixed key would
         // silently make cookies forgeable, so refuse to go on.

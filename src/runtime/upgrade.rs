@@ -55,6 +55,10 @@ pub struct Carried {
     pub sockets: Vec<(String, usize)>,
     pub vrrp: Vec<CarriedInstance>,
     pub backends: Vec<CarriedBackend>,
+    /// The per-boot cookie key (used when `sticky_secret` is not set), so
+    /// sticky clients keep their backend across the upgrade.
+    #[serde(default)]
+    pub sticky_boot_secret: Option<[u8; 32]>,
 }
 
 /// One VRRP instance as the old process ran it. The role is resumed only
@@ -451,6 +455,7 @@ mod tests {
                 weight: Some(3),
                 healthy: false,
             }],
+            sticky_boot_secret: Some([9; 32]),
         }
     }
 

@@ -13,7 +13,9 @@
 #      preempt_delay and nothing else)
 #   2. systemctl stop tandem on the master          (zero failed connections)
 #   3. apt install of a higher version on the backup while it runs (conffile
-#      kept, restart only after tandem check passes, the VIP never lost)
+#      kept, upgrade in place only after tandem check passes, the VIP never lost),
+#      then on the master (in place: the backup stays backup, a 32 MiB download
+#      through the VIP completes, systemd's MainPID follows the new process)
 #   4. hard power-off of the master VM (qemu killed) (gap)
 # then the same VMs with keepalived (advert_int 0.1, same VRID/VIP; tandem
 # without [[vrrp]] as the proxy on :80): SIGKILL, graceful stop, power-off.
@@ -316,10 +318,10 @@ upgrade_tandem() {
     pid1=$(vm_ssh "$b" systemctl show -p MainPID --value tandem)
     [ "$ver" = "${version}-1+vmlab1" ] || die "upgrade: version is $ver"
     vm_ssh "$b" "grep -q 'kept across upgrades' /etc/tandem/tandem.toml" || die "upgrade lost the edited conffile"
-    if [ "$pid1" = "$pid0" ] || [ "$pid1" = 0 ]; then die "upgrade: tandem was not restarted (pid $pid0 -> $pid1)"; fi
+    if [ "$pid1" = "$pid0" ] || [ "$pid1" = 0 ]; then die "upgrade: tandem was not replaced (pid $pid0 -> $pid1)"; fi
     has_vip "$m" || die "upgrade: $m lost the VIP"
     [ -z "$(new_transitions "$m")" ] || die "upgrade: the master changed state: $(new_transitions "$m")"
-    report_phase tandem "upgrade on backup" "$clog" "$ev" "$ver, conffile kept, restarted pid $pid0 -> $pid1, $m kept the VIP"
+    report_phase tandem "upgrade on backup" "$clog" "$ev" "$ver, conffile kept, pid $pid0 -> $pid1, $m kept the VIP"
     zero_failures "upgrade"
 
     # The gate: with a config tandem check rejects, the upgrade does not restart.
@@ -330,6 +332,48 @@ upgrade_tandem() {
     vm_ssh "$b" 'cp /root/tandem.toml.good /etc/tandem/tandem.toml && tandem check -c /etc/tandem/tandem.toml >/dev/null'
     log "OK: with a config that fails 'tandem check' the reinstall did not restart tandem (pid $pid1 kept)"
     RESULTS+=("$(printf '%-10s %-22s %7s %7s %9s  %s' tandem "  bad-config reinstall" - - - "postinst refused to restart; daemon kept running")")
+}
+
+# --- tandem 3b: apt install of a higher version on the running master ----------------------
+# postinst runs `tandem upgrade`: the sockets and the VRRP role move to the
+# new binary in place, so the backup must stay backup and a download that
+# was running through the VIP must complete.
+upgrade_master() {
+    local m b ev clog pid0 pid1 ver big
+    m=$(tandem_pair) || die "pair not settled"
+    b=$(other "$m")
+    clog=$LOGS/client-tandem-upgrade-master.log
+    big=$LOGS/upgrade-master-download.txt
+    mark_transitions
+    vm_ssh "$m" 'cp /mnt/share/tandem_new.deb /tmp/tandem_new.deb'
+    pid0=$(vm_ssh "$m" systemctl show -p MainPID --value tandem)
+    client_start "$clog" 200
+    # 32 MiB at 4 MiB/s: the download spans the upgrade.
+    in_ns curl -s -o /dev/null -w '%{size_download} %{http_code}\n' --limit-rate 4M -m 60 \
+        "http://$LAB_NET.100/big" >"$big" 2>&1 &
+    local dl=$!
+    sleep 2
+    log "upgrade: apt install tandem_${version}-1+vmlab1 on $m (master, running as pid $pid0)"
+    ev=$(now)
+    vm_ssh "$m" 'DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/tandem_new.deb </dev/null' >"$LOGS/upgrade-master-apt.log" 2>&1 ||
+        { cat "$LOGS/upgrade-master-apt.log" >&2; die "apt install on the master failed"; }
+    grep -q 'upgraded: pid' "$LOGS/upgrade-master-apt.log" ||
+        die "postinst did not upgrade in place: $(tail -5 "$LOGS/upgrade-master-apt.log")"
+    wait "$dl" || true
+    sleep 1
+    client_stop
+    ver=$(vm_ssh "$m" "dpkg-query -W -f '\${Version}' tandem")
+    pid1=$(vm_ssh "$m" systemctl show -p MainPID --value tandem)
+    [ "$ver" = "${version}-1+vmlab1" ] || die "master upgrade: version is $ver"
+    if [ "$pid1" = "$pid0" ] || [ "$pid1" = 0 ]; then die "master upgrade: systemd's MainPID did not follow (pid $pid0 -> $pid1)"; fi
+    vm_ssh "$m" systemctl is-active -q tandem || die "master upgrade: tandem.service is not active"
+    is_state "$m" master || die "master upgrade: $m is $(tandem_state "$m")"
+    has_vip "$m" || die "master upgrade: $m lost the VIP"
+    is_state "$b" backup || die "master upgrade: $b is $(tandem_state "$b")"
+    [ -z "$(new_transitions "$b")" ] || die "master upgrade: the backup changed state: $(new_transitions "$b")"
+    [ "$(cat "$big")" = "$((32 << 20)) 200" ] || die "master upgrade: the download through the VIP broke: $(cat "$big")"
+    report_phase tandem "upgrade on master" "$clog" "$ev" "in place, pid $pid0 -> $pid1, $b stayed backup, 32 MiB download completed"
+    zero_failures "master upgrade"
 }
 
 # --- 4: hard power-off of the master VM ---------------------------------------------------
@@ -355,6 +399,7 @@ for run in $(seq "$runs"); do
     stop_tandem "$run"
 done
 upgrade_tandem
+upgrade_master
 poweroff tandem "$(tandem_pair)"
 log "tandem scenarios done in $((SECONDS - t_scen)) s"
 
