@@ -156,7 +156,7 @@ request_id = ""
         .build()
         .expect("runtime");
     let _daemon = rt
-        .block_on(tandem::runtime::Daemon::start(&cfg_path, cfg))
+        .block_on(tandem::runtime::Daemon::start(&cfg_path, cfg, None))
         .expect("start");
     let mut s = None;
     for _ in 0..100 {

@@ -449,7 +449,7 @@ impl Daemon {
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
         let fds = match &sock {
-            Bound::Tcp(socks) => socks.iter().flat_map(|s| dup(s)).collect(),
+            Bound::Tcp(socks) => socks.iter().flat_map(dup).collect(),
             Bound::Udp(s) => dup(s),
         };
         let rt = match (sock, rt) {
@@ -1010,7 +1010,6 @@ fn dup(s: &impl AsFd) -> Vec<OwnedFd> {
     s.as_fd().try_clone_to_owned().into_iter().collect()
 }
 
-/// Backends keep their drain/disable, runtime weight and health across an upgrade.
 /// Waits for the upgrade gate to open; false if the listener was stopped first.
 async fn opened(gate: &CancellationToken, stop: &CancellationToken) -> bool {
     tokio::select! {
@@ -1020,6 +1019,7 @@ async fn opened(gate: &CancellationToken, stop: &CancellationToken) -> bool {
     }
 }
 
+/// Backends keep their drain/disable, runtime weight and health across an upgrade.
 fn restore_backends(pools: &BTreeMap<String, Arc<Pool>>, carried: &[upgrade::CarriedBackend]) {
     for c in carried {
         let Some(b) = pools
