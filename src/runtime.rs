@@ -1135,6 +1135,12 @@ pub async fn run_until_signalled(
     };
     if let Some(h) = handoff {
         let from = h.carried.from_pid;
+        // Adverts overlap instead of pausing: the old process goes on
+        // advertising until ours are out (our own adverts are ignored by
+        // both, the peer just hears the master twice as often for a moment).
+        if !crate::vrrp::instance::wait_resumed(std::time::Duration::from_secs(5)).await {
+            tracing::warn!("upgrade: a resumed master has not advertised within 5 s; going on");
+        }
         match tokio::task::spawn_blocking(move || h.ready().map(|()| h)).await {
             Ok(Ok(h)) => {
                 daemon.open();

@@ -146,6 +146,36 @@ struct Driver {
     /// The previous process (in-place upgrade) was Master: resume as Master,
     /// keep the addresses. Used once, by the first interface incarnation.
     resume_master: bool,
+    /// Counted in [`RESUMING`] until the first advert is out.
+    resume_pending: bool,
+}
+
+/// Masters resumed from an in-place upgrade that have not sent their first
+/// advert yet. The new process reports ready only once this is zero, so the
+/// old process stops advertising only after this one has started: on a slow
+/// host, opening sockets and reading links can take longer than the peer's
+/// Master_Down_Interval.
+static RESUMING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Registers a master about to be resumed (before its task runs).
+pub(super) fn expect_resume() {
+    RESUMING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn resumed() {
+    RESUMING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Waits until every resumed master has advertised; false on timeout.
+pub async fn wait_resumed(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while RESUMING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    true
 }
 
 /// What the previous process of an in-place upgrade hands to an instance.
@@ -187,6 +217,7 @@ pub async fn run(
         source: None,
         priority_override: resume.as_ref().and_then(|r| r.priority_override),
         resume_master: resume.is_some_and(|r| r.master),
+        resume_pending: resume.is_some_and(|r| r.master),
     };
     loop {
         let Some((link, primary)) = d.wait_for_interface(&mut cmds).await else {
@@ -196,6 +227,9 @@ pub async fn run(
             Exit::Stopped => break,
             Exit::InterfaceGone => continue,
         }
+    }
+    if std::mem::take(&mut d.resume_pending) {
+        resumed();
     }
     d.publish(None);
     // Let queued hooks report the last transitions (stopped included)
@@ -681,7 +715,12 @@ impl Driver {
         for dst in dsts {
             let bytes = packet::encode(&adv, src, dst, form);
             match io.sock.send_to(&bytes, dst).await {
-                Ok(()) => self.sent += 1,
+                Ok(()) => {
+                    self.sent += 1;
+                    if std::mem::take(&mut self.resume_pending) {
+                        resumed();
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(instance = %self.cfg.name, error = %e, "advert send failed")
                 }

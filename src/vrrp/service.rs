@@ -244,6 +244,9 @@ async fn apply(
             continue;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        if resume.get(&cfg.name).is_some_and(|r| r.master) {
+            instance::expect_resume();
+        }
         let status = Arc::new(Mutex::new(InstanceStatus::new(&cfg)));
         let task = tokio::spawn(instance::run(
             cfg.clone(),
