@@ -516,6 +516,15 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     let (mut pid, _) = pid_version(&sock1);
     pids.add(pid);
 
+    // How long ago lb2 last heard lb1's advert, and the longest seen.
+    let peer_silence = || -> u64 {
+        l.status("lb2").expect("status")["vrrp"][0]["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["address"] == "10.79.0.1"))
+            .and_then(|p| p["last_seen_ms_ago"].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    let mut silence = 0u64;
     let vip = SocketAddr::from(([10, 79, 0, 100], 80));
     let probes = lab::ProbeClient::start(&l, "client", vip, Duration::from_millis(20), 2000);
     std::thread::sleep(Duration::from_millis(500));
@@ -527,11 +536,14 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
         pids.add(new_pid);
         assert_ne!(new_pid, pid, "upgrade {i}: {text}");
         pid = new_pid;
-        // Watch the VIP and both roles until the next upgrade.
+        // Watch the VIP, both roles, and how long the peer has not heard
+        // lb1 (it must stay far below Master_Down_Interval) until the next
+        // upgrade.
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_millis(500) {
             assert!(l.has_addr("lb1", VIP), "upgrade {i}: the VIP left lb1");
             assert!(!l.has_addr("lb2", VIP), "upgrade {i}: lb2 took the VIP");
+            silence = silence.max(peer_silence());
             std::thread::sleep(Duration::from_millis(25));
         }
         assert_eq!(l.vrrp_state("lb1", "vip1"), "master", "upgrade {i}");
@@ -541,7 +553,16 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     let seen = probes.stop();
     let (failed, gap) = lab::outage(&seen, since);
     let after = seen.iter().filter(|p| p.at >= since).count();
-    eprintln!("{after} probes through 10 upgrades: {failed} failed, outage {gap:?}");
+    eprintln!(
+        "{after} probes through 10 upgrades: {failed} failed, outage {gap:?}; \
+         the peer heard lb1 at most {silence} ms apart"
+    );
+    // Adverts every 100 ms, Master_Down_Interval 3 × 100 ms + skew: the
+    // hand-over may not leave more than a couple of intervals unheard.
+    assert!(
+        silence < 250,
+        "the peer went {silence} ms without an advert"
+    );
     assert!(after > 200, "too few probes: {after}");
     assert_eq!(failed, 0, "failed probes, outage {gap:?}");
     assert_eq!(
