@@ -445,6 +445,41 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// One accept loop per worker socket, on that worker's runtime, once
+    /// the upgrade gate opens. Tracked like the connections: a drain must
+    /// not end while an accept that raced the stop is being handed on.
+    fn spawn_accept_loops<S, F>(
+        &self,
+        name: &str,
+        socks: Vec<std::net::TcpListener>,
+        stop: &CancellationToken,
+        serve: S,
+    ) where
+        S: Fn(tokio::net::TcpListener) -> F + Clone + Send + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        for (i, sock) in socks.into_iter().enumerate() {
+            let (name, gate, stop, serve) = (
+                name.to_string(),
+                self.gate.clone(),
+                stop.clone(),
+                serve.clone(),
+            );
+            let accepting = self.conns.track_future(async move {
+                if !opened(&gate, &stop).await {
+                    return;
+                }
+                match tokio::net::TcpListener::from_std(sock) {
+                    Ok(l) => serve(l).await,
+                    Err(e) => {
+                        tracing::error!(listener = %name, error = %e, "cannot register listener")
+                    }
+                }
+            });
+            crate::worker::get().handle(i).spawn(accepting);
+        }
+    }
+
     fn spawn_listener(&self, inner: &mut Inner, cfg: ListenerConfig, sock: Bound, rt: NewRt) {
         let stats = Arc::new(ListenerStats::default());
         let stop = CancellationToken::new();
@@ -455,23 +490,17 @@ impl Daemon {
         let rt = match (sock, rt) {
             (Bound::Tcp(socks), NewRt::L4(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
-                for (i, sock) in socks.into_iter().enumerate() {
-                    let (r, stats, stop, conns) =
-                        (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
-                    let (name, gate) = (cfg.name.clone(), self.gate.clone());
-                    // Tracked like the connections: a drain must not end
-                    // while an accept that raced the stop is being handed on.
-                    let accepting = self.conns.track_future(async move {
-                        if !opened(&gate, &stop).await {
-                            return;
-                        }
-                        match tokio::net::TcpListener::from_std(sock) {
-                            Ok(l) => crate::l4::tcp::serve(l, r, stats, stop, conns).await,
-                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
-                        }
-                    });
-                    crate::worker::get().handle(i).spawn(accepting);
-                }
+                let (r2, stats2, stop2, conns) =
+                    (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
+                self.spawn_accept_loops(&cfg.name, socks, &stop, move |l| {
+                    crate::l4::tcp::serve(
+                        l,
+                        r2.clone(),
+                        stats2.clone(),
+                        stop2.clone(),
+                        conns.clone(),
+                    )
+                });
                 Rt::L4(r)
             }
             (Bound::Udp(s), NewRt::L4(r)) => {
@@ -487,23 +516,17 @@ impl Daemon {
             }
             (Bound::Tcp(socks), NewRt::Http(r)) => {
                 let r = Arc::new(ArcSwap::from(Arc::new(*r)));
-                for (i, sock) in socks.into_iter().enumerate() {
-                    let (r, stats, stop, conns) =
-                        (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
-                    let (name, gate) = (cfg.name.clone(), self.gate.clone());
-                    // Tracked like the connections: a drain must not end
-                    // while an accept that raced the stop is being handed on.
-                    let accepting = self.conns.track_future(async move {
-                        if !opened(&gate, &stop).await {
-                            return;
-                        }
-                        match tokio::net::TcpListener::from_std(sock) {
-                            Ok(l) => crate::l7::server::serve(l, r, stats, stop, conns).await,
-                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
-                        }
-                    });
-                    crate::worker::get().handle(i).spawn(accepting);
-                }
+                let (r2, stats2, stop2, conns) =
+                    (r.clone(), stats.clone(), stop.clone(), self.conns.clone());
+                self.spawn_accept_loops(&cfg.name, socks, &stop, move |l| {
+                    crate::l7::server::serve(
+                        l,
+                        r2.clone(),
+                        stats2.clone(),
+                        stop2.clone(),
+                        conns.clone(),
+                    )
+                });
                 Rt::Http(r)
             }
             (Bound::Udp(_), NewRt::Http(_)) => {

@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 use common::web::{get, request, Web};
 use common::*;
 
-/// A tool from a Debian package the test cannot do without: CI must have
-/// it (`.ci/run` installs it); elsewhere the test says loudly it skipped.
-fn tool(path: &str, package: &str) -> bool {
-    if std::path::Path::new(path).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install {package} ({path} missing)"
-    );
-    eprintln!("SKIPPED: this test needs {path} (apt install {package})");
-    false
-}
-
 /// `name{labels}` → value, from one scrape.
 fn scrape(metrics: SocketAddr) -> (String, HashMap<String, f64>) {
     let (status, _, body) = get(metrics, "/metrics", "").expect("scrape");

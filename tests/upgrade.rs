@@ -90,38 +90,11 @@ fn upgrade(socket: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn status(socket: &Path) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .args(["status", "--json", "-s"])
-        .arg(socket)
-        .output()
-        .expect("tandem status");
-    assert!(
-        out.status.success(),
-        "status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
-fn pid_version(socket: &Path) -> (u32, String) {
-    let s = status(socket);
+fn pid_version(status: &serde_json::Value) -> (u32, String) {
     (
-        s["pid"].as_u64().expect("pid") as u32,
-        s["version"].as_str().expect("version").to_string(),
+        status["pid"].as_u64().expect("pid") as u32,
+        status["version"].as_str().expect("version").to_string(),
     )
-}
-
-fn wrk_present() -> bool {
-    if Path::new("/usr/bin/wrk").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install wrk (/usr/bin/wrk missing)"
-    );
-    eprintln!("SKIPPED: this test needs /usr/bin/wrk (apt install wrk)");
-    false
 }
 
 /// wrk for `secs` against `target`: (requests, problems seen).
@@ -246,7 +219,7 @@ fn config(http: u16, tcp: u16, echo_port: u16, webs: &[&Web], echo: &Backend) ->
 
 #[test]
 fn ten_upgrades_under_load_lose_nothing() {
-    if !wrk_present() {
+    if !tool("/usr/bin/wrk", "wrk") {
         return;
     }
     let dir = TempDir::new("upgrade-load");
@@ -273,7 +246,7 @@ fn ten_upgrades_under_load_lose_nothing() {
     d.wait_for("pool up", Duration::from_secs(5), |d| {
         d.status()["pools"][0]["healthy"] == 2
     });
-    let (mut pid, version) = pid_version(&d.socket);
+    let (mut pid, version) = pid_version(&d.status());
     assert_eq!(pid, d.child.id());
     assert!(version.ends_with("+upgrade-a"), "{version}");
 
@@ -340,7 +313,7 @@ fn ten_upgrades_under_load_lose_nothing() {
         let (success, text) = upgrade(&d.socket);
         took.push(t0.elapsed());
         assert!(success, "upgrade {i} failed: {text}");
-        let (new_pid, version) = pid_version(&d.socket);
+        let (new_pid, version) = pid_version(&d.status());
         pids.add(new_pid);
         assert_ne!(new_pid, pid, "upgrade {i}: the pid changes ({text})");
         assert!(
@@ -417,7 +390,7 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
     let body = config(http, tcp, stream, &[&w], &echo);
     let d = Daemon::start_bin(&dir, &installed, "", &body);
     pids.add(d.child.id());
-    let (pid, _) = pid_version(&d.socket);
+    let (pid, _) = pid_version(&d.status());
     let serving = || {
         assert_eq!(get(addr(http), "/", "").map(|r| r.0), Ok(200));
         assert_eq!(get(addr(tcp), "/", "").map(|r| r.0), Ok(200));
@@ -438,7 +411,7 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
         text.contains("nope") && text.contains("tandem.toml"),
         "{text}"
     );
-    assert_eq!(pid_version(&d.socket).0, pid);
+    assert_eq!(pid_version(&d.status()).0, pid);
     serving();
     std::fs::write(&d.config, &good).expect("restore config");
 
@@ -460,14 +433,14 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
             );
         }
         eprintln!("{what}: {text}");
-        assert_eq!(pid_version(&d.socket).0, pid, "{what}");
+        assert_eq!(pid_version(&d.status()).0, pid, "{what}");
         serving();
     }
     // A good binary after all that: the upgrade goes through.
     install(Path::new(BIN), &installed);
     let (success, text) = upgrade(&d.socket);
     assert!(success, "{text}");
-    let (new_pid, _) = pid_version(&d.socket);
+    let (new_pid, _) = pid_version(&d.status());
     pids.add(new_pid);
     assert_ne!(new_pid, pid);
     serving();
@@ -513,7 +486,7 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
             .expect("transitions")
     };
     let peer_before = transitions("lb2");
-    let (mut pid, _) = pid_version(&sock1);
+    let (mut pid, _) = pid_version(&l.status("lb1").expect("status"));
     pids.add(pid);
 
     // How long ago lb2 last heard lb1's advert, and the longest seen.
@@ -532,7 +505,7 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     for i in 1..=10 {
         let (success, text) = upgrade(&sock1);
         assert!(success, "upgrade {i}: {text}\n{}", l.log("lb1"));
-        let (new_pid, _) = pid_version(&sock1);
+        let (new_pid, _) = pid_version(&l.status("lb1").expect("status"));
         pids.add(new_pid);
         assert_ne!(new_pid, pid, "upgrade {i}: {text}");
         pid = new_pid;
@@ -606,17 +579,8 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
         d.status()["pools"][0]["healthy"] == 3
     });
     let ctl = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("-s")
-            .arg(&d.socket)
-            .output()
-            .expect("tandem");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, text) = cli(&d, args);
+        assert_eq!(code, 0, "{args:?}: {text}");
     };
     ctl(&["backend", "drain", "web/charlie"]);
     ctl(&["backend", "weight", "web/bravo", "5"]);
@@ -630,11 +594,11 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
 
     let (success, text) = upgrade(&d.socket);
     assert!(success, "{text}");
-    let (new_pid, _) = pid_version(&d.socket);
+    let (new_pid, _) = pid_version(&d.status());
     pids.add(new_pid);
     assert_ne!(new_pid, d.child.id());
 
-    let s = status(&d.socket);
+    let s = d.status();
     assert_eq!(
         Daemon::backend(&s, "web", "charlie")["admin"],
         "draining",

@@ -58,6 +58,38 @@ pub fn free_udp_port() -> u16 {
         .expect("free udp port")
 }
 
+/// A tool from a Debian package the test cannot do without: CI must have
+/// it (`.ci/run` installs it); elsewhere the test says loudly it skipped.
+pub fn tool(path: &str, package: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {package} ({path} missing)"
+    );
+    eprintln!("SKIPPED: this test needs {path} (apt install {package})");
+    false
+}
+
+/// `tandem ARGS -s SOCKET` through the real CLI: (exit code, stdout + stderr).
+pub fn cli(d: &Daemon, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("-s")
+        .arg(&d.socket)
+        .output()
+        .expect("tandem");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A running daemon; killed (SIGKILL) on drop if still alive.
 pub struct Daemon {
     pub child: Child,
