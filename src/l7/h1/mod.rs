@@ -135,9 +135,12 @@ where
         let started = Instant::now();
         let next = exchange(&mut io, &mut b, &c, &snap, started).await;
         c.stats.request_seconds.observe(started.elapsed());
+        // Keep-alive was promised in the response head (a stop that came
+        // later is noticed by read_head, which gives the client's next
+        // request a grace); closing now would reset that request.
         match next {
-            Next::KeepAlive if !c.stop.is_cancelled() => {}
-            _ => {
+            Next::KeepAlive => {}
+            Next::Close => {
                 let _ = io.flush().await;
                 let _ = io.shutdown().await;
                 return End::Closed;
@@ -1528,8 +1531,8 @@ mod slow {
                 .map(|x| x.cfg.name.as_str())
         });
         let head_only = b.head.method == Method::HEAD;
-        let ok = write_response(io, b, c, rt, resp, client_keep, head_only).await;
-        (status, backend, ok && client_keep && !c.stop.is_cancelled())
+        let keep = write_response(io, b, c, rt, resp, client_keep, head_only).await;
+        (status, backend, keep)
     }
 
     /// The payload of a complete chunked body (framing already checked).
@@ -1560,8 +1563,8 @@ mod slow {
         out
     }
 
-    /// Writes a hyper response as HTTP/1.1: its length when known, else
-    /// chunked.
+    /// Writes a hyper response as HTTP/1.1 (its length when known, else
+    /// chunked); true when the connection may carry another request.
     async fn write_response<S>(
         io: &mut S,
         b: &mut Bufs,
@@ -1613,7 +1616,7 @@ mod slow {
             return false;
         }
         if head_only {
-            return true;
+            return !close;
         }
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
@@ -1641,6 +1644,6 @@ mod slow {
         if chunked && io.write_all(b"0\r\n\r\n").await.is_err() {
             return false;
         }
-        true
+        !close
     }
 }
