@@ -13,6 +13,7 @@ pub mod l4;
 pub mod l7;
 pub mod logging;
 pub mod net;
+pub mod policy;
 pub mod pool;
 pub mod runtime;
 pub mod scaleout;

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate, View};
-use crate::config::{BackendConfig, PoolConfig};
+use crate::config::{BackendConfig, OutlierConfig, PoolConfig};
 use crate::stats::Histogram;
 
 /// Administrative state set at runtime (drain/disable), independent of health.
@@ -72,6 +72,24 @@ pub struct BackendState {
     pub checks_failed: AtomicU64,
     /// Connect time (TCP) or time to first response byte (HTTP).
     pub latency: Histogram,
+    /// When the backend last came up ([`now_ms`]); 0 once its slow start
+    /// is over (or it never went down).
+    up_since_ms: AtomicU64,
+    /// 5xx responses in a row (outlier detection).
+    streak_5xx: AtomicU32,
+    /// Ejected from traffic until this [`now_ms`]; 0 = not ejected.
+    ejected_until_ms: AtomicU64,
+    /// When the last ejection started, and how many came in a row: each
+    /// doubles the next one's length until a quiet spell resets it.
+    last_ejection_ms: AtomicU64,
+    ejection_run: AtomicU32,
+    pub ejections: AtomicU64,
+}
+
+/// Milliseconds on a process-wide monotonic clock, never 0.
+pub fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Default for BackendState {
@@ -96,6 +114,12 @@ impl Default for BackendState {
             checks_ok: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
             latency: Histogram::default(),
+            up_since_ms: AtomicU64::new(0),
+            streak_5xx: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            last_ejection_ms: AtomicU64::new(0),
+            ejection_run: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
         }
     }
 }
@@ -168,6 +192,9 @@ impl BackendState {
     /// Records a health transition; returns true if the state changed.
     pub fn set_healthy(&self, up: bool, reason: &str) -> bool {
         let was = self.healthy.swap(up, Ordering::AcqRel);
+        if up && !was {
+            self.up_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
         if was != up {
             if let Ok(mut c) = self.check.lock() {
                 c.changed_at = unix_now();
@@ -192,6 +219,51 @@ impl BackendState {
     /// True once after a passive mark-down, so the checker restarts its rise count.
     pub fn take_passive_down(&self) -> bool {
         self.passive_down.swap(false, Ordering::AcqRel)
+    }
+
+    /// The weight to balance with: `full` scaled down while a slow start
+    /// ramps (never below 1).
+    pub fn ramped_weight(&self, full: u32, slow_start: Duration) -> u32 {
+        let since = self.up_since_ms.load(Ordering::Relaxed);
+        if since == 0 || slow_start.is_zero() {
+            return full;
+        }
+        let span = slow_start.as_millis() as u64;
+        let elapsed = now_ms().saturating_sub(since);
+        if elapsed >= span {
+            self.up_since_ms.store(0, Ordering::Relaxed);
+            return full;
+        }
+        ((full as u64 * elapsed / span) as u32).max(1)
+    }
+
+    /// Whether outlier detection has this backend out of traffic. The
+    /// first look after the ejection ends brings it back (and says so).
+    pub fn is_ejected(&self) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if now_ms() < until {
+            return true;
+        }
+        if self
+            .ejected_until_ms
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(
+                ejections = self.ejection_run.load(Ordering::Relaxed),
+                "backend back from outlier ejection"
+            );
+        }
+        false
+    }
+
+    pub fn ejected_for(&self) -> Option<Duration> {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
     }
 
     pub fn ewma_ns(&self) -> u64 {
@@ -224,7 +296,9 @@ pub struct Backend {
 impl Backend {
     /// Eligible for new work right now (ignoring connection limits).
     pub fn serving(&self) -> bool {
-        self.state.is_healthy() && self.state.admin() == AdminState::Enabled
+        self.state.is_healthy()
+            && self.state.admin() == AdminState::Enabled
+            && !self.state.is_ejected()
     }
 
     fn has_room(&self) -> bool {
@@ -250,6 +324,9 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     pub shared: Arc<PoolShared>,
     balancer: Box<dyn Balancer>,
+    /// Every backend's state, for decisions about the pool as a whole
+    /// (the share of ejected outliers) made from a [`Lease`].
+    members: Arc<[Arc<BackendState>]>,
 }
 
 /// Why no backend could be leased.
@@ -265,6 +342,7 @@ pub enum PickError {
 struct PickView<'a> {
     backends: &'a [Backend],
     excluded: &'a [usize],
+    slow_start: Duration,
 }
 
 impl View for PickView<'_> {
@@ -274,7 +352,9 @@ impl View for PickView<'_> {
     fn get(&self, i: usize) -> Candidate {
         let b = &self.backends[i];
         Candidate {
-            weight: b.state.weight(b.cfg.weight),
+            weight: b
+                .state
+                .ramped_weight(b.state.weight(b.cfg.weight), self.slow_start),
             usable: b.serving() && b.has_room() && !self.excluded.contains(&i),
             backup: b.cfg.backup,
             active: b.state.active.load(Ordering::Relaxed),
@@ -293,6 +373,8 @@ pub struct Lease {
     shared: Arc<PoolShared>,
     passive_failures: u32,
     pool: String,
+    outlier: Option<OutlierConfig>,
+    members: Arc<[Arc<BackendState>]>,
 }
 
 /// A [`Lease`] that borrows its pool instead of owning copies of the names
@@ -304,6 +386,73 @@ pub struct Claim<'a> {
     pool: &'a Pool,
 }
 
+/// Who a live-traffic verdict is about, for outlier ejection and logs.
+struct Subject<'a> {
+    state: &'a BackendState,
+    members: &'a [Arc<BackendState>],
+    outlier: Option<&'a OutlierConfig>,
+    pool: &'a str,
+    name: &'a str,
+}
+
+/// Takes the backend out of traffic for a while, unless that would leave
+/// more than `max_ejected_percent` of the pool ejected.
+fn eject(s: &Subject<'_>, o: &OutlierConfig, why: &str) {
+    let now = now_ms();
+    let out = s
+        .members
+        .iter()
+        .filter(|m| m.ejected_for().is_some())
+        .count();
+    if (out + 1) * 100 > o.max_ejected_percent as usize * s.members.len() {
+        tracing::debug!(pool = %s.pool, backend = %s.name, why, "outlier not ejected: pool share limit");
+        return;
+    }
+    let st = s.state;
+    // A backend that stayed clean for max_ejection_time starts over.
+    let last = st.last_ejection_ms.swap(now, Ordering::Relaxed);
+    let run = if last != 0 && now.saturating_sub(last) > o.max_ejection_time.as_millis() as u64 {
+        st.ejection_run.store(1, Ordering::Relaxed);
+        1
+    } else {
+        st.ejection_run.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    let len = o
+        .ejection_time
+        .saturating_mul(1u32 << (run - 1).min(16))
+        .min(o.max_ejection_time);
+    st.ejected_until_ms
+        .store(now + len.as_millis() as u64, Ordering::Relaxed);
+    st.ejections.fetch_add(1, Ordering::Relaxed);
+    st.streak_5xx.store(0, Ordering::Relaxed);
+    st.passive_streak.store(0, Ordering::Relaxed);
+    tracing::warn!(
+        pool = %s.pool,
+        backend = %s.name,
+        reason = %why,
+        ejected_for_ms = len.as_millis() as u64,
+        ejections_in_a_row = run,
+        "backend ejected (outlier)"
+    );
+}
+
+/// A response came back: 5xx in a row count towards ejection.
+fn mark_response(s: &Subject<'_>, status: u16) {
+    let Some(o) = s.outlier.filter(|o| o.consecutive_5xx > 0) else {
+        return;
+    };
+    if status < 500 {
+        if s.state.streak_5xx.load(Ordering::Relaxed) != 0 {
+            s.state.streak_5xx.store(0, Ordering::Relaxed);
+        }
+        return;
+    }
+    let n = s.state.streak_5xx.fetch_add(1, Ordering::AcqRel) + 1;
+    if n >= o.consecutive_5xx {
+        eject(s, o, &format!("{n} consecutive {status}-class responses"));
+    }
+}
+
 fn mark_connected(state: &BackendState, connect_time: Duration) {
     state.passive_streak.store(0, Ordering::Relaxed);
     state.observe_latency(connect_time);
@@ -312,20 +461,16 @@ fn mark_connected(state: &BackendState, connect_time: Duration) {
 
 /// Live traffic failed to reach the backend. After `passive_failures` in a
 /// row the backend is marked down until active checks bring it back.
-fn mark_failed(
-    state: &BackendState,
-    passive_failures: u32,
-    pool: &str,
-    name: &str,
-    addr: SocketAddr,
-    why: &str,
-) {
+fn mark_failed(s: &Subject<'_>, passive_failures: u32, addr: SocketAddr, why: &str) {
+    let (state, pool, name) = (s.state, s.pool, s.name);
     state.connect_failures.fetch_add(1, Ordering::Relaxed);
-    if passive_failures == 0 {
-        return;
-    }
     let streak = state.passive_streak.fetch_add(1, Ordering::AcqRel) + 1;
-    if streak >= passive_failures {
+    if let Some(o) = s.outlier.filter(|o| o.consecutive_failures > 0) {
+        if streak >= o.consecutive_failures {
+            eject(s, o, &format!("{streak} consecutive failures ({why})"));
+        }
+    }
+    if passive_failures != 0 && streak >= passive_failures {
         let reason = format!("{streak} consecutive failures in live traffic ({why})");
         state.passive_down.store(true, Ordering::Release);
         if state.set_healthy(false, &reason) {
@@ -359,15 +504,23 @@ impl Lease {
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            state: &self.state,
+            members: &self.members,
+            outlier: self.outlier.as_ref(),
+            pool: &self.pool,
+            name: &self.name,
+        }
+    }
+
     pub fn failed(&self, why: &str) {
-        mark_failed(
-            &self.state,
-            self.passive_failures,
-            &self.pool,
-            &self.name,
-            self.addr,
-            why,
-        );
+        mark_failed(&self.subject(), self.passive_failures, self.addr, why);
+    }
+
+    /// The backend answered with `status` (outlier detection).
+    pub fn responded(&self, status: u16) {
+        mark_response(&self.subject(), status);
     }
 }
 
@@ -390,16 +543,30 @@ impl<'a> Claim<'a> {
         self.pool.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn subject(&self) -> Subject<'a> {
+        let b = self.backend();
+        Subject {
+            state: &b.state,
+            members: &self.pool.members,
+            outlier: self.pool.cfg.outlier.as_ref(),
+            pool: &self.pool.cfg.name,
+            name: &b.cfg.name,
+        }
+    }
+
     pub fn failed(&self, why: &str) {
         let b = self.backend();
         mark_failed(
-            &b.state,
+            &self.subject(),
             self.pool.cfg.passive_failures,
-            &self.pool.cfg.name,
-            &b.cfg.name,
             b.cfg.address,
             why,
         );
+    }
+
+    /// The backend answered with `status` (outlier detection).
+    pub fn responded(&self, status: u16) {
+        mark_response(&self.subject(), status);
     }
 
     /// The owned form, for work that outlives the borrow of the pool.
@@ -413,6 +580,8 @@ impl<'a> Claim<'a> {
             shared: self.pool.shared.clone(),
             passive_failures: self.pool.cfg.passive_failures,
             pool: self.pool.cfg.name.clone(),
+            outlier: self.pool.cfg.outlier,
+            members: self.pool.members.clone(),
         };
         // The active count moves to the lease.
         std::mem::forget(self);
@@ -447,9 +616,10 @@ impl Pool {
                     state,
                 }
             })
-            .collect();
+            .collect::<Vec<Backend>>();
         let shared = previous.map(|p| p.shared.clone()).unwrap_or_default();
         Pool {
+            members: backends.iter().map(|b| b.state.clone()).collect(),
             balancer: cfg
                 .algorithm
                 .build_for(cfg.backends.iter().map(|b| b.address)),
@@ -482,6 +652,7 @@ impl Pool {
         let view = PickView {
             backends: &self.backends,
             excluded: tried,
+            slow_start: self.cfg.slow_start,
         };
         if let Some(i) = self.balancer.pick(&view, key) {
             if let Some(c) = self.claim_index(i) {
@@ -495,6 +666,7 @@ impl Pool {
             let view = PickView {
                 backends: &self.backends,
                 excluded: &excluded,
+                slow_start: self.cfg.slow_start,
             };
             let Some(i) = self.balancer.pick(&view, key) else {
                 break;
@@ -610,6 +782,8 @@ mod tests {
                 queue_size: 2,
                 queue_timeout: Duration::from_millis(200),
                 passive_failures: 2,
+                slow_start: Duration::ZERO,
+                outlier: None,
                 http: crate::config::HttpPoolConfig::default(),
             },
             None,
@@ -660,6 +834,94 @@ mod tests {
         assert!(!p.backends[0].state.is_healthy());
         assert!(p.backends[0].state.take_passive_down());
         assert!(!p.backends[0].state.take_passive_down());
+    }
+
+    #[test]
+    fn slow_start_ramps_a_returning_backend() {
+        let st = BackendState::default();
+        let ramp = Duration::from_millis(400);
+        // Up from the start: no ramp.
+        assert_eq!(st.ramped_weight(100, ramp), 100);
+        st.set_healthy(false, "x");
+        st.set_healthy(true, "back");
+        let w0 = st.ramped_weight(100, ramp);
+        assert!(w0 < 30, "{w0}");
+        assert_eq!(st.ramped_weight(100, Duration::ZERO), 100, "off");
+        std::thread::sleep(Duration::from_millis(220));
+        let w1 = st.ramped_weight(100, ramp);
+        assert!((40..=90).contains(&w1), "{w1}");
+        // Never 0, even for weight 1.
+        assert_eq!(st.ramped_weight(1, ramp), 1);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(st.ramped_weight(100, ramp), 100);
+    }
+
+    fn outlier_pool(n: usize, pct: u32) -> Pool {
+        let mut cfg = pool(0, n).cfg.clone();
+        cfg.passive_failures = 0;
+        cfg.outlier = Some(OutlierConfig {
+            consecutive_5xx: 3,
+            consecutive_failures: 2,
+            ejection_time: Duration::from_millis(150),
+            max_ejection_time: Duration::from_millis(500),
+            max_ejected_percent: pct,
+        });
+        Pool::build(cfg, None)
+    }
+
+    #[test]
+    fn consecutive_5xx_eject_for_a_growing_time_then_return() {
+        let p = outlier_pool(2, 50);
+        let c = p.try_claim(0, &[1]).expect("claim");
+        assert_eq!(c.index, 0);
+        c.responded(502);
+        c.responded(503);
+        c.responded(200); // the run is broken
+        c.responded(500);
+        c.responded(500);
+        assert!(p.backends[0].serving());
+        c.responded(500);
+        assert!(!p.backends[0].serving(), "ejected after 3 in a row");
+        assert!(
+            p.backends[0].state.is_healthy(),
+            "ejection is not a health verdict"
+        );
+        drop(c);
+        for _ in 0..4 {
+            assert_eq!(p.try_lease(0, &[]).expect("lease").index, 1);
+        }
+        std::thread::sleep(Duration::from_millis(170));
+        assert!(p.backends[0].serving(), "back after ejection_time");
+        // The second ejection in a row lasts twice as long.
+        let c = p.try_claim(0, &[1]).expect("claim");
+        for _ in 0..3 {
+            c.responded(504);
+        }
+        let left = p.backends[0].state.ejected_for().expect("ejected");
+        assert!(left > Duration::from_millis(200), "{left:?}");
+        assert_eq!(p.backends[0].state.ejections.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn connect_failures_eject_but_never_past_the_pool_share() {
+        let p = outlier_pool(2, 50);
+        let a = p.try_lease(0, &[1]).expect("lease");
+        a.failed("refused");
+        a.failed("refused");
+        assert!(!p.backends[0].serving());
+        // Ejecting the second backend too would leave 100% out: refused.
+        let b = p.try_lease(0, &[0]).expect("lease");
+        for _ in 0..5 {
+            b.failed("refused");
+        }
+        assert!(p.backends[1].serving());
+        // A one-backend pool never ejects at 50%.
+        let q = outlier_pool(1, 50);
+        let c = q.try_lease(0, &[]).expect("lease");
+        for _ in 0..5 {
+            c.failed("refused");
+        }
+        assert!(q.backends[0].serving());
     }
 
     #[test]

@@ -954,6 +954,9 @@ impl Daemon {
                 rejected: s.rejected.load(Ordering::Relaxed),
                 no_backend: s.no_backend.load(Ordering::Relaxed),
                 dropped: s.dropped.load(Ordering::Relaxed),
+                denied: s.policy.denied.load(Ordering::Relaxed),
+                rate_limited: s.policy.rate_limited.load(Ordering::Relaxed),
+                proxy_errors: s.policy.proxy_errors.load(Ordering::Relaxed),
                 bytes_in: s.bytes_in.load(Ordering::Relaxed),
                 bytes_out: s.bytes_out.load(Ordering::Relaxed),
             })
@@ -1000,6 +1003,11 @@ impl Daemon {
                             checks_ok: b.state.checks_ok.load(Ordering::Relaxed),
                             checks_failed: b.state.checks_failed.load(Ordering::Relaxed),
                             latency_seconds: Some(b.state.latency.snapshot()),
+                            ejected_seconds: b.state.ejected_for().map(|d| d.as_secs_f64()),
+                            ejections: b.state.ejections.load(Ordering::Relaxed),
+                            effective_weight: b
+                                .state
+                                .ramped_weight(b.state.weight(b.cfg.weight), p.cfg.slow_start),
                         }
                     })
                     .collect(),

@@ -521,3 +521,96 @@ fn ipv6_vrrp_errors_are_reported_with_position() {
     let (code, stderr, _) = check(&ok);
     assert_eq!(code, 0, "{ok}\n{stderr}");
 }
+
+#[test]
+fn operator_parity_keys_are_checked_with_position() {
+    // POOL is lines 1-3, LISTENER lines 4-7; extra keys start on line 8.
+    let http = "[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:8081\"\nprotocol = \"http\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("{POOL}{LISTENER}allow = [\"10.0.0.0/33\"]\n"),
+            "8:10: listener[0].allow[0]",
+            "prefix must be 0..=32",
+        ),
+        (
+            format!("{POOL}{LISTENER}deny = [\"nope\"]\n"),
+            "8:9: listener[0].deny[0]",
+            "is not an address",
+        ),
+        (
+            format!("{POOL}{LISTENER}accept_proxy_from = [\"10.0.0.1\"]\n"),
+            "8:",
+            "listener[0].accept_proxy_from: only valid with accept_proxy = true",
+        ),
+        (
+            format!("{POOL}[[listener]]\nname = \"u\"\nbind = \"127.0.0.1:53\"\nprotocol = \"udp\"\npool = \"web\"\naccept_proxy = true\n"),
+            "9:",
+            "listener[0].accept_proxy: only valid on tcp, http and https",
+        ),
+        (
+            format!("{POOL}{LISTENER}rate_limit = {{ burst = 5 }}\n"),
+            "8:",
+            "listener[0].rate_limit.rate: set rate, max_connections or both",
+        ),
+        (
+            format!("{POOL}{LISTENER}rate_limit = {{ rate = 5, brust = 5 }}\n"),
+            "8:",
+            "unknown key `brust`",
+        ),
+        (
+            format!("{POOL}slow_start = \"30s\"\n"),
+            "4:",
+            "pool[0].slow_start: round_robin ignores weights",
+        ),
+        (
+            format!("{POOL}outlier = {{ consecutive_5xx = 0, consecutive_failures = 0 }}\n"),
+            "4:",
+            "nothing would eject",
+        ),
+        (
+            format!("{POOL}outlier = {{ ejection_time = \"10s\", max_ejection_time = \"1s\" }}\n"),
+            "4:",
+            "pool[0].outlier.max_ejection_time: must not be shorter than ejection_time",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ split = [{{ pool = \"web\", weight = 1 }}, {{ pool = \"nope\", weight = 1 }}] }}]\n"),
+            "8:",
+            "listener[0].routes[0].split[1].pool: no pool named \"nope\"",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ split = [{{ pool = \"web\", weight = 0 }}] }}]\n"),
+            "8:",
+            "at least one weight must be greater than 0",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ pool = \"web\", split = [{{ pool = \"web\", weight = 1 }}] }}]\n"),
+            "8:",
+            "exactly one of pool, split, redirect, respond",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ pool = \"web\", split_sticky = true }}]\n"),
+            "8:",
+            "split_sticky: only valid with split",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ match = {{ source = [\"10.0.0.0/8\", \"x\"] }}, pool = \"web\" }}]\n"),
+            "8:",
+            "listener[0].routes[0].match.source[1]",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (body, want_pos, want_msg) in &cases {
+        let (code, stderr, path) = check(body);
+        let want_prefix = format!("{path}:{want_pos}");
+        let ok = code == 1
+            && stderr
+                .lines()
+                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
+        if !ok {
+            failures.push(format!(
+                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+}

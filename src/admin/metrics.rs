@@ -60,6 +60,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "UDP datagrams dropped and HTTP requests rejected for bad framing.",
     ),
     (
+        "tandem_listener_denied_total",
+        "counter",
+        "Clients refused by the listener's allow/deny lists.",
+    ),
+    (
+        "tandem_listener_rate_limited_total",
+        "counter",
+        "Requests (429) or connections refused by per-client rate and connection limits.",
+    ),
+    (
+        "tandem_listener_proxy_errors_total",
+        "counter",
+        "Connections closed for a missing, malformed or untrusted PROXY header.",
+    ),
+    (
         "tandem_listener_received_bytes_total",
         "counter",
         "Bytes received from clients.",
@@ -128,6 +143,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "tandem_backend_connections_total",
         "counter",
         "Connections or requests sent to the backend.",
+    ),
+    (
+        "tandem_backend_effective_weight",
+        "gauge",
+        "Weight in use now: lower while a slow start ramps.",
+    ),
+    (
+        "tandem_backend_ejected",
+        "gauge",
+        "1 while outlier detection keeps the backend out of traffic.",
+    ),
+    (
+        "tandem_backend_ejections_total",
+        "counter",
+        "Outlier ejections of the backend.",
     ),
     (
         "tandem_backend_connect_failures_total",
@@ -294,13 +324,16 @@ pub fn render(s: &Status) -> String {
     o.sample("tandem_uptime_seconds", &[], s.uptime_seconds as f64);
 
     type L = fn(&super::status::ListenerStatus) -> u64;
-    let listener_families: [(&'static str, L); 8] = [
+    let listener_families: [(&'static str, L); 11] = [
         ("tandem_listener_connections_active", |l| l.active),
         ("tandem_listener_connections_total", |l| l.total),
         ("tandem_listener_queued", |l| l.queued),
         ("tandem_listener_rejected_total", |l| l.rejected),
         ("tandem_listener_no_backend_total", |l| l.no_backend),
         ("tandem_listener_dropped_total", |l| l.dropped),
+        ("tandem_listener_denied_total", |l| l.denied),
+        ("tandem_listener_rate_limited_total", |l| l.rate_limited),
+        ("tandem_listener_proxy_errors_total", |l| l.proxy_errors),
         ("tandem_listener_received_bytes_total", |l| l.bytes_in),
         ("tandem_listener_sent_bytes_total", |l| l.bytes_out),
     ];
@@ -347,9 +380,16 @@ pub fn render(s: &Status) -> String {
         }
     }
     type B = fn(&super::status::BackendStatus) -> u64;
-    let backend_families: [(&'static str, B); 7] = [
+    let backend_families: [(&'static str, B); 10] = [
         ("tandem_backend_up", |b| u64::from(b.health == "up")),
         ("tandem_backend_weight", |b| b.weight as u64),
+        ("tandem_backend_effective_weight", |b| {
+            b.effective_weight as u64
+        }),
+        ("tandem_backend_ejected", |b| {
+            u64::from(b.ejected_seconds.is_some())
+        }),
+        ("tandem_backend_ejections_total", |b| b.ejections),
         ("tandem_backend_connections_active", |b| b.active),
         ("tandem_backend_connections_total", |b| b.total),
         ("tandem_backend_connect_failures_total", |b| {

@@ -36,6 +36,15 @@ pub struct ListenerStatus {
     pub rejected: u64,
     pub no_backend: u64,
     pub dropped: u64,
+    /// Refused by the listener's allow/deny lists.
+    #[serde(default)]
+    pub denied: u64,
+    /// Over a per-client rate or connection limit (429 on HTTP).
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Missing, malformed or untrusted PROXY headers (accept_proxy).
+    #[serde(default)]
+    pub proxy_errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// HTTP listeners: per-route request counters.
@@ -97,6 +106,14 @@ pub struct BackendStatus {
     pub checks_ok: u64,
     #[serde(default)]
     pub checks_failed: u64,
+    /// Seconds left out of traffic after an outlier ejection.
+    #[serde(default)]
+    pub ejected_seconds: Option<f64>,
+    #[serde(default)]
+    pub ejections: u64,
+    /// The weight balancing uses right now (lower during a slow start).
+    #[serde(default)]
+    pub effective_weight: u32,
     /// Connect time (TCP) or time to first byte (HTTP).
     #[serde(default)]
     pub latency_seconds: Option<super::metrics::HistogramSnapshot>,

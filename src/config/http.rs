@@ -117,6 +117,7 @@ pub struct MatchConfig {
     pub headers: Vec<(String, ValueMatchConfig)>,
     pub cookies: Vec<(String, ValueMatchConfig)>,
     pub query: Vec<(String, ValueMatchConfig)>,
+    pub sources: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +131,8 @@ pub enum ValueMatchConfig {
 pub enum ActionConfig {
     Forward {
         pool: String,
+        split: Vec<(String, u32)>,
+        split_sticky: bool,
         strip_prefix: Option<String>,
         rewrite_path: Option<String>,
     },
@@ -310,10 +313,14 @@ pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
     let action = match &c.action {
         ActionConfig::Forward {
             pool,
+            split,
+            split_sticky,
             strip_prefix,
             rewrite_path,
         } => Action::Forward {
             pool: pool.clone(),
+            split: split.clone(),
+            split_sticky: *split_sticky,
             strip_prefix: strip_prefix.clone(),
             rewrite_path: rewrite_path.clone(),
         },
@@ -340,6 +347,7 @@ pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
             headers,
             cookies,
             query,
+            sources: m.sources.clone(),
         },
         action,
         request_headers: header_ops(&c.request_headers)
@@ -403,6 +411,12 @@ impl Validator<'_> {
                 Some(raw::OneOrMany::One(s)) => vec![s],
                 Some(raw::OneOrMany::Many(v)) => v,
             };
+            for (k, src) in m.source.unwrap_or_default().iter().enumerate() {
+                match Cidr::parse(src) {
+                    Ok(c) => matcher.sources.push(c),
+                    Err(e) => self.err(&at(&format!("match.source[{k}]")), e),
+                }
+            }
             for (field, map, out) in [
                 ("header", m.header, &mut matcher.headers),
                 ("cookie", m.cookie, &mut matcher.cookies),
@@ -416,15 +430,54 @@ impl Validator<'_> {
                 }
             }
         }
-        let kinds = [r.pool.is_some(), r.redirect.is_some(), r.respond.is_some()];
+        let kinds = [
+            r.pool.is_some(),
+            r.split.is_some(),
+            r.redirect.is_some(),
+            r.respond.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             self.err(
                 &at("pool"),
-                "a route needs exactly one of pool, redirect, respond",
+                "a route needs exactly one of pool, split, redirect, respond",
             );
             return None;
         }
-        if (r.strip_prefix.is_some() || r.rewrite_path.is_some()) && r.pool.is_none() {
+        if r.split_sticky.is_some() && r.split.is_none() {
+            self.err(&at("split_sticky"), "only valid with split");
+        }
+        let mut split = Vec::new();
+        for (k, t) in r.split.unwrap_or_default().into_iter().enumerate() {
+            if !pools.contains(t.pool.as_str()) {
+                self.err(
+                    &at(&format!("split[{k}].pool")),
+                    format!("no pool named {:?} is defined", t.pool),
+                );
+            }
+            let w = self.range(
+                &at(&format!("split[{k}].weight")),
+                Some(t.weight),
+                1,
+                0,
+                1_000_000,
+            );
+            split.push((t.pool, w as u32));
+        }
+        let pool = match (r.pool, split.first()) {
+            (Some(p), _) => Some(p),
+            (None, Some((first, _))) => {
+                if split.iter().all(|(_, w)| *w == 0) {
+                    self.err(&at("split"), "at least one weight must be greater than 0");
+                }
+                Some(first.clone())
+            }
+            (None, None) if kinds[1] => {
+                self.err(&at("split"), "a split needs at least one pool");
+                return None;
+            }
+            (None, None) => None,
+        };
+        if (r.strip_prefix.is_some() || r.rewrite_path.is_some()) && pool.is_none() {
             self.err(
                 &at("strip_prefix"),
                 "strip_prefix/rewrite_path only apply to routes with a pool",
@@ -436,12 +489,14 @@ impl Validator<'_> {
                 "use strip_prefix or rewrite_path, not both",
             );
         }
-        let action = if let Some(pool) = r.pool {
-            if !pools.contains(pool.as_str()) {
+        let action = if let Some(pool) = pool {
+            if split.is_empty() && !pools.contains(pool.as_str()) {
                 self.err(&at("pool"), format!("no pool named {pool:?} is defined"));
             }
             ActionConfig::Forward {
                 pool,
+                split,
+                split_sticky: r.split_sticky.unwrap_or(false),
                 strip_prefix: r.strip_prefix,
                 rewrite_path: r.rewrite_path,
             }
@@ -523,6 +578,8 @@ impl Validator<'_> {
                 matcher: MatchConfig::default(),
                 action: ActionConfig::Forward {
                     pool: p.to_string(),
+                    split: Vec::new(),
+                    split_sticky: false,
                     strip_prefix: None,
                     rewrite_path: None,
                 },

@@ -75,8 +75,29 @@ pub struct PoolConfig {
     /// Consecutive failed connections in live traffic that mark a backend
     /// down until active checks bring it back; 0 disables passive checks.
     pub passive_failures: u32,
+    /// A backend that comes back up ramps its weight from 1 to its full
+    /// weight over this time; zero = at once.
+    pub slow_start: Duration,
+    /// Ejection of backends that fail live traffic; None = off.
+    pub outlier: Option<OutlierConfig>,
     /// How HTTP listeners talk to this pool's backends.
     pub http: HttpPoolConfig,
+}
+
+/// `outlier = { consecutive_5xx = 5, consecutive_failures = 5, ... }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OutlierConfig {
+    /// 5xx responses in a row (HTTP) that eject; 0 = not by status.
+    pub consecutive_5xx: u32,
+    /// Connect failures or timeouts in a row that eject; 0 = not by failures.
+    pub consecutive_failures: u32,
+    /// First ejection; each further ejection of the same backend lasts
+    /// this much longer (doubling), up to `max_ejection_time`.
+    pub ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// Never eject when that would leave more than this share of the pool
+    /// ejected.
+    pub max_ejected_percent: u32,
 }
 
 fn ser_algorithm<S: serde::Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
@@ -161,6 +182,12 @@ pub struct ListenerConfig {
     pub max_flows: u32,
     /// HTTP/HTTPS listeners: routes, TLS and HTTP limits.
     pub http: Option<HttpListenerConfig>,
+    /// Client-address allow/deny lists.
+    pub acl: crate::policy::AclConfig,
+    /// Read a PROXY header from each client connection (TCP, HTTP).
+    pub accept_proxy: Option<crate::policy::AcceptProxyConfig>,
+    /// Per-client rate and connection limits (TCP, HTTP).
+    pub rate_limit: Option<crate::policy::RateLimitConfig>,
 }
 
 /// How the IPv4 VRRPv3 checksum is computed on transmit (receive accepts
@@ -686,6 +713,12 @@ impl Validator<'_> {
             self.err(&at("connect_timeout"), "must be greater than 0");
         }
         let http = self.http_pool(i, &mut p);
+        if p.slow_start.is_some() && algorithm == Algorithm::RoundRobin {
+            self.err(
+                &at("slow_start"),
+                "round_robin ignores weights, so a slow start cannot ramp; use weighted_round_robin, least_connections or another weighted algorithm",
+            );
+        }
         let cfg = PoolConfig {
             http,
             name: p.name,
@@ -702,8 +735,150 @@ impl Validator<'_> {
             ),
             passive_failures: self.range(&at("passive_failures"), p.passive_failures, 3, 0, 1000)
                 as u32,
+            slow_start: self.duration(&at("slow_start"), p.slow_start.as_deref(), Duration::ZERO),
+            outlier: p.outlier.take().map(|o| self.outlier(i, o)),
         };
         Some(cfg)
+    }
+
+    fn outlier(&mut self, i: usize, o: raw::Outlier) -> OutlierConfig {
+        let at = |k: &str| format!("pool[{i}].outlier.{k}");
+        let ejection_time = self.duration(
+            &at("ejection_time"),
+            o.ejection_time.as_deref(),
+            Duration::from_secs(10),
+        );
+        if ejection_time.is_zero() {
+            self.err(&at("ejection_time"), "must be greater than 0");
+        }
+        let max_ejection_time = self.duration(
+            &at("max_ejection_time"),
+            o.max_ejection_time.as_deref(),
+            (ejection_time * 30).max(Duration::from_secs(300)),
+        );
+        if max_ejection_time < ejection_time {
+            self.err(
+                &at("max_ejection_time"),
+                "must not be shorter than ejection_time",
+            );
+        }
+        let c = OutlierConfig {
+            consecutive_5xx: self.range(&at("consecutive_5xx"), o.consecutive_5xx, 5, 0, 10_000)
+                as u32,
+            consecutive_failures: self.range(
+                &at("consecutive_failures"),
+                o.consecutive_failures,
+                5,
+                0,
+                10_000,
+            ) as u32,
+            ejection_time,
+            max_ejection_time,
+            max_ejected_percent: self.range(
+                &at("max_ejected_percent"),
+                o.max_ejected_percent,
+                50,
+                1,
+                100,
+            ) as u32,
+        };
+        if c.consecutive_5xx == 0 && c.consecutive_failures == 0 {
+            self.err(
+                &at("consecutive_5xx"),
+                "consecutive_5xx and consecutive_failures are both 0: nothing would eject",
+            );
+        }
+        c
+    }
+
+    /// `listener[i]`'s client admission: ACLs, PROXY from clients, rate limits.
+    fn admission(
+        &mut self,
+        i: usize,
+        l: &mut raw::Listener,
+        protocol: Protocol,
+    ) -> (
+        crate::policy::AclConfig,
+        Option<crate::policy::AcceptProxyConfig>,
+        Option<crate::policy::RateLimitConfig>,
+    ) {
+        let at = |k: &str| format!("listener[{i}].{k}");
+        let mut cidrs = |key: &str, v: Option<Vec<String>>| -> Vec<Cidr> {
+            let mut out = Vec::new();
+            for (k, s) in v.unwrap_or_default().iter().enumerate() {
+                match Cidr::parse(s) {
+                    Ok(c) => out.push(c),
+                    Err(e) => self.err(&format!("listener[{i}].{key}[{k}]"), e),
+                }
+            }
+            out
+        };
+        let acl = crate::policy::AclConfig {
+            allow: cidrs("allow", l.allow.take()),
+            deny: cidrs("deny", l.deny.take()),
+        };
+        let from = cidrs("accept_proxy_from", l.accept_proxy_from.take());
+        let timeout = self.duration(
+            &at("accept_proxy_timeout"),
+            l.accept_proxy_timeout.as_deref(),
+            Duration::from_secs(5),
+        );
+        let accept_proxy = if l.accept_proxy.unwrap_or(false) {
+            if protocol == Protocol::Udp {
+                self.err(
+                    &at("accept_proxy"),
+                    "only valid on tcp, http and https listeners",
+                );
+            }
+            if timeout.is_zero() {
+                self.err(&at("accept_proxy_timeout"), "must be greater than 0");
+            }
+            Some(crate::policy::AcceptProxyConfig {
+                trusted: from,
+                timeout,
+            })
+        } else {
+            for (k, set) in [
+                ("accept_proxy_from", !from.is_empty()),
+                ("accept_proxy_timeout", l.accept_proxy_timeout.is_some()),
+            ] {
+                if set {
+                    self.err(&at(k), "only valid with accept_proxy = true");
+                }
+            }
+            None
+        };
+        let rate_limit = l.rate_limit.take().map(|r| {
+            let rat = |k: &str| format!("listener[{i}].rate_limit.{k}");
+            if protocol == Protocol::Udp {
+                self.err(
+                    &at("rate_limit"),
+                    "only valid on tcp, http and https listeners",
+                );
+            }
+            let rate = self.range(&rat("rate"), r.rate, 0, 0, 10_000_000) as u32;
+            let c = crate::policy::RateLimitConfig {
+                rate,
+                burst: self.range(&rat("burst"), r.burst, rate.max(1) as u64, 1, 10_000_000) as u32,
+                max_connections: self.range(
+                    &rat("max_connections"),
+                    r.max_connections,
+                    0,
+                    0,
+                    10_000_000,
+                ) as u32,
+                max_clients: self.range(&rat("max_clients"), r.max_clients, 100_000, 16, 10_000_000)
+                    as u32,
+            };
+            if c.rate == 0 && c.max_connections == 0 {
+                self.err(
+                    &rat("rate"),
+                    "set rate, max_connections or both (both are 0: nothing is limited)",
+                );
+            }
+            c
+        });
+        (acl, accept_proxy, rate_limit)
     }
 
     fn health(&mut self, i: usize, h: raw::Health) -> HealthConfig {
@@ -829,6 +1004,7 @@ impl Validator<'_> {
             }
         };
         let is_http = matches!(protocol, Protocol::Http | Protocol::Https);
+        let (acl, accept_proxy, rate_limit) = self.admission(i, &mut l, protocol);
         let pool = l.pool.take().unwrap_or_default();
         if pool.is_empty() && !is_http {
             self.err(&at("pool"), "missing required key `pool`");
@@ -927,6 +1103,9 @@ impl Validator<'_> {
             backlog: self.range(&at("backlog"), l.backlog, 1024, 1, 65535) as u32,
             max_flows: self.range(&at("max_flows"), l.max_flows, 65536, 1, 10_000_000) as u32,
             http,
+            acl,
+            accept_proxy,
+            rate_limit,
         };
         Some(cfg)
     }

@@ -31,6 +31,8 @@ pub struct Pool {
     pub queue_size: Option<u64>,
     pub queue_timeout: Option<String>,
     pub passive_failures: Option<u64>,
+    pub slow_start: Option<String>,
+    pub outlier: Option<Outlier>,
     // HTTP upstream behaviour (pools used by http/https listeners).
     pub sticky: Option<Sticky>,
     pub http2: Option<bool>,
@@ -38,6 +40,16 @@ pub struct Pool {
     pub max_idle_per_backend: Option<u64>,
     pub upstream_idle_timeout: Option<String>,
     pub response_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outlier {
+    pub consecutive_5xx: Option<u64>,
+    pub consecutive_failures: Option<u64>,
+    pub ejection_time: Option<String>,
+    pub max_ejection_time: Option<String>,
+    pub max_ejected_percent: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +92,13 @@ pub struct Listener {
     pub splice: Option<String>,
     pub backlog: Option<u64>,
     pub max_flows: Option<u64>,
+    // Client admission (every protocol; PROXY and rate limits: TCP-based).
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub accept_proxy: Option<bool>,
+    pub accept_proxy_from: Option<Vec<String>>,
+    pub accept_proxy_timeout: Option<String>,
+    pub rate_limit: Option<RateLimit>,
     // HTTP / HTTPS listeners.
     pub routes: Option<Vec<Route>>,
     pub tls: Option<ListenerTls>,
@@ -95,6 +114,15 @@ pub struct Listener {
     pub max_body_bytes: Option<u64>,
     pub access_log: Option<bool>,
     pub error_pages: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rate: Option<u64>,
+    pub burst: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_clients: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +147,8 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matcher: Option<Match>,
     pub pool: Option<String>,
+    pub split: Option<Vec<SplitTarget>>,
+    pub split_sticky: Option<bool>,
     pub strip_prefix: Option<String>,
     pub rewrite_path: Option<String>,
     pub redirect: Option<Redirect>,
@@ -130,7 +160,15 @@ pub struct Route {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SplitTarget {
+    pub pool: String,
+    pub weight: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Match {
+    pub source: Option<Vec<String>>,
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub path_exact: Option<String>,

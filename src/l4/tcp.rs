@@ -42,6 +42,7 @@ pub struct ListenerRt {
     pub pool: Arc<Pool>,
     /// None = unlimited.
     pub limit: Option<Arc<Semaphore>>,
+    pub policy: crate::policy::ClientPolicy,
 }
 
 impl ListenerRt {
@@ -53,7 +54,18 @@ impl ListenerRt {
             _ => (cfg.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(cfg.max_connections as usize))),
         };
-        ListenerRt { cfg, pool, limit }
+        let policy = crate::policy::ClientPolicy::new(
+            cfg.acl.clone(),
+            cfg.accept_proxy.clone(),
+            cfg.rate_limit,
+            previous.map(|p| &p.policy),
+        );
+        ListenerRt {
+            cfg,
+            pool,
+            limit,
+            policy,
+        }
     }
 }
 
@@ -75,6 +87,9 @@ pub struct ListenerStats {
     /// HTTP: time until response headers.
     #[serde(skip)]
     pub request_seconds: crate::stats::Histogram,
+    /// Refused by ACL, rate limits or a bad PROXY header.
+    #[serde(flatten)]
+    pub policy: crate::policy::PolicyStats,
 }
 
 struct ActiveGuard<'a>(&'a AtomicU64);
@@ -144,6 +159,15 @@ pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease)
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &ListenerStats) {
+    let (peer, proxied_local, _ticket) = if rt.policy.is_open() {
+        (peer, None, None)
+    } else {
+        match rt.policy.admit(&client, peer, true, &stats.policy).await {
+            Some(a) => (a.peer, a.local, a._ticket),
+            // Dropping the client closes it before any backend is touched.
+            None => return,
+        }
+    };
     let (server, lease) = match connect_backend(&rt.pool, client_key(peer.ip())).await {
         Ok(x) => x,
         Err(e) => {
@@ -169,7 +193,9 @@ async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &Li
     let header = match rt.cfg.send_proxy {
         ProxyProtocol::None => None,
         ProxyProtocol::V1 | ProxyProtocol::V2 => {
-            let local = client.local_addr().unwrap_or(rt.cfg.bind);
+            let local = proxied_local
+                .or_else(|| client.local_addr().ok())
+                .unwrap_or(rt.cfg.bind);
             Some(if rt.cfg.send_proxy == ProxyProtocol::V1 {
                 proxy_protocol::v1(peer, local)
             } else {

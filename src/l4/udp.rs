@@ -78,6 +78,11 @@ pub async fn serve(
         }
         if !flows.contains_key(&client) {
             let snap = rt.load();
+            // A denied client never gets a flow (nor a backend).
+            if !snap.policy.acl.permits(client.ip()) {
+                stats.policy.count(crate::policy::Refusal::Denied);
+                continue;
+            }
             if flows.len() >= snap.cfg.max_flows as usize {
                 let idle = snap.cfg.idle_timeout.as_millis() as u64;
                 flows

@@ -49,6 +49,9 @@ pub struct Match {
     /// Every entry must match some query parameter of that (case-sensitive,
     /// percent-decoded) name.
     pub query: Vec<(String, ValueMatch)>,
+    /// The client address (from PROXY when the listener accepts it) is in
+    /// one of these blocks; empty means any client.
+    pub sources: Vec<crate::config::Cidr>,
 }
 
 /// Host condition. The request host is compared without its `:port` and
@@ -98,6 +101,10 @@ pub enum Action {
     /// Proxy to a pool, with the path rewritten by [`rewritten_path`].
     Forward {
         pool: String,
+        /// Weighted split across pools (canary); empty = all to `pool`.
+        split: Vec<(String, u32)>,
+        /// Split by client address instead of per request.
+        split_sticky: bool,
         strip_prefix: Option<String>,
         rewrite_path: Option<String>,
     },
@@ -123,6 +130,8 @@ pub struct RequestView<'a> {
     /// Raw query string, without '?'.
     pub query: Option<&'a str>,
     pub headers: Fields<'a>,
+    /// The client's address, for `source` matchers.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl<'a> RequestView<'a> {
@@ -149,6 +158,7 @@ impl<'a> RequestView<'a> {
             path: parts.uri.path(),
             query: parts.uri.query(),
             headers: Fields::Map(&parts.headers),
+            client: None,
         }
     }
 }
@@ -176,6 +186,10 @@ impl Match {
     /// Whether every condition holds; cheap conditions are checked first.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         (self.methods.is_empty() || self.methods.contains(req.method))
+            && (self.sources.is_empty()
+                || req
+                    .client
+                    .is_some_and(|ip| self.sources.iter().any(|c| c.contains(ip))))
             && self
                 .host
                 .as_ref()
@@ -195,6 +209,58 @@ impl Match {
                 })
             })
     }
+}
+
+/// The pool a forwarding route sends this request to: `pool`, or one of
+/// `split` by weight, drawn per request or (sticky) from the client
+/// address so a client stays on its side of a canary.
+pub fn split_pool<'r>(
+    pool: &'r str,
+    split: &'r [(String, u32)],
+    sticky: bool,
+    client: std::net::IpAddr,
+) -> &'r str {
+    let total: u64 = split.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return pool;
+    }
+    let draw = if sticky {
+        // Re-mixed so the split does not line up with source hashing
+        // inside the pool, which starts from the same key.
+        crate::balance::client_key(client).rotate_left(29) ^ 0x5bd1_e995_7f4a_7c15
+    } else {
+        next_random()
+    };
+    let mut at = draw % total;
+    for (name, w) in split {
+        if at < u64::from(*w) {
+            return name;
+        }
+        at -= u64::from(*w);
+    }
+    pool
+}
+
+/// A per-thread xorshift: a split draw needs spread, not secrecy.
+fn next_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x2545_f491_4f6c_dd1d)
+                | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
 }
 
 impl HostMatch {
@@ -531,6 +597,8 @@ mod tests {
             matcher,
             action: Action::Forward {
                 pool: name.to_string(),
+                split: Vec::new(),
+                split_sticky: false,
                 strip_prefix: None,
                 rewrite_path: None,
             },
@@ -1038,6 +1106,7 @@ mod tests {
             )],
             cookies: vec![("c".into(), ValueMatch::Present)],
             query: vec![("q".into(), ValueMatch::Present)],
+            sources: Vec::new(),
         };
         let full: &[(&str, &str)] = &[
             ("host", "a.example.com"),
@@ -1080,6 +1149,60 @@ mod tests {
                 !matches(&m, method, uri, headers),
                 "{method} {uri} {headers:?}"
             );
+        }
+    }
+
+    #[test]
+    fn split_pool_follows_weights_and_sticks_per_client() {
+        let split = vec![("v1".to_string(), 95), ("v2".to_string(), 5)];
+        let client: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        let mut v2 = 0;
+        for _ in 0..20_000 {
+            if split_pool("v1", &split, false, client) == "v2" {
+                v2 += 1;
+            }
+        }
+        // 5% of 20000 = 1000, sd ~31.
+        assert!((850..1150).contains(&v2), "{v2}");
+        // Sticky: one client always lands on the same side, and the
+        // clients overall still split by weight.
+        let mut v2_clients = 0;
+        for n in 0..20_000u32 {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            let first = split_pool("v1", &split, true, ip);
+            assert_eq!(first, split_pool("v1", &split, true, ip));
+            if first == "v2" {
+                v2_clients += 1;
+            }
+        }
+        assert!((850..1150).contains(&v2_clients), "{v2_clients}");
+        // Weight 0 gets nothing; an all-zero split falls back to the pool.
+        let off = vec![("a".to_string(), 1), ("b".to_string(), 0)];
+        assert!((0..1000).all(|_| split_pool("x", &off, false, client) == "a"));
+        assert_eq!(split_pool("x", &[("b".to_string(), 0)], false, client), "x");
+        assert_eq!(split_pool("x", &[], false, client), "x");
+    }
+
+    #[test]
+    fn source_matcher_uses_the_client_address() {
+        let m = Match {
+            sources: vec![
+                crate::config::Cidr::parse("10.0.0.0/8").expect("cidr"),
+                crate::config::Cidr::parse("2001:db8::/32").expect("cidr"),
+            ],
+            ..Match::default()
+        };
+        let p = parts("GET", "/", &[]);
+        let mut v = RequestView::from_parts(&p);
+        assert!(!m.matches(&v), "no client address: no match");
+        for (ip, want) in [
+            ("10.2.3.4", true),
+            ("11.2.3.4", false),
+            ("2001:db8::9", true),
+            ("::ffff:10.0.0.1", true),
+        ] {
+            v.client = Some(ip.parse().expect("ip"));
+            assert_eq!(m.matches(&v), want, "{ip}");
         }
     }
 

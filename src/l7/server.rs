@@ -115,6 +115,8 @@ pub struct HttpRt {
     pub pools: HashMap<String, Arc<HttpPool>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limit: Option<Arc<Semaphore>>,
+    /// ACLs, PROXY from clients, per-client limits.
+    pub policy: crate::policy::ClientPolicy,
     coalescer: Arc<Coalescer<cache::CacheKey, ()>>,
     pub(crate) request_id: Option<HeaderName>,
 }
@@ -170,10 +172,22 @@ impl HttpRt {
         let used: HashMap<String, Arc<HttpPool>> = routes
             .iter()
             .filter_map(|r| match &r.action {
-                Action::Forward { pool, .. } => pools.get(pool).map(|p| (pool.clone(), p.clone())),
+                Action::Forward { pool, split, .. } => Some(
+                    std::iter::once(pool)
+                        .chain(split.iter().map(|(p, _)| p))
+                        .filter_map(|p| pools.get(p).map(|hp| (p.clone(), hp.clone())))
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
+            .flatten()
             .collect();
+        let policy = crate::policy::ClientPolicy::new(
+            cfg.acl.clone(),
+            cfg.accept_proxy.clone(),
+            cfg.rate_limit,
+            previous.map(|p| &p.policy),
+        );
         let request_id = match &http.request_id {
             Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string())?),
             None => None,
@@ -185,6 +199,7 @@ impl HttpRt {
             pools: used,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             limit,
+            policy,
             coalescer: previous.map(|p| p.coalescer.clone()).unwrap_or_default(),
             request_id,
             cfg,
@@ -332,7 +347,18 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let snap = rt.load_full();
-    let local = stream.local_addr().unwrap_or(snap.cfg.bind);
+    let mut local = stream.local_addr().unwrap_or(snap.cfg.bind);
+    let mut peer = peer;
+    // Held for the connection's life: its slot in the per-client limit.
+    let mut _ticket = None;
+    if !snap.policy.is_open() {
+        let Some(a) = snap.policy.admit(&stream, peer, false, &stats.policy).await else {
+            return;
+        };
+        peer = a.peer;
+        local = a.local.unwrap_or(local);
+        _ticket = a._ticket;
+    }
     let Some(acceptor) = &snap.tls else {
         // Plain: HTTP/1 on the fast path; h2c with prior knowledge goes to
         // hyper with the bytes already read.
@@ -642,8 +668,20 @@ async fn route_request(
             None,
         );
     }
+    if !rt.policy.request(conn.peer.ip()) {
+        conn.stats.policy.count(crate::policy::Refusal::RateLimited);
+        let mut r = error(
+            rt,
+            StatusCode::TOO_MANY_REQUESTS,
+            "request rate limit exceeded",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (r, None, None);
+    }
     let (parts, body) = req.into_parts();
-    let view = RequestView::from_parts(&parts);
+    let mut view = RequestView::from_parts(&parts);
+    view.client = Some(conn.peer.ip());
     let Some((idx, route)) = rt.router.route(&view) else {
         return (
             error(rt, StatusCode::NOT_FOUND, "no route matches this request"),
@@ -677,9 +715,12 @@ async fn route_request(
         }
         Action::Forward {
             pool,
+            split,
+            split_sticky,
             strip_prefix,
             rewrite_path,
         } => {
+            let pool = router::split_pool(pool, split, *split_sticky, conn.peer.ip());
             let Some(hp) = rt.pools.get(pool) else {
                 return (
                     error(rt, StatusCode::BAD_GATEWAY, "pool missing"),
@@ -1000,6 +1041,7 @@ async fn proxy_inner(
         };
         // Time to response headers feeds least_response_time.
         lease.connected(t0.elapsed());
+        lease.responded(resp.status().as_u16());
         let (mut rparts, rbody) = resp.into_parts();
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_up) = client_upgrade {

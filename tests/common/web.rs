@@ -10,7 +10,8 @@
 //! - `/ws`: 101 Switching Protocols, then echoes raw bytes;
 //! - anything else: the backend's name.
 //!
-//! Every response carries `X-Backend: <name>`.
+//! Every response carries `X-Backend: <name>`. While `broken` is set every
+//! request gets a 500.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub struct Web {
     pub requests: Arc<AtomicU64>,
     pub connections: Arc<AtomicU64>,
     pub hits: Arc<Mutex<HashMap<String, u64>>>,
+    pub broken: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,6 +46,8 @@ impl Web {
         let requests = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));
         let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let broken = Arc::new(AtomicBool::new(false));
+        let b2 = broken.clone();
         let (s2, r2, c2, h2, n2) = (
             stop.clone(),
             requests.clone(),
@@ -56,10 +60,10 @@ impl Web {
                 match l.accept() {
                     Ok((s, _)) => {
                         c2.fetch_add(1, Ordering::Relaxed);
-                        let (stop, req, hits, name) =
-                            (s2.clone(), r2.clone(), h2.clone(), n2.clone());
+                        let (stop, req, hits, name, broken) =
+                            (s2.clone(), r2.clone(), h2.clone(), n2.clone(), b2.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(s, &name, &stop, &req, &hits);
+                            let _ = serve(s, &name, &stop, &req, &hits, &broken);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -73,6 +77,7 @@ impl Web {
             requests,
             connections,
             hits,
+            broken,
             thread: Some(thread),
         }
     }
@@ -120,6 +125,7 @@ fn serve(
     stop: &AtomicBool,
     requests: &AtomicU64,
     hits: &Mutex<HashMap<String, u64>>,
+    broken: &AtomicBool,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut w = s.try_clone()?;
@@ -174,6 +180,12 @@ fn serve(
         let mut body: Vec<u8> = Vec::new();
         let mut big: Option<u64> = None;
         let mut status = "200 OK";
+        let path = if broken.load(Ordering::Relaxed) {
+            status = "500 Internal Server Error";
+            "/broken"
+        } else {
+            path
+        };
         match path {
             "/inspect" => body = head.join("\r\n").into_bytes(),
             "/echo" => {

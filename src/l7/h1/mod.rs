@@ -326,8 +326,10 @@ fn simple_response(
         reason(status),
         body.len()
     );
-    if status == 503 {
-        out.extend_from_slice(b"retry-after: 5\r\n");
+    match status {
+        503 => out.extend_from_slice(b"retry-after: 5\r\n"),
+        429 => out.extend_from_slice(b"retry-after: 1\r\n"),
+        _ => {}
     }
     finish_own_head(out, rt, c, ops, close);
     out.extend_from_slice(body.as_bytes());
@@ -419,11 +421,33 @@ where
         path: head.path_str(buf),
         query: head.query_str(buf),
         headers: head.fields(buf),
+        client: Some(c.peer.ip()),
     };
     let log = rt
         .http
         .access_log
         .then(|| (head.method.clone(), view.path.to_string()));
+    if !rt.policy.request(c.peer.ip()) {
+        c.stats.policy.count(crate::policy::Refusal::RateLimited);
+        let keep = skip_body(b) && b.head.keep_alive;
+        b.wbuf.clear();
+        simple_response(
+            &mut b.wbuf,
+            rt,
+            c,
+            429,
+            "request rate limit exceeded",
+            None,
+            !keep,
+        );
+        let ok = io.write_all(&b.wbuf).await.is_ok();
+        finish_log(rt, c, log, 429, None, None, started);
+        return if ok && keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+    }
     let Some((idx, route)) = rt.router.route(&view) else {
         let keep = skip_body(b) && b.head.keep_alive;
         b.wbuf.clear();
@@ -488,9 +512,12 @@ where
         }
         Action::Forward {
             pool,
+            split,
+            split_sticky,
             strip_prefix,
             rewrite_path,
         } => {
+            let pool = router::split_pool(pool, split, *split_sticky, c.peer.ip());
             let Some(hp) = rt.pools.get(pool) else {
                 let keep = skip_body(b) && b.head.keep_alive;
                 b.wbuf.clear();
@@ -1018,6 +1045,7 @@ where
             }
         }
         claim.connected(t0.elapsed());
+        claim.responded(up.head.status);
         if up.head.status == 101 {
             return tunnel(io, b, up, claim, &cx, websocket).await;
         }
@@ -1169,6 +1197,7 @@ where
                 return ((status, Some(name), false), false);
             }
             claim.connected(t0.elapsed());
+            claim.responded(uhead.status);
             if uhead.status == 101 {
                 claim.failed("unexpected 101");
                 let _ =

@@ -1,0 +1,516 @@
+//! What HAProxy operators use every day, through a real `tandem` process on
+//! loopback: client ACLs and `source` routes, PROXY from clients, per-client
+//! rate and connection limits, weighted canary splits, outlier ejection and
+//! slow start. Clients pick their source inside 127.0.0.0/8 to stand for
+//! different addresses.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::web::{self, header, Headers, Web};
+use common::*;
+use socket2::{Domain, Socket, Type};
+
+fn pool(name: &str, webs: &[&Web], extra: &str) -> String {
+    let list: Vec<String> = webs
+        .iter()
+        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
+        .collect();
+    format!(
+        "[[pool]]\nname = \"{name}\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\", rise = 1, fall = 1 }}\nbackends = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+fn listener(name: &str, port: u16, protocol: &str, body: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n{body}\n"
+    )
+}
+
+/// A connection from `src` (any 127.0.0.0/8 address works on loopback).
+fn connect_from(src: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let ip: IpAddr = src.parse().map_err(std::io::Error::other)?;
+    s.bind(&SocketAddr::new(ip, 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+/// One request (with `prefix` bytes first, e.g. a PROXY header) from `src`.
+fn get_from(
+    src: &str,
+    to: SocketAddr,
+    prefix: &[u8],
+    path: &str,
+) -> Result<(u16, Headers, String), String> {
+    let mut s = connect_from(src, to).map_err(|e| e.to_string())?;
+    s.write_all(prefix).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    web::read_response(&mut BufReader::new(s))
+        .map(|(st, h, b)| (st, h, String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// What a TCP connection answers within 2 s: stops at EOF, or once the
+/// `Mode::Http` backend's reply (which ends with its name and a newline)
+/// is in.
+fn tcp_answer(mut c: TcpStream) -> String {
+    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut b = [0u8; 512];
+    while t0.elapsed() < Duration::from_secs(2) && !got.ends_with(b"\n") {
+        match c.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// True when the server closed the connection without a byte of answer.
+fn closed_silently(mut s: TcpStream) -> bool {
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn listener_status(d: &Daemon, name: &str) -> serde_json::Value {
+    let s = d.status();
+    s["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no listener {name} in {s}"))
+}
+
+fn metrics(port: u16) -> String {
+    web::get(addr(port), "/metrics", "")
+        .map(|(_, _, b)| b)
+        .unwrap_or_default()
+}
+
+#[test]
+fn acl_refuses_before_any_backend_and_source_routes_pick_pools() {
+    let dir = TempDir::new("acl");
+    let (main, office) = (Web::start("main"), Web::start("office"));
+    let echo = Backend::start("tcpb", Mode::Http);
+    let (hport, tport, mport) = (free_port(), free_port(), free_port());
+    let cfg = pool("main", &[&main], "")
+        + &pool("office", &[&office], "")
+        + &format!(
+            "[[pool]]\nname = \"tcp\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{}\" }}]\n",
+            echo.addr
+        )
+        + &listener(
+            "web",
+            hport,
+            "http",
+            r#"allow = ["127.0.0.0/8", "::1"]
+deny = ["127.0.0.66", "127.0.9.0/24"]
+routes = [
+  { match = { source = ["127.0.0.3/32"] }, pool = "office" },
+  { pool = "main" },
+]"#,
+        )
+        + &listener("tcp", tport, "tcp", "pool = \"tcp\"\ndeny = [\"127.0.0.66\"]");
+    let d = Daemon::start_with_global(
+        &dir,
+        &format!("metrics_listen = \"127.0.0.1:{mport}\""),
+        &cfg,
+    );
+    let (h, t) = (addr(hport), addr(tport));
+    wait_port(h);
+    assert_eq!(
+        get_from("127.0.0.1", h, b"", "/").expect("allowed").2,
+        "main"
+    );
+    assert_eq!(
+        get_from("127.0.0.3", h, b"", "/").expect("office").2,
+        "office",
+        "source route"
+    );
+    let before = main.requests.load(std::sync::atomic::Ordering::Relaxed);
+    for src in ["127.0.0.66", "127.0.9.7"] {
+        let r = get_from(src, h, b"", "/");
+        assert!(r.is_err(), "{src} denied, got {r:?}");
+    }
+    assert_eq!(
+        main.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "a denied client never reaches a backend"
+    );
+    assert_eq!(listener_status(&d, "web")["denied"], 2);
+
+    // L4: the denied client is closed before a backend connection opens.
+    let accepted = echo.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(closed_silently(
+        connect_from("127.0.0.66", t).expect("connect")
+    ));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        echo.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        accepted
+    );
+    let mut ok = connect_from("127.0.0.1", t).expect("connect");
+    ok.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    let got = tcp_answer(ok);
+    assert!(got.contains("tcpb"), "{got:?}");
+    assert_eq!(listener_status(&d, "tcp")["denied"], 1);
+    assert!(metrics(mport)
+        .contains("tandem_listener_denied_total{listener=\"web\",protocol=\"http\"} 2"));
+}
+
+#[test]
+fn accept_proxy_takes_the_client_address_from_the_header() {
+    let dir = TempDir::new("acceptproxy");
+    let w = Web::start("w");
+    let echo = Backend::start("tcpb", Mode::Http);
+    let (hport, tport) = (free_port(), free_port());
+    let cfg = pool("w", &[&w], "")
+        + &format!(
+            "[[pool]]\nname = \"tcp\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{}\" }}]\n",
+            echo.addr
+        )
+        + &listener(
+            "web",
+            hport,
+            "http",
+            r#"pool = "w"
+accept_proxy = true
+accept_proxy_from = ["127.0.0.1"]
+accept_proxy_timeout = "500ms"
+deny = ["203.0.113.66"]
+"#,
+        )
+        + &listener(
+            "tcp",
+            tport,
+            "tcp",
+            "pool = \"tcp\"\naccept_proxy = true\nallow = [\"198.51.100.0/24\"]",
+        );
+    let d = Daemon::start(&dir, &cfg);
+    let h = addr(hport);
+    wait_port(h);
+    // v1 and v2 headers both set the client tandem reports to the backend.
+    let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 5555 80\r\n".to_vec();
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[203, 0, 113, 8, 192, 0, 2, 1, 0x15, 0xb3, 0, 80]);
+    for (hdr, want) in [(&v1, "203.0.113.7"), (&v2, "203.0.113.8")] {
+        let (st, _, body) = get_from("127.0.0.1", h, hdr, "/inspect").expect("proxied request");
+        assert_eq!(st, 200);
+        let xff = body
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("x-forwarded-for:"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(xff.ends_with(want), "{xff:?} in {body}");
+    }
+    // The ACL judges the address from the header.
+    let denied = b"PROXY TCP4 203.0.113.66 192.0.2.1 5555 80\r\n";
+    assert!(get_from("127.0.0.1", h, denied, "/").is_err());
+    // No header, a malformed one, or one from an untrusted peer: closed.
+    assert!(get_from("127.0.0.1", h, b"", "/").is_err(), "no header");
+    assert!(get_from("127.0.0.1", h, b"PROXY TCP4 nonsense\r\n", "/").is_err());
+    assert!(
+        get_from("127.0.0.2", h, &v1, "/").is_err(),
+        "untrusted peer"
+    );
+    // A client that sends nothing is cut at accept_proxy_timeout.
+    let mut idle = connect_from("127.0.0.1", h).expect("connect");
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    let _ = idle.read(&mut b);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let st = listener_status(&d, "web");
+    assert_eq!(st["denied"], 1, "{st}");
+    // Three refused headers, the untrusted peer and the silent client.
+    assert_eq!(st["proxy_errors"], 5, "{st}");
+
+    // L4: the header is consumed (the backend sees only the client's
+    // bytes) and its address drives the allow list.
+    let t = addr(tport);
+    let mut s = connect_from("127.0.0.1", t).expect("connect");
+    s.write_all(b"PROXY TCP4 198.51.100.9 192.0.2.1 4444 80\r\nGET / HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let got = tcp_answer(s);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    let mut s = connect_from("127.0.0.1", t).expect("connect");
+    s.write_all(b"PROXY TCP4 192.0.2.9 192.0.2.1 4444 80\r\n")
+        .expect("write");
+    assert!(closed_silently(s), "outside the allow list");
+}
+
+#[test]
+fn rate_limits_answer_429_and_cap_connections_per_client() {
+    let dir = TempDir::new("ratelimit");
+    let w = Web::start("w");
+    let echo = Backend::start("tcpb", Mode::Http);
+    let (hport, tport, mport) = (free_port(), free_port(), free_port());
+    let cfg = pool("w", &[&w], "")
+        + &format!(
+            "[[pool]]\nname = \"tcp\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{}\" }}]\n",
+            echo.addr
+        )
+        + &listener(
+            "web",
+            hport,
+            "http",
+            "pool = \"w\"\nrate_limit = { rate = 2, burst = 5, max_connections = 3 }",
+        )
+        + &listener(
+            "tcp",
+            tport,
+            "tcp",
+            "pool = \"tcp\"\nrate_limit = { rate = 1, burst = 2 }",
+        );
+    let d = Daemon::start_with_global(
+        &dir,
+        &format!("metrics_listen = \"127.0.0.1:{mport}\""),
+        &cfg,
+    );
+    let h = addr(hport);
+    wait_port(h);
+    // Keep-alive: the burst passes, then 429 with Retry-After, on the
+    // same connection.
+    let mut s = connect_from("127.0.0.1", h).expect("connect");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let (st, hd, _) = web::read_response(&mut r).expect("response");
+        if st == 429 {
+            assert_eq!(header(&hd, "retry-after"), Some("1"));
+        }
+        codes.push(st);
+    }
+    assert_eq!(codes[..5], [200; 5], "{codes:?}");
+    assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
+    // Another client has its own bucket.
+    assert_eq!(get_from("127.0.0.2", h, b"", "/").expect("other").0, 200);
+    // The bucket refills at the rate.
+    std::thread::sleep(Duration::from_millis(600));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    assert_eq!(web::read_response(&mut r).expect("response").0, 200);
+    drop((s, r));
+
+    // Connections: three open from one client, the fourth is closed.
+    std::thread::sleep(Duration::from_millis(100));
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from("127.0.0.5", h).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(closed_silently(
+        connect_from("127.0.0.5", h).expect("connect")
+    ));
+    assert_eq!(
+        get_from("127.0.0.6", h, b"", "/").expect("other client").0,
+        200
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        get_from("127.0.0.5", h, b"", "/").expect("after close").0,
+        200
+    );
+
+    // L4: the rate counts new connections.
+    let t = addr(tport);
+    // Opened back to back (well inside a second), read afterwards.
+    let conns: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = connect_from("127.0.0.7", t).expect("connect");
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            c
+        })
+        .collect();
+    let outcomes: Vec<bool> = conns
+        .into_iter()
+        .map(|c| tcp_answer(c).contains("tcpb"))
+        .collect();
+    assert_eq!(outcomes, [true, true, false, false]);
+    let st = listener_status(&d, "web");
+    assert!(st["rate_limited"].as_u64().unwrap_or(0) >= 4, "{st}");
+    assert_eq!(listener_status(&d, "tcp")["rate_limited"], 2);
+    assert!(metrics(mport)
+        .contains("tandem_listener_rate_limited_total{listener=\"tcp\",protocol=\"tcp\"} 2"));
+}
+
+#[test]
+fn split_sends_a_weighted_share_to_the_canary() {
+    let dir = TempDir::new("split");
+    let (v1, v2) = (Web::start("v1"), Web::start("v2"));
+    let port = free_port();
+    let cfg = pool("v1", &[&v1], "")
+        + &pool("v2", &[&v2], "")
+        + &listener(
+            "web",
+            port,
+            "http",
+            r#"routes = [
+  { match = { path_prefix = "/sticky" }, split = [{ pool = "v1", weight = 50 }, { pool = "v2", weight = 50 }], split_sticky = true },
+  { split = [{ pool = "v1", weight = 80 }, { pool = "v2", weight = 20 }] },
+]"#,
+        );
+    let _d = Daemon::start(&dir, &cfg);
+    let a = addr(port);
+    wait_port(a);
+    let mut s = connect_from("127.0.0.1", a).expect("connect");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut canary = 0;
+    let n = 1000;
+    for _ in 0..n {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let (st, _, body) = web::read_response(&mut r).expect("response");
+        assert_eq!(st, 200);
+        if body == b"v2" {
+            canary += 1;
+        }
+    }
+    // 20% of 1000 = 200, sd ~13.
+    assert!((140..260).contains(&canary), "canary got {canary} of {n}");
+    // Sticky: each client stays on its side; clients land on both sides.
+    let mut sides = std::collections::HashSet::new();
+    for i in 1..=16 {
+        let src = format!("127.0.1.{i}");
+        let first = get_from(&src, a, b"", "/sticky").expect("first").2;
+        for _ in 0..5 {
+            assert_eq!(get_from(&src, a, b"", "/sticky").expect("again").2, first);
+        }
+        sides.insert(first);
+    }
+    assert_eq!(sides.len(), 2, "{sides:?}");
+}
+
+#[test]
+fn outlier_ejection_takes_a_failing_backend_out_and_brings_it_back() {
+    let dir = TempDir::new("outlier");
+    let (good, bad) = (Web::start("good"), Web::start("bad"));
+    let port = free_port();
+    let cfg = pool(
+        "p",
+        &[&good, &bad],
+        "passive_failures = 0\noutlier = { consecutive_5xx = 3, ejection_time = \"3s\", max_ejected_percent = 50 }",
+    ) + &listener("web", port, "http", "pool = \"p\"");
+    let d = Daemon::start(&dir, &cfg);
+    let a = addr(port);
+    wait_port(a);
+    bad.broken.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut fails = 0;
+    for _ in 0..40 {
+        if web::get(a, "/", "").expect("get").0 == 500 {
+            fails += 1;
+        }
+    }
+    assert_eq!(
+        fails, 3,
+        "three 500s eject the backend; then only the good one answers"
+    );
+    let st = d.status();
+    let b = Daemon::backend(&st, "p", "bad");
+    assert!(b["ejected_seconds"].as_f64().is_some(), "{b}");
+    assert_eq!(b["ejections"], 1);
+    assert_eq!(b["health"], "up", "ejection is not a health verdict");
+    // The good backend is never ejected with it (max_ejected_percent),
+    // even when it fails too.
+    good.broken
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..6 {
+        assert_eq!(web::get(a, "/", "").expect("get").0, 500);
+    }
+    assert!(Daemon::backend(&d.status(), "p", "good")["ejected_seconds"].is_null());
+    good.broken
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    bad.broken
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    // After ejection_time it takes traffic again.
+    d.wait_for("ejection over", Duration::from_secs(5), |d| {
+        Daemon::backend(&d.status(), "p", "bad")["ejected_seconds"].is_null()
+    });
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let (st, _, body) = web::get(a, "/", "").expect("get");
+        assert_eq!(st, 200);
+        seen.insert(body);
+    }
+    assert!(seen.contains("bad"), "{seen:?}");
+    assert!(d.log_text().contains("backend ejected (outlier)"));
+}
+
+#[test]
+fn slow_start_ramps_a_returning_backend() {
+    let dir = TempDir::new("slowstart");
+    let steady = Web::start("steady");
+    let back = Web::start("back");
+    let back_port = back.addr.port();
+    let port = free_port();
+    let cfg = format!(
+        r#"[[pool]]
+name = "p"
+algorithm = "weighted_round_robin"
+slow_start = "10s"
+health = {{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }}
+backends = [
+  {{ name = "steady", address = "{}", weight = 100 }},
+  {{ name = "back", address = "{}", weight = 100 }},
+]
+"#,
+        steady.addr, back.addr
+    ) + &listener("web", port, "http", "pool = \"p\"");
+    let d = Daemon::start(&dir, &cfg);
+    let a = addr(port);
+    wait_port(a);
+    let weight = |d: &Daemon| {
+        Daemon::backend(&d.status(), "p", "back")["effective_weight"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(weight(&d), 100, "no ramp at boot");
+    drop(back);
+    d.wait_for("back down", Duration::from_secs(5), |d| {
+        d.health("p", "back") == "down"
+    });
+    let _back = Web::start_on("back", back_port);
+    d.wait_for("back up", Duration::from_secs(5), |d| {
+        d.health("p", "back") == "up"
+    });
+    let share = |n: usize| {
+        let mut s = connect_from("127.0.0.1", a).expect("connect");
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let mut back = 0;
+        for _ in 0..n {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .expect("write");
+            if web::read_response(&mut r).expect("response").2 == b"back" {
+                back += 1;
+            }
+        }
+        back as f64 / n as f64
+    };
+    // A request takes a few ms here (up to ~30 ms on a loaded box), so
+    // 60 requests stay well inside the first fifth of the ramp.
+    let early_weight = weight(&d);
+    let early = share(60);
+    assert!(
+        early_weight < 50,
+        "effective weight {early_weight} right after coming up"
+    );
+    assert!(early < 0.25, "share {early} right after coming up");
+    d.wait_for("ramp done", Duration::from_secs(15), |d| weight(d) == 100);
+    let late = share(100);
+    assert!((0.4..=0.6).contains(&late), "share {late} after the ramp");
+}
