@@ -2,6 +2,7 @@
 //! VRRP election for virtual IPs and forwards traffic to backend pools.
 
 pub mod accept;
+pub mod accesslog;
 pub mod admin;
 pub mod anycast;
 pub mod balance;

@@ -79,6 +79,17 @@ pub struct PolicyStats {
     pub proxy_errors: AtomicU64,
 }
 
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::BadProxy => "bad_proxy",
+        }
+    }
+}
+
 impl PolicyStats {
     pub fn count(&self, r: Refusal) {
         let c = match r {
@@ -300,14 +311,14 @@ impl ClientPolicy {
         peer: SocketAddr,
         l4: bool,
         stats: &PolicyStats,
-    ) -> Option<Admitted> {
+    ) -> Result<Admitted, Refusal> {
         let mut client = peer;
         let mut local = None;
         if let Some(ap) = &self.accept_proxy {
             if !ap.trusted.is_empty() && !ap.trusted.iter().any(|c| c.contains(peer.ip())) {
                 tracing::debug!(peer = %peer, "PROXY header from an untrusted peer refused");
                 stats.count(Refusal::BadProxy);
-                return None;
+                return Err(Refusal::BadProxy);
             }
             match read_proxy_header(stream, ap.timeout).await {
                 Ok(Decoded::Proxied { src, dst }) => {
@@ -318,19 +329,19 @@ impl ClientPolicy {
                 Err(e) => {
                     tracing::debug!(peer = %peer, error = %e, "PROXY header refused");
                     stats.count(Refusal::BadProxy);
-                    return None;
+                    return Err(Refusal::BadProxy);
                 }
             }
         }
         match self.check(client.ip(), l4) {
-            Ok(ticket) => Some(Admitted {
+            Ok(ticket) => Ok(Admitted {
                 peer: client,
                 local,
                 _ticket: ticket,
             }),
             Err(r) => {
                 stats.count(r);
-                None
+                Err(r)
             }
         }
     }

@@ -647,6 +647,8 @@ impl Daemon {
                 return Err(list);
             }
         };
+        // A reload also reopens access logs (rotation without SIGUSR1).
+        crate::accesslog::reopen_all();
         let vrrp = cfg.vrrp.clone();
         match self.apply(&mut inner, cfg) {
             Ok(done) => {
@@ -1129,8 +1131,8 @@ fn sync_checkers(inner: &mut Inner, pools: &BTreeMap<String, Arc<Pool>>) {
 /// Waits for SIGHUP/SIGTERM/SIGINT on a plain thread (signal-hook) and
 /// forwards them into the async world.
 pub fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut sigs = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut sigs = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("tandem-signals".into())
@@ -1213,6 +1215,11 @@ pub async fn run_until_signalled(
         };
         let Some(sig) = sig else { break };
         match sig {
+            signal_hook::consts::SIGUSR1 => {
+                // logrotate's postrotate: new lines go to a fresh file.
+                crate::accesslog::reopen_all();
+                tracing::info!("SIGUSR1: reopening access logs");
+            }
             signal_hook::consts::SIGHUP => {
                 tracing::info!("SIGHUP: reloading configuration");
                 crate::sd::reloading();

@@ -514,3 +514,101 @@ backends = [
     let late = share(100);
     assert!((0.4..=0.6).contains(&late), "share {late} after the ramp");
 }
+
+fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n || t0.elapsed() > Duration::from_secs(5) {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn access_logs_are_written_in_the_chosen_format_and_reopened_for_logrotate() {
+    let dir = TempDir::new("accesslog");
+    let w = Web::start("w1");
+    let echo = Backend::start("tcpb", Mode::Http);
+    let (hport, tport) = (free_port(), free_port());
+    let (alog, clog) = (dir.path("access.log"), dir.path("conn.log"));
+    let cfg = pool("w", &[&w], "")
+        + &format!(
+            "[[pool]]\nname = \"tcp\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ name = \"e1\", address = \"{}\" }}]\n",
+            echo.addr
+        )
+        + &listener(
+            "web",
+            hport,
+            "http",
+            &format!(
+                "pool = \"w\"\naccess_log = {{ format = \"json\", path = \"{}\" }}",
+                alog.display()
+            ),
+        )
+        + &listener(
+            "tcp",
+            tport,
+            "tcp",
+            &format!(
+                "pool = \"tcp\"\ndeny = [\"127.0.0.66\"]\naccess_log = {{ format = \"{{client_ip}} {{backend}} {{bytes_in}} {{bytes_out}} {{reason}}\", path = \"{}\" }}",
+                clog.display()
+            ),
+        );
+    let d = Daemon::start(&dir, &cfg);
+    let h = addr(hport);
+    wait_port(h);
+    assert_eq!(get_from("127.0.0.9", h, b"", "/x?y=1").expect("get").0, 200);
+    let lines = wait_for_lines(&alog, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).expect("json line");
+    assert_eq!(v["client_ip"], "127.0.0.9");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/x");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["backend"], "w1");
+    assert_eq!(v["listener"], "web");
+    assert!(v["duration_ms"].as_f64().is_some(), "{v}");
+
+    // L4 connection log: one line per connection, with bytes and why it ended.
+    let t = addr(tport);
+    let mut c = connect_from("127.0.0.10", t).expect("connect");
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    assert!(tcp_answer(c.try_clone().expect("clone")).contains("tcpb"));
+    drop(c);
+    assert!(closed_silently(
+        connect_from("127.0.0.66", t).expect("connect")
+    ));
+    let lines = wait_for_lines(&clog, 2);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("127.0.0.10 e1 18 ") && l.ends_with(" closed")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "127.0.0.66 - 0 0 denied"),
+        "{lines:?}"
+    );
+
+    // logrotate: move the file away, SIGUSR1, and new lines go to a new file.
+    let rotated = dir.path("access.log.1");
+    std::fs::rename(&alog, &rotated).expect("rotate");
+    d.signal("USR1");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        get_from("127.0.0.11", h, b"", "/after").expect("get").0,
+        200
+    );
+    let fresh = wait_for_lines(&alog, 1);
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert!(fresh[0].contains("/after"));
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap_or_default()
+        .contains("/after"));
+}

@@ -38,7 +38,6 @@ pub struct HttpListenerConfig {
     pub max_headers: usize,
     /// 0 = unlimited.
     pub max_body_bytes: u64,
-    pub access_log: bool,
     /// Response bodies for errors tandem generates (502, 503, 504, ...).
     pub error_pages: BTreeMap<u16, String>,
 }
@@ -713,7 +712,6 @@ impl Validator<'_> {
             ) as usize,
             max_headers: self.range(&at("max_headers"), l.max_headers, 100, 8, 1000) as usize,
             max_body_bytes: self.range(&at("max_body_bytes"), l.max_body_bytes, 0, 0, u64::MAX),
-            access_log: l.access_log.unwrap_or(false),
             error_pages,
         }
     }

@@ -188,6 +188,8 @@ pub struct ListenerConfig {
     pub accept_proxy: Option<crate::policy::AcceptProxyConfig>,
     /// Per-client rate and connection limits (TCP, HTTP).
     pub rate_limit: Option<crate::policy::RateLimitConfig>,
+    /// One line per request (HTTP) or connection (TCP); None = off.
+    pub access_log: Option<crate::accesslog::AccessLogConfig>,
 }
 
 /// How the IPv4 VRRPv3 checksum is computed on transmit (receive accepts
@@ -791,6 +793,61 @@ impl Validator<'_> {
         c
     }
 
+    fn access_log(
+        &mut self,
+        i: usize,
+        a: raw::AccessLogOpt,
+        protocol: Protocol,
+    ) -> Option<crate::accesslog::AccessLogConfig> {
+        use crate::accesslog::{AccessLogConfig, LogFormat};
+        let at = |k: &str| format!("listener[{i}].access_log{k}");
+        if protocol == Protocol::Udp {
+            self.err(&at(""), "only valid on tcp, http and https listeners");
+            return None;
+        }
+        let t = match a {
+            raw::AccessLogOpt::On(false) => return None,
+            raw::AccessLogOpt::On(true) => {
+                return Some(AccessLogConfig {
+                    format: LogFormat::Tracing,
+                    path: None,
+                })
+            }
+            raw::AccessLogOpt::Table(t) => t,
+        };
+        let format = match t.format.as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("common") => LogFormat::Common,
+            Some(tpl) if tpl.contains('{') => {
+                if let Err(e) = crate::accesslog::check_template(tpl) {
+                    self.err(&at(".format"), e);
+                }
+                LogFormat::Template(tpl.to_string())
+            }
+            Some(other) => {
+                self.err(
+                    &at(".format"),
+                    format!("unknown format {other:?}; expected \"json\", \"common\" or a template with {{placeholders}}"),
+                );
+                LogFormat::Json
+            }
+        };
+        let path = t.path.map(PathBuf::from);
+        if let Some(p) = &path {
+            if !p.is_absolute() {
+                self.err(&at(".path"), "must be an absolute path");
+            } else if !p.parent().is_some_and(|d| d.is_dir()) {
+                self.err(
+                    &at(".path"),
+                    format!("directory of {} does not exist", p.display()),
+                );
+            } else if p.is_dir() {
+                self.err(&at(".path"), format!("{} is a directory", p.display()));
+            }
+        }
+        Some(AccessLogConfig { format, path })
+    }
+
     /// `listener[i]`'s client admission: ACLs, PROXY from clients, rate limits.
     fn admission(
         &mut self,
@@ -1005,6 +1062,10 @@ impl Validator<'_> {
         };
         let is_http = matches!(protocol, Protocol::Http | Protocol::Https);
         let (acl, accept_proxy, rate_limit) = self.admission(i, &mut l, protocol);
+        let access_log = l
+            .access_log
+            .take()
+            .and_then(|a| self.access_log(i, a, protocol));
         let pool = l.pool.take().unwrap_or_default();
         if pool.is_empty() && !is_http {
             self.err(&at("pool"), "missing required key `pool`");
@@ -1033,7 +1094,6 @@ impl Validator<'_> {
                 ("max_header_bytes", l.max_header_bytes.is_some()),
                 ("max_headers", l.max_headers.is_some()),
                 ("max_body_bytes", l.max_body_bytes.is_some()),
-                ("access_log", l.access_log.is_some()),
                 ("error_pages", l.error_pages.is_some()),
             ];
             for (k, set) in http_only {
@@ -1106,6 +1166,7 @@ impl Validator<'_> {
             acl,
             accept_proxy,
             rate_limit,
+            access_log,
         };
         Some(cfg)
     }

@@ -112,7 +112,7 @@ pub struct Listener {
     pub max_header_bytes: Option<u64>,
     pub max_headers: Option<u64>,
     pub max_body_bytes: Option<u64>,
-    pub access_log: Option<bool>,
+    pub access_log: Option<AccessLogOpt>,
     pub error_pages: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -123,6 +123,21 @@ pub struct RateLimit {
     pub burst: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_clients: Option<u64>,
+}
+
+/// `access_log = true` or `access_log = { format = "json", path = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AccessLogOpt {
+    On(bool),
+    Table(AccessLogTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogTable {
+    pub format: Option<String>,
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -43,6 +43,7 @@ pub struct ListenerRt {
     /// None = unlimited.
     pub limit: Option<Arc<Semaphore>>,
     pub policy: crate::policy::ClientPolicy,
+    pub access_log: Option<crate::accesslog::AccessLog>,
 }
 
 impl ListenerRt {
@@ -61,6 +62,10 @@ impl ListenerRt {
             previous.map(|p| &p.policy),
         );
         ListenerRt {
+            access_log: cfg
+                .access_log
+                .as_ref()
+                .map(crate::accesslog::AccessLog::new),
             cfg,
             pool,
             limit,
@@ -159,36 +164,85 @@ pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease)
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &ListenerStats) {
+    let started = Instant::now();
+    let moved = [AtomicU64::new(0), AtomicU64::new(0)];
+    let mut backend: Option<String> = None;
+    let mut client_addr = peer;
+    let reason = serve_connection(
+        client,
+        peer,
+        rt,
+        stats,
+        &moved,
+        &mut backend,
+        &mut client_addr,
+    )
+    .await;
+    if let Some(al) = &rt.access_log {
+        al.log(&crate::accesslog::Entry {
+            time: std::time::SystemTime::now(),
+            listener: &rt.cfg.name,
+            protocol: "tcp",
+            client: client_addr,
+            method: "-",
+            path: "-",
+            status: 0,
+            route: "-",
+            backend: backend.as_deref().unwrap_or("-"),
+            duration: started.elapsed(),
+            bytes_in: Some(moved[0].load(Ordering::Relaxed)),
+            bytes_out: Some(moved[1].load(Ordering::Relaxed)),
+            reason,
+        });
+    }
+}
+
+/// One client connection from admission to close; returns how it ended
+/// (the connection log's `reason`).
+async fn serve_connection(
+    client: TcpStream,
+    peer: SocketAddr,
+    rt: &ListenerRt,
+    stats: &ListenerStats,
+    moved: &[AtomicU64; 2],
+    backend: &mut Option<String>,
+    client_addr: &mut SocketAddr,
+) -> &'static str {
     let (peer, proxied_local, _ticket) = if rt.policy.is_open() {
         (peer, None, None)
     } else {
         match rt.policy.admit(&client, peer, true, &stats.policy).await {
-            Some(a) => (a.peer, a.local, a._ticket),
+            Ok(a) => (a.peer, a.local, a._ticket),
             // Dropping the client closes it before any backend is touched.
-            None => return,
+            Err(r) => return r.as_str(),
         }
     };
+    *client_addr = peer;
     let (server, lease) = match connect_backend(&rt.pool, client_key(peer.ip())).await {
         Ok(x) => x,
         Err(e) => {
-            match e {
+            // Dropping the client closes it at once: never a hang.
+            return match e {
                 PickError::NoBackend => {
                     stats.no_backend.fetch_add(1, Ordering::Relaxed);
                     rt.pool.shared.no_backend.fetch_add(1, Ordering::Relaxed);
+                    "no_backend"
                 }
                 PickError::Saturated => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    "saturated"
                 }
-            }
-            // Dropping the client closes it at once: never a hang.
-            return;
+            };
         }
     };
+    if rt.access_log.is_some() {
+        *backend = Some(lease.name.clone());
+    }
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let counters = Counters {
-        up: [&stats.bytes_in, &lease.state.bytes_out],
-        down: [&stats.bytes_out, &lease.state.bytes_in],
+        up: [&stats.bytes_in, &lease.state.bytes_out, &moved[0]],
+        down: [&stats.bytes_out, &lease.state.bytes_in, &moved[1]],
     };
     let header = match rt.cfg.send_proxy {
         ProxyProtocol::None => None,
@@ -203,7 +257,7 @@ async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &Li
             })
         }
     };
-    if let Err(e) = forward(
+    let r = forward(
         client,
         server,
         header.as_deref(),
@@ -212,17 +266,25 @@ async fn handle(client: TcpStream, peer: SocketAddr, rt: &ListenerRt, stats: &Li
         &counters,
         &lease.state.cut_token(),
     )
-    .await
-    {
-        tracing::debug!(listener = %rt.cfg.name, backend = %lease.name, error = %e, "connection ended with error");
-    }
+    .await;
     drop(lease);
+    match r {
+        Ok(()) => "closed",
+        Err(e) => {
+            tracing::debug!(listener = %rt.cfg.name, error = %e, "connection ended with error");
+            match e.kind() {
+                io::ErrorKind::TimedOut => "idle_timeout",
+                io::ErrorKind::ConnectionAborted => "backend_disabled",
+                _ => "reset",
+            }
+        }
+    }
 }
 
 /// Byte counters updated as data flows (so long transfers show up live).
 pub struct Counters<'a> {
-    pub up: [&'a AtomicU64; 2],
-    pub down: [&'a AtomicU64; 2],
+    pub up: [&'a AtomicU64; 3],
+    pub down: [&'a AtomicU64; 3],
 }
 
 /// Activity counter for the idle timeout: the data path only bumps a
@@ -345,7 +407,7 @@ async fn pump(
     dst: &mut WriteHalf<'_>,
     mode: SpliceMode,
     act: &Activity,
-    counters: &[&AtomicU64; 2],
+    counters: &[&AtomicU64; 3],
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let add = |n: usize| {
@@ -414,16 +476,11 @@ mod tests {
     async fn through(mode: SpliceMode, payload: usize) {
         let (mut client, proxy_c) = pair().await;
         let (proxy_s, mut server) = pair().await;
-        let zero = [
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-        ];
+        let zero: [AtomicU64; 6] = Default::default();
         let fwd = async {
             let c = Counters {
-                up: [&zero[0], &zero[1]],
-                down: [&zero[2], &zero[3]],
+                up: [&zero[0], &zero[1], &zero[4]],
+                down: [&zero[2], &zero[3], &zero[5]],
             };
             let cut = CancellationToken::new();
             forward(
@@ -461,6 +518,7 @@ mod tests {
         assert!(back == want, "payload mismatch ({} bytes)", back.len());
         assert_eq!(zero[0].load(Ordering::Relaxed), payload as u64);
         assert_eq!(zero[2].load(Ordering::Relaxed), payload as u64);
+        assert_eq!(zero[4].load(Ordering::Relaxed), payload as u64);
     }
 
     #[tokio::test]
@@ -484,8 +542,8 @@ mod tests {
         let (proxy_s, _server) = pair().await;
         let z = AtomicU64::new(0);
         let c = Counters {
-            up: [&z, &z],
-            down: [&z, &z],
+            up: [&z, &z, &z],
+            down: [&z, &z, &z],
         };
         let t = Instant::now();
         let r = forward(

@@ -117,6 +117,7 @@ pub struct HttpRt {
     pub limit: Option<Arc<Semaphore>>,
     /// ACLs, PROXY from clients, per-client limits.
     pub policy: crate::policy::ClientPolicy,
+    pub access_log: Option<crate::accesslog::AccessLog>,
     coalescer: Arc<Coalescer<cache::CacheKey, ()>>,
     pub(crate) request_id: Option<HeaderName>,
 }
@@ -200,6 +201,10 @@ impl HttpRt {
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             limit,
             policy,
+            access_log: cfg
+                .access_log
+                .as_ref()
+                .map(crate::accesslog::AccessLog::new),
             coalescer: previous.map(|p| p.coalescer.clone()).unwrap_or_default(),
             request_id,
             cfg,
@@ -352,7 +357,7 @@ async fn connection(
     // Held for the connection's life: its slot in the per-client limit.
     let mut _ticket = None;
     if !snap.policy.is_open() {
-        let Some(a) = snap.policy.admit(&stream, peer, false, &stats.policy).await else {
+        let Ok(a) = snap.policy.admit(&stream, peer, false, &stats.policy).await else {
             return;
         };
         peer = a.peer;
@@ -601,8 +606,8 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
     let started = Instant::now();
     // Copied only for the access log: most nodes run without it.
     let logged = rt
-        .http
         .access_log
+        .is_some()
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let (resp, route_idx, backend) = route_request(req, conn, &rt).await;
     let mut resp = resp;
@@ -616,19 +621,24 @@ async fn handle(req: Request<Incoming>, conn: &Arc<Conn>) -> Response<Body> {
         rt.route_stats[i].record(resp.status());
     }
     conn.stats.request_seconds.observe(started.elapsed());
-    if let Some((method, path)) = logged {
-        tracing::info!(
-            target: "tandem::access",
-            listener = %rt.cfg.name,
-            client = %conn.peer,
-            method = %method,
-            path = %path,
-            status = resp.status().as_u16(),
-            route = route_idx.map(|i| rt.router.routes()[i].name.as_str()).unwrap_or("-"),
-            backend = backend.as_deref().unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+    if let (Some((method, path)), Some(al)) = (logged, &rt.access_log) {
+        al.log(&crate::accesslog::Entry {
+            time: std::time::SystemTime::now(),
+            listener: &rt.cfg.name,
+            protocol: conn.scheme,
+            client: conn.peer,
+            method: method.as_str(),
+            path: &path,
+            status: resp.status().as_u16(),
+            route: route_idx
+                .map(|i| rt.router.routes()[i].name.as_str())
+                .unwrap_or("-"),
+            backend: backend.as_deref().unwrap_or("-"),
+            duration: started.elapsed(),
+            bytes_in: None,
+            bytes_out: None,
+            reason: "-",
+        });
     }
     conn.in_flight.fetch_sub(1, Ordering::Relaxed);
     resp

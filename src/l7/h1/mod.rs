@@ -424,8 +424,8 @@ where
         client: Some(c.peer.ip()),
     };
     let log = rt
-        .http
         .access_log
+        .is_some()
         .then(|| (head.method.clone(), view.path.to_string()));
     if !rt.policy.request(c.peer.ip()) {
         c.stats.policy.count(crate::policy::Refusal::RateLimited);
@@ -591,19 +591,24 @@ fn finish_log(
     backend: Option<&str>,
     started: Instant,
 ) {
-    if let Some((method, path)) = log {
-        tracing::info!(
-            target: "tandem::access",
-            listener = %rt.cfg.name,
-            client = %c.peer,
-            method = %method,
-            path = %path,
+    if let (Some((method, path)), Some(al)) = (log, &rt.access_log) {
+        al.log(&crate::accesslog::Entry {
+            time: SystemTime::now(),
+            listener: &rt.cfg.name,
+            protocol: c.scheme,
+            client: c.peer,
+            method: method.as_str(),
+            path: &path,
             status,
-            route = route.map(|i| rt.router.routes()[i].name.as_str()).unwrap_or("-"),
-            backend = backend.unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+            route: route
+                .map(|i| rt.router.routes()[i].name.as_str())
+                .unwrap_or("-"),
+            backend: backend.unwrap_or("-"),
+            duration: started.elapsed(),
+            bytes_in: None,
+            bytes_out: None,
+            reason: "-",
+        });
     }
 }
 
