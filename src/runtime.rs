@@ -286,7 +286,7 @@ fn make_rt(
                     let specs: Vec<_> = certs.iter().map(crate::tls::spec).collect();
                     let default = certs.iter().position(|c| c.default);
                     Some(
-                        crate::tls::server_config(&specs, default, h.http2)
+                        crate::tls::server_config_with(&specs, default, h.http2, &h.tls_opts)
                             .map_err(|e| err(e.to_string()))?,
                     )
                 }

@@ -42,6 +42,36 @@ pub struct CertSpec {
     /// from the certificate's subjectAltName dNSNames, or its subject CN when it has none.
     /// `Some(vec![])` serves no name: useful only for the default certificate.
     pub names: Option<Vec<String>>,
+    /// DER OCSP response to staple; None = `<cert>.ocsp` when that file exists.
+    pub ocsp: Option<PathBuf>,
+}
+
+/// Largest OCSP response we staple (real ones are 1-4 KiB).
+const OCSP_MAX: u64 = 64 * 1024;
+
+/// The OCSP response to staple for `spec`, read afresh on every (re)load
+/// so a cron job that refreshes the file plus a reload keeps it current.
+fn load_ocsp(spec: &CertSpec) -> Result<Option<Vec<u8>>, TlsError> {
+    let (path, explicit) = match &spec.ocsp {
+        Some(p) => (p.clone(), true),
+        None => {
+            let mut p = spec.cert.clone().into_os_string();
+            p.push(".ocsp");
+            (PathBuf::from(p), false)
+        }
+    };
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(_) if !explicit => return Ok(None),
+        Err(source) => return Err(TlsError::Read { path, source }),
+    };
+    if !meta.is_file() || meta.len() == 0 || meta.len() > OCSP_MAX {
+        return Err(TlsError::BadCertificate {
+            path,
+            detail: format!("OCSP response must be a regular DER file of 1..={OCSP_MAX} bytes"),
+        });
+    }
+    read(&path).map(Some)
 }
 
 /// TLS towards a pool's backends.
@@ -188,7 +218,8 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
 
 /// Loads a listener certificate and the SNI names it serves (lowercase, no trailing dot).
 pub fn load_certified_key(spec: &CertSpec) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
-    let certified = load_pair(&spec.cert, &spec.key, &provider())?;
+    let mut certified = load_pair(&spec.cert, &spec.key, &provider())?;
+    certified.ocsp = load_ocsp(spec)?;
     let names = match &spec.names {
         Some(names) => names
             .iter()
@@ -354,11 +385,143 @@ pub fn server_config(
     default: Option<usize>,
     alpn_h2: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(
+        certs,
+        default,
+        alpn_h2,
+        &crate::config::TlsOptions::default(),
+    )
+}
+
+/// The ring provider narrowed to the listener's cipher suites and key
+/// exchange groups (names as rustls spells them); empty lists keep all.
+fn provider_for(opts: &crate::config::TlsOptions) -> Result<Arc<CryptoProvider>, String> {
+    let mut p = rustls::crypto::ring::default_provider();
+    if !opts.cipher_suites.is_empty() {
+        let mut picked = Vec::new();
+        for name in &opts.cipher_suites {
+            let s = rustls::crypto::ring::ALL_CIPHER_SUITES
+                .iter()
+                .find(|s| s.suite().as_str() == Some(name.as_str()))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown cipher suite {name:?}; known: {}",
+                        suite_names().join(", ")
+                    )
+                })?;
+            picked.push(*s);
+        }
+        p.cipher_suites = picked;
+    }
+    if !opts.groups.is_empty() {
+        let mut picked = Vec::new();
+        for name in &opts.groups {
+            let g = rustls::crypto::ring::ALL_KX_GROUPS
+                .iter()
+                .find(|g| g.name().as_str() == Some(name.as_str()))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = rustls::crypto::ring::ALL_KX_GROUPS
+                        .iter()
+                        .filter_map(|g| g.name().as_str())
+                        .collect();
+                    format!("unknown group {name:?}; known: {}", known.join(", "))
+                })?;
+            picked.push(*g);
+        }
+        p.kx_groups = picked;
+    }
+    Ok(Arc::new(p))
+}
+
+fn suite_names() -> Vec<&'static str> {
+    rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .filter_map(|s| s.suite().as_str())
+        .collect()
+}
+
+/// Checks the listener's TLS options the way [`server_config_with`] will
+/// use them (names, version/suite consistency, the client CA file).
+pub fn check_options(opts: &crate::config::TlsOptions) -> Result<(), (String, String)> {
+    let provider = provider_for(opts).map_err(|e| {
+        let key = if e.contains("cipher") {
+            "cipher_suites"
+        } else {
+            "groups"
+        };
+        (key.to_string(), e)
+    })?;
+    let versions = versions_for(opts);
+    ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| {
+            (
+                "cipher_suites".to_string(),
+                format!("no cipher suite left for the allowed TLS versions: {e}"),
+            )
+        })?;
+    if let Some(ca) = &opts.client_ca {
+        crate::config::files::check_pem_file(ca).map_err(|e| ("client_ca".to_string(), e))?;
+        client_verifier(ca, opts.client_auth_required, provider)
+            .map_err(|e| ("client_ca".to_string(), e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn versions_for(opts: &crate::config::TlsOptions) -> &'static [&'static SupportedProtocolVersion] {
+    const TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    if opts.min_tls13 {
+        TLS13_ONLY
+    } else {
+        VERSIONS
+    }
+}
+
+fn client_verifier(
+    ca: &Path,
+    required: bool,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::BadCertificate {
+            path: ca.to_owned(),
+            detail: e.to_string(),
+        })?;
+    }
+    let b = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let b = if required {
+        b
+    } else {
+        b.allow_unauthenticated()
+    };
+    b.build().map_err(|e| TlsError::BadCertificate {
+        path: ca.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// [`server_config`] with the listener's TLS options: minimum version,
+/// cipher suites and groups, and client certificates (mTLS).
+pub fn server_config_with(
+    certs: &[CertSpec],
+    default: Option<usize>,
+    alpn_h2: bool,
+    opts: &crate::config::TlsOptions,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = SniResolver::new(certs, default)?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+    let provider = provider_for(opts).map_err(|e| TlsError::Config(rustls::Error::General(e)))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions_for(opts))?;
+    let builder = match &opts.client_ca {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(
+            ca,
+            opts.client_auth_required,
+            provider,
+        )?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = if alpn_h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
@@ -534,6 +697,111 @@ fn cert_dns_names(cert: &[u8]) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// The certificate's subject as an RFC 4514 string (`CN=client1,O=Example`,
+/// most specific first), for the header an mTLS listener passes to backends.
+/// Attributes other than the usual ones appear as dotted OIDs; values that
+/// are not text are left out. `None` if the DER is not a certificate.
+pub fn subject_dn(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const EXPLICIT_0: u8 = 0xa0;
+    let certificate = der::only(cert, SEQUENCE)?;
+    let tbs = der::children(certificate)?
+        .into_iter()
+        .next()
+        .filter(|t| t.tag == SEQUENCE)?;
+    let mut fields = der::children(tbs.value)?;
+    if fields.first()?.tag == EXPLICIT_0 {
+        fields.remove(0);
+    }
+    let subject = fields.get(4).filter(|t| t.tag == SEQUENCE)?;
+    let mut rdns = Vec::new();
+    for rdn in der::children(subject.value)? {
+        if rdn.tag != SET {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for attribute in der::children(rdn.value)? {
+            let av = der::children(attribute.value)?;
+            let [id, value] = av.as_slice() else {
+                return None;
+            };
+            // UTF8String, PrintableString, IA5String, T61String.
+            if !matches!(value.tag, 0x0c | 0x13 | 0x16 | 0x14) {
+                continue;
+            }
+            let text = std::str::from_utf8(value.value).ok()?;
+            parts.push(format!("{}={}", oid_label(id.value), escape_dn(text)));
+        }
+        if !parts.is_empty() {
+            rdns.push(parts.join("+"));
+        }
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+fn oid_label(oid: &[u8]) -> String {
+    match oid {
+        [0x55, 0x04, 0x03] => "CN".into(),
+        [0x55, 0x04, 0x06] => "C".into(),
+        [0x55, 0x04, 0x07] => "L".into(),
+        [0x55, 0x04, 0x08] => "ST".into(),
+        [0x55, 0x04, 0x0a] => "O".into(),
+        [0x55, 0x04, 0x0b] => "OU".into(),
+        [0x55, 0x04, 0x05] => "serialNumber".into(),
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC".into(),
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID".into(),
+        _ => {
+            // Dotted form: first byte holds two arcs, the rest are base-128.
+            let mut arcs: Vec<u64> = Vec::new();
+            let mut acc = 0u64;
+            for (i, b) in oid.iter().enumerate() {
+                if i == 0 {
+                    arcs.push(u64::from(b / 40));
+                    arcs.push(u64::from(b % 40));
+                    continue;
+                }
+                acc = (acc << 7) | u64::from(b & 0x7f);
+                if b & 0x80 == 0 {
+                    arcs.push(acc);
+                    acc = 0;
+                }
+            }
+            arcs.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(".")
+        }
+    }
+}
+
+/// RFC 4514 §2.4 escaping, plus control characters (a header value must
+/// stay one clean line).
+fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\{:02x}", c as u32 & 0xff)),
+            c => out.push(c),
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+        out.push_str("\\ ");
+    }
+    out
+}
+
 /// Just enough DER for [`cert_dns_names`]: definite lengths, single-byte tags.
 mod der {
     pub(super) struct Tlv<'a> {
@@ -603,6 +871,7 @@ pub fn spec(c: &crate::config::CertConfig) -> CertSpec {
         cert: c.cert.clone(),
         key: c.key.clone(),
         names: c.names.clone(),
+        ocsp: c.ocsp.clone(),
     }
 }
 
@@ -618,6 +887,32 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    #[test]
+    fn subject_dn_is_rfc4514_and_escaped() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CountryName, "DE");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Acme, Inc+Co");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, " svc=1 ");
+        let cert = params.self_signed(&key).unwrap();
+        let dn = subject_dn(cert.der()).expect("subject");
+        // Every attribute once, escaped, comma-separated, in reverse DER order.
+        let mut parts: Vec<&str> = dn.split(',').collect();
+        parts.sort();
+        let want = ["CN=\\ svc\\=1\\ ", "C=DE", "O=Acme\\", " Inc\\+Co"];
+        let mut want: Vec<&str> = want.to_vec();
+        want.sort();
+        assert_eq!(parts, want, "{dn}");
+        assert_eq!(escape_dn("a\nb"), "a\\0ab");
+        assert_eq!(escape_dn("#x"), "\\#x");
+        assert_eq!(oid_label(&[0x2a, 0x03, 0x81, 0x00]), "1.2.3.128");
+        assert!(subject_dn(b"not der").is_none());
+    }
 
     // Generated once with openssl 3.0 (`genrsa -traditional 2048`, `ecparam -genkey`, and
     // `req -x509 -days 36500`): PKCS#1 and SEC1 encodings, which rcgen does not produce.
@@ -715,6 +1010,7 @@ sXiewbuJb8PWKG9Vxrwt
                 cert: self.write(&format!("{name}.pem"), &leaf.cert_pem),
                 key: self.write(&format!("{name}.key"), &leaf.key_pem),
                 names: None,
+                ocsp: None,
             }
         }
     }
@@ -929,6 +1225,7 @@ sXiewbuJb8PWKG9Vxrwt
             cert: dir.write("chain.pem", &format!("{}{}", a.cert_pem, ca.pem)),
             key: dir.write("a.key", &a.key_pem),
             names: None,
+            ocsp: None,
         };
         let server = server_config(&[spec], None, true).unwrap();
         let ca_file = dir.write("ca.pem", &ca.pem);
@@ -1020,11 +1317,13 @@ sXiewbuJb8PWKG9Vxrwt
             cert: dir.write("rsa.pem", RSA_CERT),
             key: dir.write("rsa.key", RSA_KEY_PKCS1),
             names: None,
+            ocsp: None,
         };
         let sec1 = CertSpec {
             cert: dir.write("sec1.pem", EC_CERT_CN_ONLY),
             key: dir.write("sec1.key", EC_KEY_SEC1),
             names: None,
+            ocsp: None,
         };
         assert_eq!(load_certified_key(&rsa).unwrap().1, ["rsa.example.com"]);
         // No subjectAltName: the CN is used.
@@ -1319,6 +1618,7 @@ sXiewbuJb8PWKG9Vxrwt
             cert: dir.write("nameless.pem", &cert.pem()),
             key: dir.write("nameless.key", &key.serialize_pem()),
             names: None,
+            ocsp: None,
         };
         let msg = load_certified_key(&nameless)
             .map(|_| ())

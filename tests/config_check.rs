@@ -614,3 +614,45 @@ fn operator_parity_keys_are_checked_with_position() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
 }
+
+#[test]
+fn tls_options_are_checked_with_position() {
+    let dir = TempDir::new("tlsopts");
+    let ca = common::tls::certs::ca();
+    let (cert, key, _) = common::tls::certs::leaf(&ca, &["a.test"]);
+    let (c, k) = (dir.path("c.pem"), dir.path("c.key"));
+    std::fs::write(&c, cert).expect("write");
+    std::fs::write(&k, key).expect("write");
+    let https = |tls_extra: &str| {
+        format!(
+            "{POOL}[[listener]]\nname = \"s\"\nbind = \"127.0.0.1:8443\"\nprotocol = \"https\"\npool = \"web\"\ntls = {{ certificates = [{{ cert = \"{}\", key = \"{}\" }}]{tls_extra} }}\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let cases = [
+        (https(", min_version = \"1.1\""), "listener[0].tls.min_version", "expected \"1.2\" or \"1.3\""),
+        (https(", cipher_suites = [\"TLS_RSA_WITH_RC4\"]"), "listener[0].tls.cipher_suites", "unknown cipher suite"),
+        (https(", groups = [\"ffdhe1024\"]"), "listener[0].tls.groups", "unknown group"),
+        (
+            https(", min_version = \"1.3\", cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]"),
+            "listener[0].tls.cipher_suites",
+            "no cipher suite left",
+        ),
+        (https(", client_auth = \"optional\""), "listener[0].tls.client_auth", "only valid with client_ca"),
+        (https(", client_ca = \"/nonexistent/ca.pem\""), "listener[0].tls.client_ca", ""),
+        (https(", client_ca = \"/dev/zero\""), "listener[0].tls.client_ca", ""),
+    ];
+    let mut failures = Vec::new();
+    for (body, key, msg) in &cases {
+        let (code, stderr, _) = check(body);
+        let ok = code == 1 && stderr.lines().any(|l| l.contains(key) && l.contains(msg));
+        if !ok {
+            failures.push(format!("want {key} {msg:?}, got exit {code}:\n{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+    // And a valid set passes.
+    let (code, stderr, _) = check(&https(", min_version = \"1.3\", groups = [\"X25519\"]"));
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -499,38 +499,7 @@ fn http2_prior_knowledge_and_pooled_upstream_connections() {
 
 // ---------------------------------------------------------------- TLS ---
 
-mod certs {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-    pub struct Ca {
-        pub issuer: Issuer<'static, KeyPair>,
-        pub pem: String,
-    }
-
-    pub fn ca() -> Ca {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "tandem test CA");
-        let cert = params.self_signed(&key).expect("ca");
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// (cert PEM, key PEM, cert DER)
-    pub fn leaf(ca: &Ca, names: &[&str]) -> (String, String, Vec<u8>) {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        let cert = params.signed_by(&key, &ca.issuer).expect("sign");
-        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
-    }
-}
+use common::tls::{certs, AnyCert};
 
 /// A TLS client with our CA: returns (served certificate DER, ALPN, stream).
 fn tls_connect(
@@ -557,7 +526,7 @@ fn tls_connect(
     // We check *which* certificate is served, including the default one
     // for names it does not cover: accept any, compare DER afterwards.
     cfg.dangerous()
-        .set_certificate_verifier(std::sync::Arc::new(AnyCert(provider)));
+        .set_certificate_verifier(std::sync::Arc::new(AnyCert::new(provider)));
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let name = rustls_pki_types::ServerName::try_from(sni.to_string()).expect("name");
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).expect("client");
@@ -572,51 +541,6 @@ fn tls_connect(
     let der = tls.conn.peer_certificates().expect("peer certs")[0].to_vec();
     let alpn = tls.conn.alpn_protocol().map(|a| a.to_vec());
     (der, alpn, tls)
-}
-
-#[derive(Debug)]
-struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 fn tls_get(

@@ -330,7 +330,7 @@ fn rate_limits_answer_429_and_cap_connections_per_client() {
     // L4: the rate counts new connections.
     let t = addr(tport);
     // Opened back to back (well inside a second), read afterwards.
-    let conns: Vec<TcpStream> = (0..4)
+    let conns: Vec<TcpStream> = (0..5)
         .map(|_| {
             let mut c = connect_from("127.0.0.7", t).expect("connect");
             let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
@@ -341,12 +341,18 @@ fn rate_limits_answer_429_and_cap_connections_per_client() {
         .into_iter()
         .map(|c| tcp_answer(c).contains("tcpb"))
         .collect();
-    assert_eq!(outcomes, [true, true, false, false]);
+    // A burst of 2 passes and the rest are refused (one more may pass if a
+    // loaded machine spreads the five connects over a full second); which
+    // ones depends on which worker thread admits first.
+    let passed = outcomes.iter().filter(|o| **o).count();
+    assert!((2..=3).contains(&passed), "{outcomes:?}");
     let st = listener_status(&d, "web");
     assert!(st["rate_limited"].as_u64().unwrap_or(0) >= 4, "{st}");
-    assert_eq!(listener_status(&d, "tcp")["rate_limited"], 2);
-    assert!(metrics(mport)
-        .contains("tandem_listener_rate_limited_total{listener=\"tcp\",protocol=\"tcp\"} 2"));
+    let refused = 5 - passed as u64;
+    assert_eq!(listener_status(&d, "tcp")["rate_limited"], refused);
+    assert!(metrics(mport).contains(&format!(
+        "tandem_listener_rate_limited_total{{listener=\"tcp\",protocol=\"tcp\"}} {refused}"
+    )));
 }
 
 #[test]
@@ -611,4 +617,181 @@ fn access_logs_are_written_in_the_chosen_format_and_reopened_for_logrotate() {
     assert!(!std::fs::read_to_string(&rotated)
         .unwrap_or_default()
         .contains("/after"));
+}
+
+/// A TLS client: optional client certificate, optional TLS 1.2-only.
+/// Returns the stream after the handshake, or the handshake error, and the
+/// stapled OCSP response.
+fn tls_client(
+    port: u16,
+    client_cert: Option<(&str, &str)>,
+    tls12_only: bool,
+) -> Result<
+    (
+        rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+        Vec<u8>,
+    ),
+    String,
+> {
+    use rustls_pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let verifier = std::sync::Arc::new(common::tls::AnyCert::new(provider.clone()));
+    let seen = verifier.1.clone();
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match client_cert {
+        Some((cert, key)) => {
+            let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| e.to_string())?;
+            b.with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("mtls.test").map_err(|e| e.to_string())?;
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).map_err(|e| e.to_string())?;
+    let sock = TcpStream::connect(addr(port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+    }
+    // TLS 1.3 reports a refused client certificate only with the first
+    // read after the handshake: callers make a request to find out.
+    let ocsp = seen.lock().map(|o| o.clone()).unwrap_or_default();
+    Ok((tls, ocsp))
+}
+
+/// GET /inspect with a forged subject header; the backend's view of the
+/// request head, or the error.
+fn inspect_over(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) -> Result<String, String> {
+    write!(
+        tls,
+        "GET /inspect HTTP/1.1\r\nHost: mtls.test\r\nX-Client-DN: CN=forged\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(tls);
+    let (st, _, body) = web::read_response(&mut r)?;
+    if st != 200 {
+        return Err(format!("status {st}"));
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn subject_lines(head: &str) -> Vec<String> {
+    head.lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-client-dn:"))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[test]
+fn downstream_mtls_passes_the_verified_subject_and_tls_settings_apply() {
+    let dir = TempDir::new("mtls");
+    let w = Web::start("w");
+    let ca = common::tls::certs::ca();
+    let other_ca = common::tls::certs::ca();
+    let (cert, key, _) = common::tls::certs::leaf(&ca, &["mtls.test"]);
+    let (client_cert, client_key) = common::tls::certs::client(&ca, "client1", "Example, Inc");
+    let (rogue_cert, rogue_key) = common::tls::certs::client(&other_ca, "rogue", "Evil");
+    let write = |n: &str, body: &[u8]| {
+        let p = dir.path(n);
+        std::fs::write(&p, body).expect("write");
+        p
+    };
+    let (cert_p, key_p, ca_p) = (
+        write("server.pem", cert.as_bytes()),
+        write("server.key", key.as_bytes()),
+        write("ca.pem", ca.pem.as_bytes()),
+    );
+    // A stapled OCSP response next to the certificate (opaque bytes to us).
+    write("server.pem.ocsp", b"\x30\x03\x0a\x01\x00");
+    let (req_port, opt_port) = (free_port(), free_port());
+    let tls = |extra: &str| {
+        format!(
+            "tls = {{ certificates = [{{ cert = \"{}\", key = \"{}\" }}], client_ca = \"{}\", client_subject_header = \"X-Client-DN\"{extra} }}",
+            cert_p.display(),
+            key_p.display(),
+            ca_p.display()
+        )
+    };
+    let cfg = pool("w", &[&w], "")
+        + &listener(
+            "req",
+            req_port,
+            "https",
+            &format!("pool = \"w\"\nhttp2 = false\n{}", tls("")),
+        )
+        + &listener(
+            "opt",
+            opt_port,
+            "https",
+            &format!(
+                "pool = \"w\"\nhttp2 = false\n{}",
+                tls(", client_auth = \"optional\", min_version = \"1.3\"")
+            ),
+        );
+    let _d = Daemon::start(&dir, &cfg);
+    wait_port(addr(req_port));
+
+    // Required: a verified client gets its subject passed on (and only
+    // ours: the forged header is gone).
+    let (mut s, ocsp) = tls_client(req_port, Some((&client_cert, &client_key)), false)
+        .expect("handshake with a client certificate");
+    assert_eq!(ocsp, b"\x30\x03\x0a\x01\x00", "OCSP response stapled");
+    let head = inspect_over(&mut s).expect("request");
+    // RFC 4514 order is the reverse of the certificate's RDN sequence,
+    // which rcgen writes CN first.
+    assert_eq!(
+        subject_lines(&head),
+        ["x-client-dn: O=Example\\, Inc,CN=client1"],
+        "{head}"
+    );
+    // No certificate, or one from another CA: no request gets through.
+    for (what, cc) in [
+        ("no certificate", None),
+        (
+            "untrusted CA",
+            Some((rogue_cert.as_str(), rogue_key.as_str())),
+        ),
+    ] {
+        let r = tls_client(req_port, cc, false).and_then(|(mut s, _)| inspect_over(&mut s));
+        assert!(r.is_err(), "{what}: {r:?}");
+    }
+
+    // Optional: without a certificate the request is served, without the
+    // header (and the forged one is still removed).
+    let (mut s, _) = tls_client(opt_port, None, false).expect("optional handshake");
+    let head = inspect_over(&mut s).expect("request");
+    assert!(subject_lines(&head).is_empty(), "{head}");
+    let (mut s, _) =
+        tls_client(opt_port, Some((&client_cert, &client_key)), false).expect("handshake");
+    assert_eq!(
+        subject_lines(&inspect_over(&mut s).expect("request")).len(),
+        1
+    );
+    // min_version = "1.3": a TLS 1.2-only client is refused; the other
+    // listener still speaks 1.2.
+    assert!(tls_client(opt_port, None, true).is_err());
+    let (mut s, _) =
+        tls_client(req_port, Some((&client_cert, &client_key)), true).expect("TLS 1.2");
+    assert!(inspect_over(&mut s).is_ok());
 }

@@ -19,6 +19,8 @@ pub struct HttpListenerConfig {
     pub routes: Vec<RouteConfig>,
     /// Certificates of an https listener (None: plain http).
     pub tls: Option<Vec<CertConfig>>,
+    /// Versions, suites, groups and client certificates of an https listener.
+    pub tls_opts: TlsOptions,
     /// `Strict-Transport-Security` value added to https responses.
     pub hsts: Option<String>,
     /// Request id header added when absent ("" disables).
@@ -93,6 +95,25 @@ pub struct CertConfig {
     pub key: PathBuf,
     pub names: Option<Vec<String>>,
     pub default: bool,
+    /// OCSP response to staple; None = `<cert>.ocsp` if present.
+    pub ocsp: Option<PathBuf>,
+}
+
+/// TLS settings of an https listener beyond its certificates.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct TlsOptions {
+    /// CA bundle that client certificates must chain to (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// `client_auth = "required"`: no certificate, no handshake;
+    /// "optional": clients without one are served without the header.
+    pub client_auth_required: bool,
+    /// Header (lowercase) carrying the verified subject to backends; any
+    /// client-sent header of that name is always removed.
+    pub client_subject_header: Option<String>,
+    /// Refuse TLS 1.2 (`min_version = "1.3"`).
+    pub min_tls13: bool,
+    pub cipher_suites: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -590,8 +611,60 @@ impl Validator<'_> {
         if routes.is_empty() {
             self.err(&at("routes"), "an http listener needs routes (or a pool)");
         }
+        let mut tls_opts = TlsOptions::default();
         let tls = match (l.tls.take(), https) {
             (Some(t), true) => {
+                let tat = |k: &str| format!("listener[{i}].tls.{k}");
+                tls_opts.min_tls13 = match t.min_version.as_deref() {
+                    None | Some("1.2") => false,
+                    Some("1.3") => true,
+                    Some(v) => {
+                        self.err(
+                            &tat("min_version"),
+                            format!("{v:?}: expected \"1.2\" or \"1.3\""),
+                        );
+                        false
+                    }
+                };
+                tls_opts.cipher_suites = t.cipher_suites.clone().unwrap_or_default();
+                tls_opts.groups = t.groups.clone().unwrap_or_default();
+                tls_opts.client_ca = t.client_ca.as_ref().map(PathBuf::from);
+                tls_opts.client_auth_required = match t.client_auth.as_deref() {
+                    None | Some("required") => true,
+                    Some("optional") => false,
+                    Some(v) => {
+                        self.err(
+                            &tat("client_auth"),
+                            format!("{v:?}: expected \"required\" or \"optional\""),
+                        );
+                        true
+                    }
+                };
+                if tls_opts.client_ca.is_some() {
+                    let h = t
+                        .client_subject_header
+                        .clone()
+                        .unwrap_or_else(|| "X-Client-Subject".into());
+                    if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                        self.err(
+                            &tat("client_subject_header"),
+                            format!("{h:?} is not a valid header name"),
+                        );
+                    }
+                    tls_opts.client_subject_header = Some(h.to_ascii_lowercase());
+                } else {
+                    for (k, set) in [
+                        ("client_auth", t.client_auth.is_some()),
+                        ("client_subject_header", t.client_subject_header.is_some()),
+                    ] {
+                        if set {
+                            self.err(&tat(k), "only valid with client_ca");
+                        }
+                    }
+                }
+                if let Err((k, e)) = crate::tls::check_options(&tls_opts) {
+                    self.err(&tat(&k), e);
+                }
                 if t.certificates.is_empty() {
                     self.err(
                         &at("tls.certificates"),
@@ -617,6 +690,7 @@ impl Validator<'_> {
                         key: PathBuf::from(c.key),
                         names: c.names,
                         default: c.default.unwrap_or(false),
+                        ocsp: c.ocsp.map(PathBuf::from),
                     })
                     .collect();
                 for (k, c) in certs.iter().enumerate() {
@@ -696,6 +770,7 @@ impl Validator<'_> {
         HttpListenerConfig {
             routes,
             tls,
+            tls_opts,
             hsts: l.hsts.take(),
             request_id,
             forwarded: l.forwarded.unwrap_or(false),

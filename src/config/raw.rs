@@ -144,6 +144,12 @@ pub struct AccessLogTable {
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     pub certificates: Vec<Certificate>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<String>,
+    pub client_subject_header: Option<String>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +159,7 @@ pub struct Certificate {
     pub key: String,
     pub names: Option<Vec<String>>,
     pub default: Option<bool>,
+    pub ocsp: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

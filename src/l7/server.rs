@@ -226,6 +226,8 @@ pub(crate) struct Conn {
     scanner: std::sync::Mutex<H1Scanner>,
     /// HTTP/1 requests handled so far on this connection.
     h1_requests: AtomicU64,
+    /// The verified client certificate's subject (mTLS listeners).
+    client_subject: Option<String>,
 }
 
 impl Conn {
@@ -236,8 +238,10 @@ impl Conn {
         peer: SocketAddr,
         local: SocketAddr,
         scheme: &'static str,
+        client_subject: Option<String>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
+            client_subject,
             rt,
             stats: Arc::new(ListenerStats::default()),
             peer,
@@ -376,13 +380,14 @@ async fn connection(
             scheme: "http",
             stop: &stop,
             h2c: snap.http.http2,
+            client_subject: None,
         };
         if let super::h1::End::H2(prefix) = super::h1::serve(&mut stream, c).await {
             let io = Box::new(Rewind {
                 prefix: Some(prefix.freeze()),
                 inner: stream,
             });
-            serve_hyper(io, peer, local, "http", rt, stats, stop).await;
+            serve_hyper(io, peer, local, "http", None, rt, stats, stop).await;
         }
         return;
     };
@@ -398,8 +403,24 @@ async fn connection(
                 return;
             }
         };
+    let subject = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::tls::subject_dn(c));
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_hyper(Box::new(tls), peer, local, "https", rt, stats, stop).await;
+        serve_hyper(
+            Box::new(tls),
+            peer,
+            local,
+            "https",
+            subject,
+            rt,
+            stats,
+            stop,
+        )
+        .await;
         return;
     }
     let c = super::h1::Client {
@@ -410,6 +431,7 @@ async fn connection(
         scheme: "https",
         stop: &stop,
         h2c: false,
+        client_subject: subject.as_deref(),
     };
     super::h1::serve(&mut tls, c).await;
 }
@@ -461,11 +483,13 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<T> {
 }
 
 /// Serves a connection with hyper: HTTP/2 clients (ALPN h2, h2c).
+#[allow(clippy::too_many_arguments)]
 async fn serve_hyper(
     io: Box<dyn ClientIo>,
     peer: SocketAddr,
     local: SocketAddr,
     scheme: &'static str,
+    client_subject: Option<String>,
     rt: Arc<ArcSwap<HttpRt>>,
     stats: Arc<ListenerStats>,
     stop: CancellationToken,
@@ -481,6 +505,7 @@ async fn serve_hyper(
         activity: AtomicU64::new(0),
         scanner: std::sync::Mutex::new(H1Scanner::default()),
         h1_requests: AtomicU64::new(0),
+        client_subject,
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -941,6 +966,19 @@ async fn proxy_inner(
         h.remove(HeaderName::from_static("x-forwarded-for"));
         if let Some(name) = &rt.request_id {
             h.remove(name);
+        }
+    }
+    if let Some(name) = &rt.http.tls_opts.client_subject_header {
+        // Only tandem says who the client certificate belongs to.
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            h.remove(&name);
+            if let Some(v) = conn
+                .client_subject
+                .as_deref()
+                .and_then(|s| HeaderValue::from_str(s).ok())
+            {
+                h.insert(name, v);
+            }
         }
     }
     if let Some(host) = &host {

@@ -454,4 +454,5 @@ pub fn wait_port(addr: SocketAddr) {
 pub fn config_path_exists(p: &Path) -> bool {
     p.exists()
 }
+pub mod tls;
 pub mod web;

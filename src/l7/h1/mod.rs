@@ -63,6 +63,8 @@ pub struct Client<'a> {
     pub stop: &'a CancellationToken,
     /// h2c with prior knowledge may start this connection.
     pub h2c: bool,
+    /// The verified client certificate's subject (mTLS listeners).
+    pub client_subject: Option<&'a str>,
 }
 
 /// How a connection served by the fast path ended.
@@ -950,6 +952,12 @@ where
                 request_id: rid_name.map(|n| (n, rid_val)),
                 ops: &route.request_headers,
                 websocket,
+                client_cert: rt
+                    .http
+                    .tls_opts
+                    .client_subject_header
+                    .as_deref()
+                    .map(|h| (h, c.client_subject)),
             },
         );
         let mut framer = BodyFramer::new(b.head.body);
@@ -1551,7 +1559,13 @@ mod slow {
             body
         };
         let client_keep = b.head.keep_alive;
-        let conn = server::Conn::for_fast_path(c.rt.clone(), c.peer, c.local, c.scheme);
+        let conn = server::Conn::for_fast_path(
+            c.rt.clone(),
+            c.peer,
+            c.local,
+            c.scheme,
+            c.client_subject.map(str::to_string),
+        );
         let body = http_body_util::Full::new(bytes::Bytes::from(payload))
             .map_err(|never| match never {})
             .boxed();

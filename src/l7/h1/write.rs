@@ -104,6 +104,9 @@ pub struct RequestEdits<'a> {
     pub request_id: Option<(&'a str, &'a [u8])>,
     pub ops: &'a HeaderOps,
     pub websocket: bool,
+    /// mTLS: the subject header's name (lowercase; always stripped from
+    /// what the client sent) and the verified subject, if any.
+    pub client_cert: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// Writes `METHOD target HTTP/1.1` and the fields for the backend.
@@ -127,6 +130,7 @@ pub fn request_head(
             || eq(name, "x-forwarded-host")
             || eq(name, "via")
             || (e.rfc7239 || !e.trusted) && eq(name, "forwarded")
+            || e.client_cert.is_some_and(|(h, _)| eq(name, h))
             || ops_touch(e.ops, name)
         {
             continue;
@@ -164,6 +168,9 @@ pub fn request_head(
         if !has_request_id && !ops_touch(e.ops, rid.as_bytes()) {
             field(out, rid.as_bytes(), id);
         }
+    }
+    if let Some((h, Some(subject))) = e.client_cert {
+        field(out, h.as_bytes(), subject.as_bytes());
     }
     if keep_upgrade {
         field(out, b"connection", b"upgrade");
@@ -306,6 +313,7 @@ mod tests {
                         request_id: Some(("x-request-id", b"abc")),
                         ops: &ops,
                         websocket: h.websocket,
+                        client_cert: None,
                     },
                 );
                 let mut back = RequestHead::default();
@@ -354,6 +362,7 @@ mod tests {
                 request_id: Some(("x-request-id", b"mine")),
                 ops: &ops,
                 websocket: false,
+                client_cert: None,
             },
         );
         let text = String::from_utf8(out).unwrap();
