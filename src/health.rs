@@ -91,6 +91,15 @@ async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state
         return passive_only(pool, name, addr, state).await;
     }
     let target = SocketAddr::new(addr.ip(), cfg.port.unwrap_or(addr.port()));
+    // Built once: the CA file is read when the checker starts (and again
+    // after a reload restarts it), not on every probe.
+    let tls = match probe_tls(&cfg.check, addr.ip()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(pool, backend = name, error = %e, "https health check cannot be set up");
+            None
+        }
+    };
     let mut counter = Counter::default();
     // First probe soon but not all at the same instant.
     tokio::time::sleep(jittered(Duration::from_millis(50), &mut seed)).await;
@@ -98,7 +107,7 @@ async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state
         if state.take_passive_down() {
             counter.reset_rise();
         }
-        let result = probe(&cfg.check, target, cfg.timeout).await;
+        let result = probe_with(&cfg.check, target, cfg.timeout, tls.as_ref()).await;
         let text = match &result {
             Ok(()) => "ok".to_string(),
             Err(e) => e.clone(),
@@ -149,9 +158,37 @@ async fn passive_only(pool: &str, name: &str, addr: SocketAddr, state: &BackendS
     }
 }
 
+/// The TLS side of an `https` check, built once per checker.
+pub type ProbeTls = (
+    Arc<rustls::ClientConfig>,
+    rustls_pki_types::ServerName<'static>,
+);
+
+/// Builds the client config of an `https` check for a backend at `ip`.
+pub fn probe_tls(check: &HealthCheck, ip: std::net::IpAddr) -> Result<Option<ProbeTls>, String> {
+    let HealthCheck::Http { tls: Some(t), .. } = check else {
+        return Ok(None);
+    };
+    let u = crate::l7::upstream::upstream_tls(t);
+    let cfg = crate::tls::client_config(&u, &[b"http/1.1"]).map_err(|e| e.to_string())?;
+    let name = crate::tls::server_name(&u, ip).map_err(|e| e.to_string())?;
+    Ok(Some((cfg, name)))
+}
+
 /// One probe with an overall timeout.
 pub async fn probe(check: &HealthCheck, addr: SocketAddr, timeout: Duration) -> ProbeResult {
-    match tokio::time::timeout(timeout, probe_inner(check, addr)).await {
+    let tls = probe_tls(check, addr.ip())?;
+    probe_with(check, addr, timeout, tls.as_ref()).await
+}
+
+/// [`probe`] with the TLS settings already built.
+pub async fn probe_with(
+    check: &HealthCheck,
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&ProbeTls>,
+) -> ProbeResult {
+    match tokio::time::timeout(timeout, probe_inner(check, addr, tls)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "timeout after {}",
@@ -160,8 +197,8 @@ pub async fn probe(check: &HealthCheck, addr: SocketAddr, timeout: Duration) -> 
     }
 }
 
-async fn probe_inner(check: &HealthCheck, addr: SocketAddr) -> ProbeResult {
-    let mut stream = TcpStream::connect(addr)
+async fn probe_inner(check: &HealthCheck, addr: SocketAddr, tls: Option<&ProbeTls>) -> ProbeResult {
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {}", short_io(&e)))?;
     match check {
@@ -171,33 +208,55 @@ async fn probe_inner(check: &HealthCheck, addr: SocketAddr) -> ProbeResult {
             host,
             expect_status,
             expect_body,
+            ..
         } => {
             let host = host.clone().unwrap_or_else(|| addr.to_string());
             let req = format!(
                 "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tandem-health/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
                 env!("CARGO_PKG_VERSION")
             );
-            stream
-                .write_all(req.as_bytes())
-                .await
-                .map_err(|e| format!("send: {}", short_io(&e)))?;
-            // Bounded read that stops as soon as the response is complete,
-            // so a backend that ignores `Connection: close` is not a timeout.
-            let mut buf = Vec::with_capacity(4096);
-            let mut chunk = [0u8; 4096];
-            while buf.len() < 64 * 1024 && !response_complete(&buf) {
-                let n = stream
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|e| format!("read: {}", short_io(&e)))?;
-                if n == 0 {
-                    break;
+            let raw = match tls {
+                None => exchange(stream, req.as_bytes()).await?,
+                Some((cfg, name)) => {
+                    let s = tokio_rustls::TlsConnector::from(cfg.clone())
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| format!("TLS: {e}"))?;
+                    exchange(s, req.as_bytes()).await?
                 }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            check_http_response(&buf, expect_status, expect_body.as_deref())
+            };
+            check_http_response(&raw, expect_status, expect_body.as_deref())
         }
     }
+}
+
+/// Sends the request and reads the response, bounded, stopping as soon as
+/// it is complete so a backend that ignores `Connection: close` is not a
+/// timeout.
+async fn exchange<S>(mut stream: S, req: &[u8]) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(req)
+        .await
+        .map_err(|e| format!("send: {}", short_io(&e)))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 64 * 1024 && !response_complete(&buf) {
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify after a complete
+            // response is common; judge what arrived.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("read: {}", short_io(&e))),
+        };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
 }
 
 fn short_io(e: &std::io::Error) -> String {
@@ -362,6 +421,7 @@ mod tests {
             host: None,
             expect_status: vec![200],
             expect_body: Some("ok".into()),
+            tls: None,
         };
         assert_eq!(probe(&http, addr, t).await, Ok(()));
         // A closed port is refused.

@@ -656,3 +656,43 @@ fn tls_options_are_checked_with_position() {
     let (code, stderr, _) = check(&https(", min_version = \"1.3\", groups = [\"X25519\"]"));
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn https_health_check_keys_are_checked() {
+    let https_pool = |health: &str| {
+        format!("[[pool]]\nname = \"web\"\nhealth = {{ {health} }}\nbackends = [{{ address = \"10.0.0.1:443\" }}]\n")
+    };
+    let cases = [
+        (
+            https_pool("check = \"https\""),
+            "pool[0].health.verify",
+            "needs verify",
+        ),
+        (
+            https_pool("check = \"http\", sni = \"a\""),
+            "pool[0].health.sni",
+            "only valid with check = \"https\"",
+        ),
+        (
+            https_pool("check = \"https\", verify = \"/nonexistent.pem\""),
+            "pool[0].health.verify",
+            "",
+        ),
+        (
+            https_pool("check = \"tls\""),
+            "pool[0].health.check",
+            "expected tcp, http, https or none",
+        ),
+    ];
+    for (body, key, msg) in &cases {
+        let (code, stderr, _) = check(body);
+        assert!(
+            code == 1 && stderr.lines().any(|l| l.contains(key) && l.contains(msg)),
+            "want {key} {msg:?}, got exit {code}:\n{stderr}"
+        );
+    }
+    let (code, stderr, _) = check(&https_pool(
+        "check = \"https\", verify = \"none\", sni = \"a.test\"",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -795,3 +795,84 @@ fn downstream_mtls_passes_the_verified_subject_and_tls_settings_apply() {
         tls_client(req_port, Some((&client_cert, &client_key)), true).expect("TLS 1.2");
     assert!(inspect_over(&mut s).is_ok());
 }
+
+#[test]
+fn https_health_checks_verify_the_backend_certificate() {
+    let dir = TempDir::new("hchttps");
+    let w = Web::start("w");
+    let ca = common::tls::certs::ca();
+    let other = common::tls::certs::ca();
+    let (cert, key, _) = common::tls::certs::leaf(&ca, &["backend.test"]);
+    let write = |n: &str, body: &[u8]| {
+        let p = dir.path(n);
+        std::fs::write(&p, body).expect("write");
+        p
+    };
+    let (cert_p, key_p, ca_p, other_p) = (
+        write("b.pem", cert.as_bytes()),
+        write("b.key", key.as_bytes()),
+        write("ca.pem", ca.pem.as_bytes()),
+        write("other.pem", other.pem.as_bytes()),
+    );
+    // The TLS backend is a tandem https listener in front of `w`.
+    let tport = free_port();
+    let backend = format!("127.0.0.1:{tport}");
+    let checked = |name: &str, health: &str| {
+        format!(
+            "[[pool]]\nname = \"{name}\"\nhealth = {{ check = \"https\", interval = \"200ms\", timeout = \"150ms\", rise = 1, fall = 1, path = \"/\", host = \"backend.test\", {health} }}\nbackends = [{{ name = \"b\", address = \"{backend}\" }}]\n"
+        )
+    };
+    let cfg = pool("w", &[&w], "")
+        + &checked(
+            "good",
+            &format!("verify = \"{}\", sni = \"backend.test\"", ca_p.display()),
+        )
+        + &checked(
+            "wrongca",
+            &format!("verify = \"{}\", sni = \"backend.test\"", other_p.display()),
+        )
+        + &checked(
+            "wrongname",
+            &format!("verify = \"{}\", sni = \"other.test\"", ca_p.display()),
+        )
+        + &checked("noverify", "verify = \"none\"")
+        + &checked("plainhttp", "verify = \"none\"")
+            .replace("check = \"https\"", "check = \"http\"")
+            .replace(", verify = \"none\"", "")
+        + &listener(
+            "tlsb",
+            tport,
+            "https",
+            &format!(
+                "pool = \"w\"\ntls = {{ certificates = [{{ cert = \"{}\", key = \"{}\" }}] }}",
+                cert_p.display(),
+                key_p.display()
+            ),
+        );
+    let d = Daemon::start(&dir, &cfg);
+    wait_port(addr(tport));
+    let last = |d: &Daemon, p: &str| {
+        let s = d.status();
+        let b = Daemon::backend(&s, p, "b");
+        (
+            b["health"].as_str().unwrap_or("").to_string(),
+            b["last_check"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    d.wait_for("checks ran", Duration::from_secs(5), |d| {
+        ["good", "wrongca", "wrongname", "noverify", "plainhttp"]
+            .iter()
+            .all(|p| !last(d, p).1.is_empty())
+    });
+    // Give every checker a few rounds, then read the verdicts.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(last(&d, "good"), ("up".into(), "ok".into()));
+    assert_eq!(last(&d, "noverify").0, "up");
+    for p in ["wrongca", "wrongname"] {
+        let (h, why) = last(&d, p);
+        assert_eq!(h, "down", "{p}: {why}");
+        assert!(why.contains("TLS"), "{p}: {why}");
+    }
+    // Plain HTTP to a TLS port fails too: the check really speaks TLS.
+    assert_eq!(last(&d, "plainhttp").0, "down");
+}

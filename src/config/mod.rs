@@ -124,6 +124,8 @@ pub enum HealthCheck {
         host: Option<String>,
         expect_status: Vec<u16>,
         expect_body: Option<String>,
+        /// `check = "https"`: the probe speaks TLS with these settings.
+        tls: Option<UpstreamTlsConfig>,
     },
 }
 
@@ -705,7 +707,8 @@ impl Validator<'_> {
                 ) as u32,
             });
         }
-        let health = self.health(i, p.health.take().unwrap_or_default());
+        let http = self.http_pool(i, &mut p);
+        let health = self.health(i, p.health.take().unwrap_or_default(), http.tls.as_ref());
         let connect_timeout = self.duration(
             &at("connect_timeout"),
             p.connect_timeout.as_deref(),
@@ -714,7 +717,6 @@ impl Validator<'_> {
         if connect_timeout.is_zero() {
             self.err(&at("connect_timeout"), "must be greater than 0");
         }
-        let http = self.http_pool(i, &mut p);
         if p.slow_start.is_some() && algorithm == Algorithm::RoundRobin {
             self.err(
                 &at("slow_start"),
@@ -938,13 +940,57 @@ impl Validator<'_> {
         (acl, accept_proxy, rate_limit)
     }
 
-    fn health(&mut self, i: usize, h: raw::Health) -> HealthConfig {
+    fn health(
+        &mut self,
+        i: usize,
+        h: raw::Health,
+        pool_tls: Option<&UpstreamTlsConfig>,
+    ) -> HealthConfig {
         let at = |k: &str| format!("pool[{i}].health.{k}");
         let kind = h.check.as_deref().unwrap_or("tcp");
+        let tls = if kind == "https" {
+            let verify = match (h.verify.as_deref(), pool_tls) {
+                (Some("none"), _) => None,
+                (Some(path), _) => {
+                    let p = PathBuf::from(path);
+                    if let Err(e) = files::check_pem_file(&p) {
+                        self.err(&at("verify"), e);
+                    }
+                    Some(p)
+                }
+                (None, Some(t)) => t.verify.clone(),
+                (None, None) => {
+                    self.err(
+                        &at("verify"),
+                        "check = \"https\" needs verify (a CA file, or \"none\" to skip verification) when the pool has no tls",
+                    );
+                    None
+                }
+            };
+            Some(UpstreamTlsConfig {
+                verify,
+                server_name: h
+                    .sni
+                    .clone()
+                    .or_else(|| pool_tls.and_then(|t| t.server_name.clone())),
+                client_cert: pool_tls.and_then(|t| t.client_cert.clone()),
+                client_key: pool_tls.and_then(|t| t.client_key.clone()),
+            })
+        } else {
+            for (k, set) in [("verify", h.verify.is_some()), ("sni", h.sni.is_some())] {
+                if set {
+                    self.err(
+                        &at(k),
+                        format!("only valid with check = \"https\", not {kind:?}"),
+                    );
+                }
+            }
+            None
+        };
         let check = match kind {
             "none" => HealthCheck::None,
             "tcp" => HealthCheck::Tcp,
-            "http" => {
+            "http" | "https" => {
                 let path = h.path.clone().unwrap_or_else(|| "/".into());
                 if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace()) {
                     self.err(
@@ -969,12 +1015,13 @@ impl Validator<'_> {
                     host: h.host.clone(),
                     expect_status,
                     expect_body: h.expect_body.clone(),
+                    tls,
                 }
             }
             other => {
                 self.err(
                     &at("check"),
-                    format!("unknown check {other:?}; expected tcp, http or none"),
+                    format!("unknown check {other:?}; expected tcp, http, https or none"),
                 );
                 HealthCheck::Tcp
             }
@@ -989,7 +1036,7 @@ impl Validator<'_> {
                 if set {
                     self.err(
                         &at(k),
-                        format!("only valid with check = \"http\", not {kind:?}"),
+                        format!("only valid with check = \"http\" or \"https\", not {kind:?}"),
                     );
                 }
             }

@@ -75,6 +75,9 @@ pub struct Health {
     pub host: Option<String>,
     pub expect_status: Option<Vec<u16>>,
     pub expect_body: Option<String>,
+    /// check = "https": CA file or "none"; default: the pool's tls.verify.
+    pub verify: Option<String>,
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -230,7 +230,7 @@ impl Upstream {
     }
 }
 
-fn upstream_tls(t: &UpstreamTlsConfig) -> UpstreamTls {
+pub(crate) fn upstream_tls(t: &UpstreamTlsConfig) -> UpstreamTls {
     UpstreamTls {
         verify: match &t.verify {
             Some(p) => Verify::CaFile(p.clone()),
