@@ -593,6 +593,16 @@ fn operator_parity_keys_are_checked_with_position() {
             "split_sticky: only valid with split",
         ),
         (
+            format!("{POOL}{http}routes = [{{ pool = \"web\", compress = {{ types = [\"html\"] }} }}]\n"),
+            "8:",
+            "listener[0].routes[0].compress.types[0]: \"html\" is not a media type",
+        ),
+        (
+            format!("{POOL}{http}routes = [{{ respond = {{ status = 200 }}, compress = true }}]\n"),
+            "8:",
+            "compress: only applies to routes with a pool or split",
+        ),
+        (
             format!("{POOL}{http}routes = [{{ match = {{ source = [\"10.0.0.0/8\", \"x\"] }}, pool = \"web\" }}]\n"),
             "8:",
             "listener[0].routes[0].match.source[1]",

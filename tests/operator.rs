@@ -876,3 +876,154 @@ fn https_health_checks_verify_the_backend_certificate() {
     // Plain HTTP to a TLS port fails too: the check really speaks TLS.
     assert_eq!(last(&d, "plainhttp").0, "down");
 }
+
+/// One request on a fresh connection read to EOF: (status, headers,
+/// body), with a chunked body decoded.
+fn raw_exchange(a: SocketAddr, req: &str) -> (u16, Headers, Vec<u8>) {
+    let mut s = TcpStream::connect(a).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers: Headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if header(&headers, "transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&rest[..nl])
+                    .unwrap_or("0")
+                    .split(';')
+                    .next()
+                    .unwrap_or("0")
+                    .trim(),
+                16,
+            )
+            .expect("chunk size");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+            rest = &rest[nl + 2 + size + 2..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+#[test]
+fn compression_by_accept_encoding_and_content_type() {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder};
+    use tokio::io::AsyncReadExt;
+    let dir = TempDir::new("compress");
+    let w = Web::start("w");
+    let port = free_port();
+    let cfg = pool("w", &[&w], "")
+        + &listener(
+            "web",
+            port,
+            "http",
+            r#"routes = [
+  { match = { path_prefix = "/json" }, pool = "w", rewrite_path = "/text", compress = { types = ["application/json"], min_bytes = 100 } },
+  { pool = "w", compress = true },
+]"#,
+        );
+    let _d = Daemon::start(&dir, &cfg);
+    let a = addr(port);
+    wait_port(a);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let decode = |enc: &str, wire: &[u8]| -> String {
+        rt.block_on(async {
+            let mut out = String::new();
+            match enc {
+                "gzip" => GzipDecoder::new(wire).read_to_string(&mut out).await,
+                "br" => BrotliDecoder::new(wire).read_to_string(&mut out).await,
+                other => panic!("unexpected encoding {other}"),
+            }
+            .expect("decode");
+            out
+        })
+    };
+    let fetch = |path: &str, accept: &str| {
+        let extra = if accept.is_empty() {
+            String::new()
+        } else {
+            format!("Accept-Encoding: {accept}\r\n")
+        };
+        raw_exchange(
+            a,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"),
+        )
+    };
+    let plain = "the quick brown fox jumps over the lazy dog. "
+        .repeat(200)
+        .chars()
+        .take(5000)
+        .collect::<String>();
+    for (accept, want) in [
+        ("gzip", "gzip"),
+        ("gzip, br", "br"),
+        ("br;q=0.1, gzip", "gzip"),
+    ] {
+        let (st, h, body) = fetch("/text?n=5000", accept);
+        assert_eq!(st, 200);
+        assert_eq!(
+            header(&h, "content-encoding"),
+            Some(want),
+            "{accept}: {h:?}"
+        );
+        assert!(
+            header(&h, "vary").is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))
+        );
+        assert!(
+            body.len() < 1000,
+            "{want}: {} bytes on the wire",
+            body.len()
+        );
+        assert_eq!(decode(want, &body), plain);
+    }
+    // Not for clients that do not ask, not for types outside the list,
+    // not twice, not against no-transform, not below min_bytes.
+    for (path, accept) in [
+        ("/text?n=5000", ""),
+        ("/text?n=5000", "identity"),
+        ("/text?n=5000&type=image%2Fpng", "gzip"),
+        ("/text?n=5000&encoded", "gzip"),
+        ("/text?n=5000&notransform", "gzip"),
+        ("/text?n=100", "gzip"),
+        ("/json?n=5000", "gzip"),
+        ("/json?n=50&type=application%2Fjson", "gzip"),
+    ] {
+        let (st, h, body) = fetch(path, accept);
+        assert_eq!(st, 200);
+        let enc = header(&h, "content-encoding");
+        assert!(
+            enc.is_none() || path.contains("encoded"),
+            "{path} {accept}: {h:?}"
+        );
+        if !path.contains("encoded") {
+            assert!(!body.is_empty() && body.starts_with(b"the quick"), "{path}");
+        }
+    }
+    let (_, h, body) = fetch("/json?n=5000&type=application%2Fjson", "gzip");
+    assert_eq!(header(&h, "content-encoding"), Some("gzip"));
+    assert_eq!(decode("gzip", &body).len(), 5000);
+}

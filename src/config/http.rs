@@ -125,6 +125,7 @@ pub struct RouteConfig {
     pub response_headers: HeaderOpsConfig,
     /// Response cache size in bytes; None = not cached.
     pub cache: Option<usize>,
+    pub compress: Option<crate::l7::compress::CompressConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -375,6 +376,7 @@ pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
         response_headers: header_ops(&c.response_headers)
             .map_err(|e| ("response_headers".to_string(), e))?,
         cache: c.cache.is_some(),
+        compress: c.compress.clone(),
     })
 }
 
@@ -557,6 +559,46 @@ impl Validator<'_> {
                 Some(b as usize)
             }
         };
+        let compress = match r.compress {
+            None | Some(raw::CompressOpt::On(false)) => None,
+            Some(raw::CompressOpt::On(true)) => {
+                Some(crate::l7::compress::CompressConfig::default())
+            }
+            Some(raw::CompressOpt::Table(t)) => {
+                let mut c = crate::l7::compress::CompressConfig::default();
+                if let Some(types) = t.types {
+                    for (k, ty) in types.iter().enumerate() {
+                        let ok = ty.split('/').count() == 2
+                            && !ty.starts_with('/')
+                            && ty.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+                        if !ok {
+                            self.err(
+                                &at(&format!("compress.types[{k}]")),
+                                format!("{ty:?} is not a media type (\"text/html\", or \"text/\" for a family)"),
+                            );
+                        }
+                    }
+                    if types.is_empty() {
+                        self.err(&at("compress.types"), "needs at least one type");
+                    }
+                    c.types = types.iter().map(|t| t.to_ascii_lowercase()).collect();
+                }
+                c.min_bytes = self.range(
+                    &at("compress.min_bytes"),
+                    t.min_bytes,
+                    c.min_bytes,
+                    0,
+                    1 << 30,
+                );
+                Some(c)
+            }
+        };
+        if compress.is_some() && !matches!(action, ActionConfig::Forward { .. }) {
+            self.err(
+                &at("compress"),
+                "only applies to routes with a pool or split",
+            );
+        }
         let cfg = RouteConfig {
             name,
             matcher,
@@ -564,6 +606,7 @@ impl Validator<'_> {
             request_headers: ops_raw(r.request_headers),
             response_headers: ops_raw(r.response_headers),
             cache,
+            compress,
         };
         if self.errors.len() == before {
             if let Err((key, msg)) = build_route(&cfg) {
@@ -606,6 +649,7 @@ impl Validator<'_> {
                 request_headers: HeaderOpsConfig::default(),
                 response_headers: HeaderOpsConfig::default(),
                 cache: None,
+                compress: None,
             });
         }
         if routes.is_empty() {

@@ -181,6 +181,22 @@ pub struct Route {
     pub request_headers: Option<HeaderOps>,
     pub response_headers: Option<HeaderOps>,
     pub cache: Option<CacheOpt>,
+    pub compress: Option<CompressOpt>,
+}
+
+/// `compress = true` or `compress = { types = [...], min_bytes = 1024 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CompressOpt {
+    On(bool),
+    Table(CompressTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressTable {
+    pub types: Option<Vec<String>>,
+    pub min_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

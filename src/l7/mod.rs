@@ -6,6 +6,7 @@
 //! [`server`] the hyper-based engine that drives them.
 
 pub mod cache;
+pub mod compress;
 pub mod fields;
 pub mod framing;
 pub mod h1;

@@ -32,6 +32,8 @@ pub struct Route {
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub cache: bool,
+    /// Compress responses (gzip/brotli) for clients that accept it.
+    pub compress: Option<crate::l7::compress::CompressConfig>,
 }
 
 /// Conditions a request must meet, all of them (AND). An empty `Match`
@@ -605,6 +607,7 @@ mod tests {
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
             cache: false,
+            compress: None,
         }
     }
 

@@ -794,6 +794,14 @@ pub(crate) async fn forward_slow(
     target: &str,
 ) -> (Response<Body>, Option<String>) {
     let route = &rt.router.routes()[idx];
+    let encoding = route.compress.as_ref().and(super::compress::choose(
+        parts
+            .headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .map(|v| v.as_bytes()),
+    ));
+    let method = parts.method.clone();
     let (mut r, backend) = match &rt.caches[idx] {
         Some(cache) => {
             cached(
@@ -810,6 +818,9 @@ pub(crate) async fn forward_slow(
         }
         None => proxy(parts, Some(body), conn, rt, route, hp, target).await,
     };
+    if let Some(c) = &route.compress {
+        r = super::compress::apply(c, &method, encoding, r);
+    }
     headers::apply(&route.response_headers, r.headers_mut());
     (r, backend)
 }

@@ -8,6 +8,8 @@
 //!   `cookie`, `vary=Header` set the matching response headers;
 //! - `/setcookie?name=N&value=V`: a Set-Cookie;
 //! - `/ws`: 101 Switching Protocols, then echoes raw bytes;
+//! - `/text?n=N&type=T`: N bytes of repetitive text as `T` (text/plain),
+//!   `&encoded` adds Content-Encoding: gzip, `&notransform` Cache-Control: no-transform;
 //! - anything else: the backend's name.
 //!
 //! Every response carries `X-Backend: <name>`. While `broken` is set every
@@ -219,6 +221,23 @@ fn serve(
                 continue;
             }
             "/big" => big = q.get("n").and_then(|n| n.parse().ok()),
+            "/text" => {
+                let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(1000);
+                let ty = q.get("type").map_or("text/plain", |t| t.as_str());
+                extra.push_str(&format!("Content-Type: {}\r\n", ty.replace("%2F", "/")));
+                if q.contains_key("encoded") {
+                    extra.push_str("Content-Encoding: gzip\r\n");
+                }
+                if q.contains_key("notransform") {
+                    extra.push_str("Cache-Control: no-transform\r\n");
+                }
+                body = b"the quick brown fox jumps over the lazy dog. "
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(n)
+                    .collect();
+            }
             "/slow" => {
                 let ms: u64 = q.get("ms").and_then(|n| n.parse().ok()).unwrap_or(1000);
                 std::thread::sleep(Duration::from_millis(ms));

@@ -560,7 +560,11 @@ where
                 }
                 TargetRef::Owned
             };
-            if hp.pool.cfg.http.http2 || rt.caches[idx].is_some() {
+            // Compression runs in the hyper engine; only requests that
+            // may get a compressed answer leave the fast path.
+            let compress = route.compress.is_some()
+                && super::compress::choose(b.head.fields(buf).get_all("accept-encoding")).is_some();
+            if hp.pool.cfg.http.http2 || rt.caches[idx].is_some() || compress {
                 let target = match t {
                     TargetRef::Raw(o, l) => String::from_utf8_lossy(&buf[o..o + l]).into_owned(),
                     TargetRef::Owned => b.target.clone(),
