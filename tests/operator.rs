@@ -1027,3 +1027,43 @@ fn compression_by_accept_encoding_and_content_type() {
     assert_eq!(header(&h, "content-encoding"), Some("gzip"));
     assert_eq!(decode("gzip", &body).len(), 5000);
 }
+
+#[test]
+fn route_rate_limit_applies_to_its_route_only() {
+    let dir = TempDir::new("routerate");
+    let w = Web::start("w");
+    let port = free_port();
+    let cfg = pool("w", &[&w], "")
+        + &listener(
+            "web",
+            port,
+            "http",
+            r#"routes = [
+  { match = { path_prefix = "/login" }, pool = "w", rate_limit = { rate = 1, burst = 2 } },
+  { pool = "w" },
+]"#,
+        );
+    let d = Daemon::start(&dir, &cfg);
+    let a = addr(port);
+    wait_port(a);
+    let codes: Vec<u16> = (0..4)
+        .map(|_| get_from("127.0.0.1", a, b"", "/login").expect("login").0)
+        .collect();
+    assert_eq!(codes[..2], [200, 200], "{codes:?}");
+    assert!(codes[2..].contains(&429), "{codes:?}");
+    for _ in 0..5 {
+        assert_eq!(get_from("127.0.0.1", a, b"", "/home").expect("home").0, 200);
+    }
+    // Another client has its own bucket on the route.
+    assert_eq!(
+        get_from("127.0.0.2", a, b"", "/login").expect("login").0,
+        200
+    );
+    let st = listener_status(&d, "web");
+    let login = st["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "route0"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(login["by_class"][3].as_u64().unwrap_or(0) >= 1, "{st}");
+}

@@ -126,6 +126,8 @@ pub struct RouteConfig {
     /// Response cache size in bytes; None = not cached.
     pub cache: Option<usize>,
     pub compress: Option<crate::l7::compress::CompressConfig>,
+    /// Per-client request rate on this route (429 above it).
+    pub rate_limit: Option<crate::policy::RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -599,6 +601,28 @@ impl Validator<'_> {
                 "only applies to routes with a pool or split",
             );
         }
+        let rate_limit = r.rate_limit.map(|rl| {
+            let rat = |k: &str| at(&format!("rate_limit.{k}"));
+            if rl.max_connections.is_some() {
+                self.err(
+                    &rat("max_connections"),
+                    "connections belong to listeners: set it in the listener's rate_limit",
+                );
+            }
+            let rate = self.range(&rat("rate"), rl.rate, 1, 1, 10_000_000) as u32;
+            crate::policy::RateLimitConfig {
+                rate,
+                burst: self.range(&rat("burst"), rl.burst, rate as u64, 1, 10_000_000) as u32,
+                max_connections: 0,
+                max_clients: self.range(
+                    &rat("max_clients"),
+                    rl.max_clients,
+                    100_000,
+                    16,
+                    10_000_000,
+                ) as u32,
+            }
+        });
         let cfg = RouteConfig {
             name,
             matcher,
@@ -607,6 +631,7 @@ impl Validator<'_> {
             response_headers: ops_raw(r.response_headers),
             cache,
             compress,
+            rate_limit,
         };
         if self.errors.len() == before {
             if let Err((key, msg)) = build_route(&cfg) {
@@ -650,6 +675,7 @@ impl Validator<'_> {
                 response_headers: HeaderOpsConfig::default(),
                 cache: None,
                 compress: None,
+                rate_limit: None,
             });
         }
         if routes.is_empty() {

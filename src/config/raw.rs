@@ -182,6 +182,7 @@ pub struct Route {
     pub response_headers: Option<HeaderOps>,
     pub cache: Option<CacheOpt>,
     pub compress: Option<CompressOpt>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `compress = true` or `compress = { types = [...], min_bytes = 1024 }`.

@@ -112,6 +112,8 @@ pub struct HttpRt {
     pub router: Router,
     pub route_stats: Vec<Arc<RouteStats>>,
     pub caches: Vec<Option<Arc<Cache>>>,
+    /// Per-route request rate tables (kept across reloads like the caches).
+    pub route_limits: Vec<Option<Arc<crate::policy::RateLimiter>>>,
     pub pools: HashMap<String, Arc<HttpPool>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limit: Option<Arc<Semaphore>>,
@@ -123,6 +125,13 @@ pub struct HttpRt {
 }
 
 impl HttpRt {
+    /// The route's own request rate for this client (true when unlimited).
+    pub fn route_allows(&self, idx: usize, ip: std::net::IpAddr) -> bool {
+        self.route_limits[idx]
+            .as_ref()
+            .is_none_or(|l| l.take(ip, std::time::Instant::now()))
+    }
+
     /// Whether the client is a proxy whose forwarding headers we keep.
     pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
         self.http.trusted_proxies.iter().any(|c| c.contains(ip))
@@ -145,22 +154,28 @@ impl HttpRt {
         let mut routes: Vec<Route> = Vec::new();
         let mut route_stats = Vec::new();
         let mut caches = Vec::new();
+        let mut route_limits = Vec::new();
         for rc in &http.routes {
             let route = build_route(rc).map_err(|(k, e)| format!("route {}: {k}: {e}", rc.name))?;
             let prev = previous.and_then(|p| {
-                p.http
-                    .routes
-                    .iter()
-                    .position(|o| o == rc)
-                    .map(|i| (p.route_stats[i].clone(), p.caches[i].clone()))
+                p.http.routes.iter().position(|o| o == rc).map(|i| {
+                    (
+                        p.route_stats[i].clone(),
+                        p.caches[i].clone(),
+                        p.route_limits[i].clone(),
+                    )
+                })
             });
-            let (stats, cache) = match prev {
-                Some((s, c)) => (s, c),
+            let (stats, cache, limit) = match prev {
+                Some(x) => x,
                 None => (
                     Arc::new(RouteStats::default()),
                     rc.cache.map(|b| Arc::new(Cache::new(b))),
+                    rc.rate_limit
+                        .map(|r| Arc::new(crate::policy::RateLimiter::new(r))),
                 ),
             };
+            route_limits.push(limit);
             routes.push(route);
             route_stats.push(stats);
             caches.push(cache);
@@ -197,6 +212,7 @@ impl HttpRt {
             router: Router::new(routes),
             route_stats,
             caches,
+            route_limits,
             pools: used,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             limit,
@@ -619,6 +635,17 @@ fn error(rt: &HttpRt, status: StatusCode, detail: &str) -> Response<Body> {
 }
 
 /// Marks a response so hyper closes the connection after it (bad framing).
+fn too_many_requests(rt: &HttpRt) -> Response<Body> {
+    let mut r = error(
+        rt,
+        StatusCode::TOO_MANY_REQUESTS,
+        "request rate limit exceeded",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn closing(mut r: Response<Body>) -> Response<Body> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -724,6 +751,10 @@ async fn route_request(
             None,
         );
     };
+    if !rt.route_allows(idx, conn.peer.ip()) {
+        conn.stats.policy.count(crate::policy::Refusal::RateLimited);
+        return (too_many_requests(rt), Some(idx), None);
+    }
     let mut resp = match &route.action {
         Action::Respond {
             status,

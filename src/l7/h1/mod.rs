@@ -430,25 +430,7 @@ where
         .is_some()
         .then(|| (head.method.clone(), view.path.to_string()));
     if !rt.policy.request(c.peer.ip()) {
-        c.stats.policy.count(crate::policy::Refusal::RateLimited);
-        let keep = skip_body(b) && b.head.keep_alive;
-        b.wbuf.clear();
-        simple_response(
-            &mut b.wbuf,
-            rt,
-            c,
-            429,
-            "request rate limit exceeded",
-            None,
-            !keep,
-        );
-        let ok = io.write_all(&b.wbuf).await.is_ok();
-        finish_log(rt, c, log, 429, None, None, started);
-        return if ok && keep {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        };
+        return too_many(io, b, c, rt, log, None, started).await;
     }
     let Some((idx, route)) = rt.router.route(&view) else {
         let keep = skip_body(b) && b.head.keep_alive;
@@ -470,6 +452,10 @@ where
             Next::Close
         };
     };
+    if !rt.route_allows(idx, c.peer.ip()) {
+        rt.route_stats[idx].record_code(429);
+        return too_many(io, b, c, rt, log, Some(idx), started).await;
+    }
     let outcome = match &route.action {
         Action::Respond {
             status,
@@ -582,6 +568,40 @@ where
     rt.route_stats[idx].record_code(status);
     finish_log(rt, c, log, status, Some(idx), backend, started);
     if keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// 429 for a client over a listener or route request rate.
+async fn too_many<S>(
+    io: &mut S,
+    b: &mut Bufs,
+    c: &Client<'_>,
+    rt: &HttpRt,
+    log: Option<(Method, String)>,
+    route: Option<usize>,
+    started: Instant,
+) -> Next
+where
+    S: AsyncWrite + Unpin,
+{
+    c.stats.policy.count(crate::policy::Refusal::RateLimited);
+    let keep = skip_body(b) && b.head.keep_alive;
+    b.wbuf.clear();
+    simple_response(
+        &mut b.wbuf,
+        rt,
+        c,
+        429,
+        "request rate limit exceeded",
+        None,
+        !keep,
+    );
+    let ok = io.write_all(&b.wbuf).await.is_ok();
+    finish_log(rt, c, log, 429, route, None, started);
+    if ok && keep {
         Next::KeepAlive
     } else {
         Next::Close
