@@ -239,7 +239,10 @@ P_HAPROXY_HTTP=$((PORT_BASE + 3))
 P_HAPROXY_HTTPS=$((PORT_BASE + 4))
 P_NGINX_HTTP=$((PORT_BASE + 5))
 P_NGINX_HTTPS=$((PORT_BASE + 6))
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 6))); do
+# tandem with client policy on every request: an allow/deny ACL and a
+# per-client rate limit that never trips (its cost is the point).
+P_TANDEM_POLICY=$((PORT_BASE + 7))
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 7))); do
     port_busy "$p" && die "port 127.0.0.1:$p is in use; pick another --port-base"
 done
 
@@ -354,6 +357,18 @@ request_id = ""
 keepalive_timeout = "300s"
 
 [[listener]]
+name = "http-policy"
+bind = "127.0.0.1:$P_TANDEM_POLICY"
+protocol = "http"
+pool = "backend"
+backlog = 4096
+request_id = ""
+keepalive_timeout = "300s"
+allow = ["127.0.0.0/8", "10.0.0.0/8", "2001:db8::/32"]
+deny = ["192.0.2.0/24", "127.0.0.2"]
+rate_limit = { rate = 10000000, burst = 10000000, max_connections = 100000 }
+
+[[listener]]
 name = "https"
 bind = "127.0.0.1:$P_TANDEM_HTTPS"
 protocol = "https"
@@ -422,10 +437,10 @@ wait_listen haproxy "$P_HAPROXY_HTTPS"
 wait_listen nginx "$P_NGINX_HTTP"
 wait_listen nginx "$P_NGINX_HTTPS"
 
-declare -A HTTP_PORT=([direct]=$P_BACKEND [tandem]=$P_TANDEM_HTTP [haproxy]=$P_HAPROXY_HTTP [nginx]=$P_NGINX_HTTP)
+declare -A HTTP_PORT=([direct]=$P_BACKEND [tandem]=$P_TANDEM_HTTP [tandem-policy]=$P_TANDEM_POLICY [haproxy]=$P_HAPROXY_HTTP [nginx]=$P_NGINX_HTTP)
 declare -A HTTPS_PORT=([tandem]=$P_TANDEM_HTTPS [haproxy]=$P_HAPROXY_HTTPS [nginx]=$P_NGINX_HTTPS)
 # Whose CPU is measured for each target.
-declare -A CPU_OF=([direct]=backend [tandem]=tandem [haproxy]=haproxy [nginx]=nginx)
+declare -A CPU_OF=([direct]=backend [tandem]=tandem [tandem-policy]=tandem [haproxy]=haproxy [nginx]=nginx)
 PROXIES=(tandem haproxy nginx)
 
 # Sanity: every target answers 200 with the 100-byte body, https ones with
@@ -440,7 +455,7 @@ check_target() {
     done
     die "$what: expected '200 $want_ver $BODY_LEN' (status, HTTP version, body bytes) from $url, got '$out'"
 }
-for t in direct "${PROXIES[@]}"; do
+for t in direct "${PROXIES[@]}" tandem-policy; do
     check_target "$t http" "http://127.0.0.1:${HTTP_PORT[$t]}/" 1.1 --http1.1
 done
 for t in "${PROXIES[@]}"; do
@@ -564,7 +579,7 @@ for s in "${SCEN_LIST[@]}"; do
     case $s in
         h1)
             for c in "${CONN_LIST[@]}"; do
-                SCEN_SPECS+=("h1-c$c|HTTP/1.1 keep-alive, wrk c=$c|direct tandem haproxy nginx")
+                SCEN_SPECS+=("h1-c$c|HTTP/1.1 keep-alive, wrk c=$c|direct tandem tandem-policy haproxy nginx")
             done
             ;;
         h1-close)
@@ -651,13 +666,15 @@ for spec in "${SCEN_SPECS[@]}"; do
         [[ $t == direct ]] && bpct="(same)"
         ABS_ROWS+=("$id|$tname|$(fmt "${M[$t,rps]}" %.0f)|$(fmt_ms "${M[$t,p50]}")|$(fmt_ms "${M[$t,p99]}")|$(fmt_ms "${M[$t,mean]}")|$(fmt "${M[$t,cpu]}" %.2f)|$(range_col "$id" "$t" 9 %.1f)|$(fmt "${M[$t,usr]}" %.2f)/$(fmt "${M[$t,sys]}" %.2f)|$(fmt "${M[$t,ppct]}" %.0f)|$bpct|$(fmt "${M[$t,bconns]}" %.0f)|$(fmt "${M[$t,lg]}" %.0f)|$(fmt "${M[$t,oth]}" %.0f)|${M[$t,err]}")
     done
-    RATIO_ROWS+=("$id|$(ratio "${M[tandem,rps]}" "${M[haproxy,rps]}")|$(ratio "${M[tandem,cpu]}" "${M[haproxy,cpu]}")|$(ratio "${M[tandem,p99]}" "${M[haproxy,p99]}")|$(ratio "${M[tandem,rps]}" "${M[nginx,rps]}")|$(ratio "${M[tandem,cpu]}" "${M[nginx,cpu]}")|$(ratio "${M[tandem,p99]}" "${M[nginx,p99]}")")
+    pol="-"
+    [[ " ${ta[*]} " == *" tandem-policy "* ]] && pol=$(ratio "${M[tandem-policy,cpu]}" "${M[tandem,cpu]}")
+    RATIO_ROWS+=("$id|$(ratio "${M[tandem,rps]}" "${M[haproxy,rps]}")|$(ratio "${M[tandem,cpu]}" "${M[haproxy,cpu]}")|$(ratio "${M[tandem,p99]}" "${M[haproxy,p99]}")|$(ratio "${M[tandem,rps]}" "${M[nginx,rps]}")|$(ratio "${M[tandem,cpu]}" "${M[nginx,cpu]}")|$(ratio "${M[tandem,p99]}" "${M[nginx,p99]}")|$pol")
 done
 # The header arrays are passed by name to print_table.
 # shellcheck disable=SC2034
 ABS_HDR=(scenario target "req/s" "p50 ms" "p99 ms" "mean ms" "CPU µs/req" "(min-max)" "usr/sys µs" "CPU %" "backend CPU %" "backend conns" "loadgen CPU %" "others CPU %" errors)
 # shellcheck disable=SC2034
-RATIO_HDR=(scenario "req/s t/h" "CPU/req t/h" "p99 t/h" "req/s t/n" "CPU/req t/n" "p99 t/n")
+RATIO_HDR=(scenario "req/s t/h" "CPU/req t/h" "p99 t/h" "req/s t/n" "CPU/req t/n" "p99 t/n" "CPU/req policy/t")
 
 SETUP="$(nproc) CPUs, $(uname -r), ${BUSY}% busy before start; layout $LAYOUT$([[ $LAYOUT == split ]] && echo ' (load generator on CPU 0; proxies and backend on CPU 1)'); ${DURATION} s per run, median of $RUNS round(s), targets interleaved
 proxies: tandem workers = HAProxy nbthread = nginx worker_processes = $THREADS; tandem max_idle_per_backend = $TANDEM_IDLE
@@ -690,7 +707,8 @@ during the run (upstream connections opened by the proxy); loadgen = wrk/h2load;
 machine (other users: above ~20 % the row is noisy); p50/p99 from wrk, mean from wrk or h2load)"
     print_table ABS_HDR ABS_ROWS 2
     echo
-    echo "Ratios (t/h = tandem / HAProxy, t/n = tandem / nginx; req/s: higher is better for tandem, CPU/req and p99: lower)"
+    echo "Ratios (t/h = tandem / HAProxy, t/n = tandem / nginx; req/s: higher is better for tandem, CPU/req and p99: lower;"
+    echo "policy/t = tandem with an ACL and a per-client rate limit checked on every request / plain tandem)"
     print_table RATIO_HDR RATIO_ROWS 2
 }
 
