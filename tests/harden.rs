@@ -124,3 +124,86 @@ fn sticky_cookie_cannot_be_forged() {
     }
     assert_eq!(served.len(), 3, "forged cookies do not pin: {served:?}");
 }
+
+/// The metrics and admin TCP listeners hold partial request heads for at
+/// most their header timeout, cap concurrent connections, and refuse
+/// oversized heads, so a flood from anyone who can reach the port neither
+/// grows memory nor locks operators out for long.
+#[test]
+fn admin_and_metrics_tcp_listeners_bound_slow_and_huge_heads() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("adminlimits");
+    let (mport, aport) = (free_port(), free_port());
+    let d = Daemon::start_with_global(
+        &dir,
+        &format!(
+            "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"0123456789abcdef0123456789abcdef\""
+        ),
+        "[[pool]]\nname = \"p\"\nhealth = { check = \"none\" }\nbackends = [{ address = \"127.0.0.1:9\" }]\n",
+    );
+    let (m, a) = (addr(mport), addr(aport));
+    wait_port(m);
+    wait_port(a);
+    let ok = |to: std::net::SocketAddr| get(to, "/metrics", "").map(|(s, _, _)| s).unwrap_or(0);
+    assert_eq!(ok(m), 200);
+    // 80 slowloris connections (partial heads) on each listener: beyond
+    // the cap of 64, new connections are closed at once.
+    let mut held = Vec::new();
+    for to in [m, a] {
+        for _ in 0..80 {
+            let mut s = std::net::TcpStream::connect(to).expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+                .expect("write");
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let closed_now = held
+        .iter_mut()
+        .map(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(20))).ok();
+            let mut b = [0u8; 16];
+            match s.read(&mut b) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            }
+        })
+        .filter(|closed| *closed)
+        .count();
+    assert!(
+        closed_now >= 2 * (80 - 64),
+        "only {closed_now} closed beyond the cap"
+    );
+    // Within the header timeout (5 s) every partial head is cut.
+    let t0 = Instant::now();
+    for s in held.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(8))).ok();
+        let mut b = [0u8; 256];
+        let _ = s.read(&mut b);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(7),
+        "held for {:?}",
+        t0.elapsed()
+    );
+    drop(held);
+    // A head larger than 16 KiB is refused, not buffered.
+    let mut big = std::net::TcpStream::connect(m).expect("connect");
+    let pad = "a".repeat(64 * 1024);
+    let _ = big
+        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n").as_bytes());
+    big.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    let mut resp = Vec::new();
+    let _ = big.read_to_end(&mut resp);
+    assert!(
+        !resp.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&resp[..resp.len().min(64)])
+    );
+    // Operators get in again once the flood is gone.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ok(m), 200);
+    assert!(d.log_text().contains("connection limit reached"));
+}

@@ -83,11 +83,34 @@ enum Access {
     Metrics,
 }
 
+/// Limits of the TCP admin and metrics listeners, which anyone who can
+/// reach the port may connect to (before any token is checked): the head
+/// must arrive within [`TCP_HEADER_TIMEOUT`] and fit in [`TCP_MAX_HEAD`],
+/// one request per connection, at most [`TCP_MAX_CONNS`] at once (more
+/// are closed at accept), and no connection lives past [`TCP_MAX_LIFE`].
+pub const TCP_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const TCP_MAX_HEAD: usize = 16 * 1024;
+pub const TCP_MAX_CONNS: usize = 64;
+pub const TCP_MAX_LIFE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn spawn_conn<S>(stream: S, daemon: Ctl, access: Access)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    spawn_conn_limited(stream, daemon, access, None)
+}
+
+fn spawn_conn_limited<S>(
+    stream: S,
+    daemon: Ctl,
+    access: Access,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let tcp = slot.is_some();
     tokio::spawn(async move {
+        let _slot = slot;
         let svc = hyper::service::service_fn(move |req| {
             let daemon = daemon.clone();
             let access = access.clone();
@@ -102,9 +125,17 @@ where
                 })
             }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), svc)
-            .await;
+        let mut b = hyper::server::conn::http1::Builder::new();
+        if tcp {
+            b.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(TCP_HEADER_TIMEOUT)
+                .max_buf_size(TCP_MAX_HEAD)
+                .keep_alive(false);
+            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(TCP_MAX_LIFE, conn).await;
+        } else {
+            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+        }
     });
 }
 
@@ -146,12 +177,27 @@ pub async fn serve_tcp(
         Access::Metrics => "metrics",
         _ => "admin",
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_MAX_CONNS));
     let mut acceptor = crate::accept::Acceptor::default();
-    while let Some((s, _)) = acceptor
+    let mut warned = false;
+    while let Some((s, peer)) = acceptor
         .next(&stop, || what.into(), || listener.accept())
         .await
     {
-        spawn_conn(s, daemon.clone(), access.clone());
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                warned = false;
+                spawn_conn_limited(s, daemon.clone(), access.clone(), Some(slot));
+            }
+            // Dropping the stream closes it: the listener stays usable
+            // for its own operators once the flood's heads time out.
+            Err(_) => {
+                if !warned {
+                    tracing::warn!(listener = what, client = %peer, limit = TCP_MAX_CONNS, "connection limit reached: closing new connections");
+                    warned = true;
+                }
+            }
+        }
     }
 }
 
