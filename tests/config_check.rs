@@ -26,6 +26,26 @@ fn check(body: &str) -> (i32, String, String) {
     )
 }
 
+/// Every case fails `tandem check` with exit 1 and a line starting
+/// "FILE:{position}" that contains the message; all failures are listed.
+fn assert_reported(cases: &[(String, &str, &str)]) {
+    let mut failures = Vec::new();
+    for (body, want_pos, want_msg) in cases {
+        let (code, stderr, path) = check(body);
+        let want_prefix = format!("{path}:{want_pos}");
+        let ok = code == 1
+            && stderr
+                .lines()
+                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
+        if !ok {
+            failures.push(format!(
+                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+}
+
 #[test]
 fn example_config_passes() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/tandem/tandem.toml");
@@ -144,21 +164,7 @@ fn every_invalid_class_is_reported_with_position() {
         ("[[pool]\nname = 1\n".into(), "1:8:", "TOML syntax"),
         ("[global]\nworkers = 1\nworkers = 2\n".into(), "3:1:", "TOML syntax"),
     ];
-    let mut failures = Vec::new();
-    for (body, want_pos, want_msg) in &cases {
-        let (code, stderr, path) = check(body);
-        let want_prefix = format!("{path}:{want_pos}");
-        let ok = code == 1
-            && stderr
-                .lines()
-                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
-        if !ok {
-            failures.push(format!(
-                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+    assert_reported(&cases);
 }
 
 #[test]
@@ -490,21 +496,7 @@ fn ipv6_vrrp_errors_are_reported_with_position() {
             "already used on eth0 by another IPv6 instance",
         ),
     ];
-    let mut failures = Vec::new();
-    for (body, want_pos, want_msg) in &cases {
-        let (code, stderr, path) = check(body);
-        let want_prefix = format!("{path}:{want_pos}");
-        let ok = code == 1
-            && stderr
-                .lines()
-                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
-        if !ok {
-            failures.push(format!(
-                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+    assert_reported(&cases);
     // The keepalived-style dual-stack pair: same VRID, one instance per
     // family, one sync group.
     let ok = format!(
@@ -608,21 +600,7 @@ fn operator_parity_keys_are_checked_with_position() {
             "listener[0].routes[0].match.source[1]",
         ),
     ];
-    let mut failures = Vec::new();
-    for (body, want_pos, want_msg) in &cases {
-        let (code, stderr, path) = check(body);
-        let want_prefix = format!("{path}:{want_pos}");
-        let ok = code == 1
-            && stderr
-                .lines()
-                .any(|l| l.starts_with(&want_prefix) && l.contains(want_msg));
-        if !ok {
-            failures.push(format!(
-                "config:\n{body}\nwant exit 1 and a line starting {want_prefix:?} containing {want_msg:?}\ngot exit {code}:\n{stderr}"
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n-----\n"));
+    assert_reported(&cases);
 }
 
 #[test]
