@@ -250,28 +250,82 @@ fn json(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-/// Reads a small JSON body (the API's bodies are a few bytes).
-async fn json_body(req: Request<Incoming>) -> Result<serde_json::Value, String> {
+/// Reads a small body (the API's bodies are a few bytes; 64 KiB at most).
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
     use http_body_util::BodyExt;
     let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
-    let bytes = limited
+    Ok(limited
         .collect()
         .await
         .map_err(|e| format!("cannot read body: {e}"))?
-        .to_bytes();
+        .to_bytes())
+}
+
+/// A JSON body; blank means `Null`. Pure, so the fuzzer drives it.
+pub fn parse_json_body(bytes: &[u8]) -> Result<serde_json::Value, String> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))
+    serde_json::from_slice(bytes).map_err(|e| format!("body is not JSON: {e}"))
 }
 
 /// A typed request body: empty means every field absent; unknown fields are refused.
-async fn typed_body<T: serde::de::DeserializeOwned + Default>(
-    req: Request<Incoming>,
+pub fn parse_typed_body<T: serde::de::DeserializeOwned + Default>(
+    bytes: &[u8],
 ) -> Result<T, String> {
-    match json_body(req).await? {
+    match parse_json_body(bytes)? {
         serde_json::Value::Null => Ok(T::default()),
         v => serde_json::from_value(v).map_err(|e| format!("bad request body: {e}")),
+    }
+}
+
+/// What `{method} /v1/backends/{pool}/{backend}/{action}` with `body` asks for, or the
+/// status and message to refuse it with.
+pub fn backend_action(
+    method: &Method,
+    action: &str,
+    body: &[u8],
+) -> Result<BackendAction, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
+    match (method, action) {
+        // The body of drain and enable is not used, but it must be empty or JSON.
+        (&Method::POST, "drain") => parse_json_body(body)
+            .map(|_| BackendAction::Drain)
+            .map_err(bad),
+        (&Method::POST, "enable") => parse_json_body(body)
+            .map(|_| BackendAction::Enable)
+            .map_err(bad),
+        (&Method::POST, "disable") => {
+            let req: control::DisableRequest = parse_typed_body(body).map_err(bad)?;
+            let grace = match req.grace {
+                None => std::time::Duration::from_secs(10),
+                Some(g) => crate::config::duration::parse(&g).map_err(bad)?,
+            };
+            Ok(BackendAction::Disable { grace })
+        }
+        (&Method::PUT, "weight") => parse_typed_body::<control::WeightRequest>(body)
+            .map(|b| BackendAction::Weight(b.weight.map(|w| w.min(u32::MAX as u64) as u32)))
+            .map_err(bad),
+        (_, "drain" | "enable" | "disable") => Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{action} wants POST"),
+        )),
+        (_, "weight") => Err((StatusCode::METHOD_NOT_ALLOWED, "weight wants PUT".into())),
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            format!("unknown backend operation {action:?}"),
+        )),
+    }
+}
+
+/// `PUT /v1/vrrp/{instance}/priority` body: `None` goes back to the configured priority.
+pub fn priority_body(body: &[u8]) -> Result<Option<u8>, String> {
+    match parse_typed_body::<control::PriorityRequest>(body)?.priority {
+        None => Ok(None),
+        Some(p) => u8::try_from(p)
+            .ok()
+            .map(Some)
+            .ok_or_else(|| "priority must be 1..=255 or null".to_string()),
     }
 }
 
@@ -303,49 +357,15 @@ async fn backend_route(
     backend: &str,
     action: &str,
 ) -> Response<Full<Bytes>> {
-    let action = match (req.method().clone(), action) {
-        // The body of drain and enable is not used, but it must be empty or JSON.
-        (Method::POST, "drain") => match json_body(req).await {
-            Ok(_) => BackendAction::Drain,
-            Err(e) => return bad_request(e),
-        },
-        (Method::POST, "enable") => match json_body(req).await {
-            Ok(_) => BackendAction::Enable,
-            Err(e) => return bad_request(e),
-        },
-        (Method::POST, "disable") => {
-            let body: control::DisableRequest = match typed_body(req).await {
-                Ok(b) => b,
-                Err(e) => return bad_request(e),
-            };
-            let grace = match body.grace {
-                None => std::time::Duration::from_secs(10),
-                Some(g) => match crate::config::duration::parse(&g) {
-                    Ok(d) => d,
-                    Err(e) => return bad_request(e),
-                },
-            };
-            BackendAction::Disable { grace }
-        }
-        (Method::PUT, "weight") => match typed_body::<control::WeightRequest>(req).await {
-            Ok(b) => BackendAction::Weight(b.weight.map(|w| w.min(u32::MAX as u64) as u32)),
-            Err(e) => return bad_request(e),
-        },
-        (_, "drain" | "enable" | "disable") => {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{action} wants POST"),
-            )
-        }
-        (_, "weight") => return error(StatusCode::METHOD_NOT_ALLOWED, "weight wants PUT"),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("unknown backend operation {action:?}"),
-            )
-        }
+    let method = req.method().clone();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return bad_request(e),
     };
-    result(daemon.backend_action(pool, backend, action))
+    match backend_action(&method, action, &body) {
+        Ok(action) => result(daemon.backend_action(pool, backend, action)),
+        Err((code, msg)) => error(code, msg),
+    }
 }
 
 async fn route(req: Request<Incoming>, daemon: &dyn Control) -> Response<Full<Bytes>> {
@@ -362,12 +382,8 @@ async fn route(req: Request<Incoming>, daemon: &dyn Control) -> Response<Full<By
             return result(daemon.anycast_drain(name, false))
         }
         ["v1", "vrrp", instance, "priority"] if req.method() == Method::PUT => {
-            let prio = match typed_body::<control::PriorityRequest>(req).await {
-                Ok(b) => match b.priority.map(u8::try_from) {
-                    None => None,
-                    Some(Ok(p)) => Some(p),
-                    Some(Err(_)) => return bad_request("priority must be 1..=255 or null"),
-                },
+            let prio = match read_body(req).await.and_then(|b| priority_body(&b)) {
+                Ok(p) => p,
                 Err(e) => return bad_request(e),
             };
             return result(daemon.vrrp_priority(instance, prio).await);

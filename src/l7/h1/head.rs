@@ -147,6 +147,28 @@ fn span(buf: &[u8], part: &[u8]) -> Span {
     Span(s, s + part.len() as u32)
 }
 
+/// The reason phrase's place in `buf`. httparse hands back a static `""` (not a slice of
+/// the buffer) when the phrase holds obs-text, which RFC 9112 §4 allows: take it from the
+/// status line itself, which is `HTTP/1.x NNN ` plus the phrase (found by the fuzzer).
+fn reason_span(buf: &[u8], reason: Option<&str>) -> Span {
+    let inside = |r: &&str| {
+        let (start, p) = (buf.as_ptr() as usize, r.as_ptr() as usize);
+        p >= start && p + r.len() <= start + buf.len()
+    };
+    match reason.filter(|r| !r.is_empty() && inside(r)) {
+        Some(r) => span(buf, r.as_bytes()),
+        None => {
+            const PHRASE_AT: usize = b"HTTP/1.1 200 ".len();
+            let end = buf.iter().position(|b| *b == b'\r').unwrap_or(0);
+            if end > PHRASE_AT {
+                Span(PHRASE_AT as u32, end as u32)
+            } else {
+                Span::default()
+            }
+        }
+    }
+}
+
 /// Every LF of the head must end a CRLF: httparse also accepts bare LF,
 /// which other parsers read differently (the classic smuggling split).
 fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
@@ -475,10 +497,7 @@ pub fn parse_response(
         });
     }
     head.status = status;
-    head.reason = resp
-        .reason
-        .map(|r| span(buf, r.as_bytes()))
-        .unwrap_or_default();
+    head.reason = reason_span(buf, resp.reason);
     head.minor = minor;
     head.len = len;
     let fields = Fields::Raw(buf, &head.fields);
@@ -690,6 +709,31 @@ mod tests {
         parse_response(raw.as_bytes(), &method, &mut h)
             .map(|_| (h.status, h.body, h.keep_alive))
             .map_err(|e| e.reason())
+    }
+
+    /// Found by `tests/fuzz` (http1): a reason phrase with obs-text bytes made the span
+    /// arithmetic overflow, so relaying the head would have panicked.
+    #[test]
+    fn obs_text_reason_phrase_is_kept_from_the_buffer() {
+        for (raw, reason) in [
+            (
+                &b"HTTP/1.1 304 \xff\xff6fied\r\nContent-Length: 10\r\n\r\n"[..],
+                &b"\xff\xff6fied"[..],
+            ),
+            (b"HTTP/1.1 200 Caf\xe9\r\n\r\n", b"Caf\xe9"),
+            (b"HTTP/1.1 200 OK\r\n\r\n", b"OK"),
+            (b"HTTP/1.1 204\r\n\r\n", b""),
+            (b"HTTP/1.1 204 \r\n\r\n", b""),
+        ] {
+            let mut h = ResponseHead::default();
+            parse_response(raw, &Method::HEAD, &mut h).expect("valid head");
+            assert_eq!(
+                h.reason.of(raw),
+                reason,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]
