@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -16,18 +16,33 @@ use crate::l4::tcp::ListenerStats;
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// A burst of accept failures ends after this long without one. Under fd
+/// exhaustion accepts alternate with failures (each connection shed frees a
+/// descriptor), so a single success does not end it.
+const BURST_QUIET: Duration = Duration::from_secs(1);
+
 /// Accepts connections until a stop token fires. Accept errors never end
-/// the loop: EMFILE/ENFILE and friends are logged and backed off
-/// (5 ms doubling to 500 ms) so it does not spin while descriptors are
-/// exhausted.
+/// the loop: EMFILE/ENFILE and friends are backed off (5 ms doubling to
+/// 500 ms) so it does not spin while descriptors are exhausted, and logged
+/// once per burst: a warning at the first failure, a line with the count
+/// once accepts have worked for [`BURST_QUIET`]. The waiting connections stay
+/// in the kernel's backlog meanwhile and are served once descriptors free up.
 pub struct Acceptor {
     backoff: Duration,
+    burst: Option<Burst>,
+}
+
+struct Burst {
+    began: Instant,
+    last: Instant,
+    failures: u64,
 }
 
 impl Default for Acceptor {
     fn default() -> Self {
         Acceptor {
             backoff: FIRST_BACKOFF,
+            burst: None,
         }
     }
 }
@@ -53,10 +68,36 @@ impl Acceptor {
             match r {
                 Ok(x) => {
                     self.backoff = FIRST_BACKOFF;
+                    if let Some(b) = self.burst.take_if(|b| b.last.elapsed() >= BURST_QUIET) {
+                        tracing::info!(
+                            listener = %name(),
+                            failed_accepts = b.failures,
+                            for_ms = (b.last - b.began).as_millis() as u64,
+                            "accepting again"
+                        );
+                    }
                     return Some(x);
                 }
                 Err(e) => {
-                    tracing::warn!(listener = %name(), error = %e, "accept failed");
+                    let now = Instant::now();
+                    match &mut self.burst {
+                        Some(b) => {
+                            b.failures += 1;
+                            b.last = now;
+                        }
+                        None => {
+                            tracing::warn!(
+                                listener = %name(),
+                                error = %e,
+                                "accept failed; backing off, not logging again until it recovers"
+                            );
+                            self.burst = Some(Burst {
+                                began: now,
+                                last: now,
+                                failures: 1,
+                            });
+                        }
+                    }
                     tokio::time::sleep(self.backoff).await;
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }

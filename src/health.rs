@@ -23,6 +23,10 @@ pub const PASSIVE_COOLDOWN: Duration = Duration::from_secs(10);
 /// Outcome of one probe: Ok, or a short reason an operator can act on.
 pub type ProbeResult = Result<(), String>;
 
+/// Starts the reason of a probe that could not be made because this host is out of
+/// descriptors or buffers: it judges nothing, so the rise/fall counters skip it.
+pub const NOT_PROBED: &str = "not probed (local shortage): ";
+
 /// Rise/fall bookkeeping, kept pure so it can be tested without sockets.
 #[derive(Debug, Clone, Default)]
 pub struct Counter {
@@ -101,6 +105,8 @@ async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state
         }
     };
     let mut counter = Counter::default();
+    // Inside a run of probes skipped for a local shortage (logged once per run).
+    let mut short = false;
     // First probe soon but not all at the same instant.
     tokio::time::sleep(jittered(Duration::from_millis(50), &mut seed)).await;
     loop {
@@ -108,6 +114,17 @@ async fn run(pool: &str, name: &str, addr: SocketAddr, cfg: &HealthConfig, state
             counter.reset_rise();
         }
         let result = probe_with(&cfg.check, target, cfg.timeout, tls.as_ref()).await;
+        if let Err(e) = &result {
+            if e.starts_with(NOT_PROBED) {
+                if !short {
+                    tracing::warn!(pool, backend = name, reason = %e, "health check skipped: this host is out of resources; the backend keeps its state");
+                }
+                short = true;
+                tokio::time::sleep(jittered(cfg.interval, &mut seed)).await;
+                continue;
+            }
+        }
+        short = false;
         let text = match &result {
             Ok(()) => "ok".to_string(),
             Err(e) => e.clone(),
@@ -198,9 +215,13 @@ pub async fn probe_with(
 }
 
 async fn probe_inner(check: &HealthCheck, addr: SocketAddr, tls: Option<&ProbeTls>) -> ProbeResult {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {}", short_io(&e)))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        if crate::net::local_shortage(&e) {
+            format!("{NOT_PROBED}{e}")
+        } else {
+            format!("connect: {}", short_io(&e))
+        }
+    })?;
     match check {
         HealthCheck::None | HealthCheck::Tcp => Ok(()),
         HealthCheck::Http {

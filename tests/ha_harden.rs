@@ -152,3 +152,103 @@ fn crash_then_cleanup_hands_over_after_skew_time() {
         "{plain:?} vs {gap:?}"
     );
 }
+
+/// Lowers a running process's descriptor limit (soft and hard).
+fn limit_fds(pid: u32, n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: plain syscall with a valid rlimit and no old-limit pointer.
+    let r = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
+    if !enter("fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers") {
+        return;
+    }
+    let p = pair("fdex");
+    let lab = &p.lab;
+    // HTTP: an idle client connection holds one descriptor and no backend connection, so
+    // the flood keeps the table full until it ends.
+    let http = |prio| {
+        node_config(prio, "").replace(
+            "pool = \"web\"\n\n",
+            "pool = \"web\"\nprotocol = \"http\"\n\n",
+        )
+    };
+    assert!(http(150).contains("protocol = \"http\""));
+    lab.tandem("lb1", "lb1", &http(150));
+    wait_state(lab, "lb1", "master", Duration::from_secs(5));
+    lab.tandem("lb2", "lb2", &http(100));
+    wait_state(lab, "lb2", "backup", Duration::from_secs(5));
+    let pid = lab.pid("lb1");
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .count() as u64;
+    // Room for a couple of dozen client connections, then EMFILE.
+    limit_fds(pid, open + 24);
+    let flood = lab.in_ns("client", || {
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            if let Ok(s) =
+                std::net::TcpStream::connect_timeout(&vip_addr(), Duration::from_millis(300))
+            {
+                held.push(s);
+            }
+        }
+        // 2 s of exhaustion: 10 health-check intervals, 20 adverts.
+        std::thread::sleep(Duration::from_secs(2));
+        let n = held.len();
+        drop(held);
+        std::thread::sleep(Duration::from_millis(500));
+        let first = http_get(vip_addr(), Duration::from_secs(3));
+        // A second second of normal accepts ends the burst in the log.
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = http_get(vip_addr(), Duration::from_secs(3));
+        (n, first)
+    });
+    // The peer never sees the master go quiet.
+    let t0 = Instant::now();
+    let mut peer_states = std::collections::BTreeSet::new();
+    while t0.elapsed() < Duration::from_millis(2500) {
+        peer_states.insert(lab.vrrp_state("lb2", "vip1"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (held, after) = flood.join().expect("flood thread");
+    let log = lab.log("lb1");
+    assert!(held >= 100, "only {held} flood connections got in");
+    assert_eq!(
+        peer_states,
+        ["backup".to_string()].into(),
+        "the peer saw a gap in adverts"
+    );
+    assert!(
+        after.as_deref().is_ok_and(|b| b.contains("web1")),
+        "no recovery after the flood: {after:?}\n{log}"
+    );
+    let warned = log.matches("accept failed").count();
+    assert!(
+        (1..=3).contains(&warned),
+        "accept failures logged {warned} times:\n{log}"
+    );
+    assert!(log.contains("accepting again"), "{log}");
+    assert!(
+        log.contains("health check skipped"),
+        "health checks never met the shortage:\n{log}"
+    );
+    assert!(
+        !log.contains("backend down"),
+        "a local shortage marked the backend down:\n{log}"
+    );
+    assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
+}

@@ -151,7 +151,9 @@ pub async fn connect_backend(pool: &Pool, key: u64) -> Result<(TcpStream, Lease)
             }
             Ok(Err(e)) => {
                 tracing::debug!(pool = %pool.name(), backend = %lease.name, error = %e, "connect failed");
-                lease.failed(&e.to_string());
+                if !crate::net::local_shortage(&e) {
+                    lease.failed(&e.to_string());
+                }
             }
             Err(_) => lease.failed("connect timeout"),
         }

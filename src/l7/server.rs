@@ -1109,7 +1109,9 @@ async fn proxy_inner(
                 );
             }
             Ok(Err(e)) if e.is_connect() => {
-                lease.failed(&e.to_string());
+                if !crate::net::local_shortage(&e) {
+                    lease.failed(&e.to_string());
+                }
                 tried.push(lease.index);
                 if retryable && tried.len() <= pool.cfg.retries as usize {
                     lease.retried();

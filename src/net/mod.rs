@@ -88,6 +88,25 @@ impl NetError {
     }
 }
 
+/// Whether `e` (or an error it wraps) is this host running out of descriptors, buffers or
+/// memory. Such a failure says nothing about the peer: a backend must not be marked down
+/// or ejected for it, and a health check must not count it.
+pub fn local_shortage(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if matches!(
+                io.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Turns an OS error into a [`NetError`], singling out EPERM/EACCES so the
 /// message names the missing capability instead of a bare "Operation not permitted".
 pub(crate) fn os_error(

@@ -235,6 +235,17 @@ impl Lab {
         std::fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
     }
 
+    /// The PID of a process started with [`spawn`] (`ip netns exec` execs, so it is the
+    /// process itself).
+    pub fn pid(&self, label: &str) -> u32 {
+        let procs = self.procs.lock().expect("procs");
+        procs
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, c)| c.id())
+            .unwrap_or_else(|| panic!("no process {label}"))
+    }
+
     /// Sends a signal to a process started with [`spawn`].
     pub fn kill(&self, label: &str, sig: nix::sys::signal::Signal) {
         let procs = self.procs.lock().expect("procs");

@@ -930,7 +930,9 @@ where
             None => match hp.upstream.connector.connect(addr).await {
                 Ok(s) => UpConn::new(s),
                 Err(e) => {
-                    claim.failed(&e.to_string());
+                    if !crate::net::local_shortage(&e) {
+                        claim.failed(&e.to_string());
+                    }
                     b.tried.push(claim.index);
                     if retryable && b.tried.len() <= pool.cfg.retries as usize {
                         claim.retried();
