@@ -356,15 +356,43 @@ fn admin_routes(src: &str) -> BTreeSet<(String, String)> {
             .strip_suffix(&format!("/{{{var}}}"))
             .unwrap()
             .to_string();
+        let ops = operations_fn(src, handlers[0], &var);
         let mut n = 0;
-        for a in action_arm.captures_iter(fn_body(src, handlers[0])) {
+        for a in action_arm.captures_iter(fn_body(src, &ops)) {
             out.insert((a[1].to_string(), format!("{prefix}/{}", &a[2])));
             n += 1;
         }
-        assert!(n > 0, "no (Method::X, \"op\") arms in fn {}", handlers[0]);
+        assert!(n > 0, "no (Method::X, \"op\") arms in fn {ops}");
     }
     assert!(slices > 0, "no [\"v1\", ...] route patterns in fn route");
     out
+}
+
+/// The function whose `(Method::X, "op")` arms name the operations that
+/// `handler` dispatches on `var`: `handler` itself, or the one function taking
+/// `var: &str` that it hands the operation to (a pure parser, say).
+fn operations_fn(src: &str, handler: &str, var: &str) -> String {
+    let arms = Regex::new(r#"\(\s*&?Method::[A-Z]+\s*,\s*""#).unwrap();
+    let body = fn_body(src, handler);
+    if arms.is_match(body) {
+        return handler.to_string();
+    }
+    let fns = Regex::new(r"fn (\w+)\s*(?:<[^>]*>)?\(([^)]*)\)").unwrap();
+    let callees: Vec<String> = fns
+        .captures_iter(src)
+        .filter(|f| {
+            &f[1] != handler
+                && f[2].contains(&format!("{var}: &str"))
+                && body.contains(&format!("{}(", &f[1]))
+        })
+        .map(|f| f[1].to_string())
+        .collect();
+    assert_eq!(
+        callees.len(),
+        1,
+        "fn {handler} has no (Method::X, \"op\") arms and no single function it hands {var} to"
+    );
+    callees[0].clone()
 }
 
 /// Paths served by `metrics_route` (GET and HEAD).
@@ -459,7 +487,7 @@ fn route_scan_notices_undocumented_changes() {
             &src[route_at + route.len()..]
         )
     };
-    let backend = fn_body(&src, "backend_route");
+    let backend = fn_body(&src, &operations_fn(&src, "backend_route", "action"));
     let backend_at = src.find(backend).unwrap();
     let in_backend = |re: &str, what: &str| -> String {
         let changed = insert_before(backend, re, what);
@@ -487,7 +515,7 @@ fn route_scan_notices_undocumented_changes() {
         ),
         (
             "a backend operation",
-            in_backend(r#"\(\s*Method::[A-Z]+\s*,\s*""#, "(Method::POST, \"pause\") => todo!(),\n"),
+            in_backend(r#"\(\s*&?Method::[A-Z]+\s*,\s*""#, "(&Method::POST, \"pause\") => todo!(),\n"),
             yaml.clone(),
             "POST /v1/backends/{}/{}/pause",
         ),
