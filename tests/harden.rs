@@ -207,3 +207,237 @@ fn admin_and_metrics_tcp_listeners_bound_slow_and_huge_heads() {
     assert_eq!(ok(m), 200);
     assert!(d.log_text().contains("connection limit reached"));
 }
+
+// ------------------------------------------------------ many idle conns ---
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .expect("VmRSS")
+}
+
+/// Raises this process's descriptor limit (tandem inherits it) to `n`, or as far as the
+/// hard limit allows where raising it is not permitted; returns the limit in force.
+fn raise_fd_limit(n: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with valid rlimit pointers.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let want = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+            return n;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// A backend that accepts and holds every connection, silently, on one thread.
+struct Holder {
+    addr: std::net::SocketAddr,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Holder {
+    fn start() -> Holder {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let addr = l.local_addr().expect("addr");
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h2, s2) = (held.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        conns.push(s);
+                        h2.store(conns.len(), Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                }
+            }
+        });
+        Holder {
+            addr,
+            held,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// 10,000 idle client connections on an L7 and then an L4 listener: memory per
+/// connection is reported and bounded, and RSS comes back near the baseline once they
+/// close. Each listener is loaded on its own so the two numbers do not mix.
+#[test]
+fn ten_thousand_idle_connections_cost_bounded_memory_and_are_given_back() {
+    use std::time::{Duration, Instant};
+    // An L4 connection costs tandem two descriptors, and this process one per client plus
+    // one per held backend connection.
+    let limit = raise_fd_limit(65_536);
+    let n = 10_000.min((limit as usize).saturating_sub(512) / 2);
+    if n < 10_000 {
+        eprintln!(
+            "WARNING: the descriptor limit is {limit} and cannot be raised here (no CAP_SYS_RESOURCE): \
+             measuring {n} idle connections instead of 10000"
+        );
+    }
+    let mut holder = Some(Holder::start());
+    let backend = holder.as_ref().map(|h| h.addr).expect("holder");
+    let dir = TempDir::new("idle10k");
+    let (hport, tport) = (free_port(), free_port());
+    let cfg = format!(
+        "[[pool]]\nname = \"p\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{}\" }}]\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{hport}\"\nprotocol = \"http\"\npool = \"p\"\nheader_timeout = \"120s\"\nkeepalive_timeout = \"120s\"\n\
+         [[listener]]\nname = \"tcp\"\nbind = \"127.0.0.1:{tport}\"\npool = \"p\"\n",
+        backend
+    );
+    let d = Daemon::start(&dir, &cfg);
+    let pid = d.child.id();
+    wait_port(addr(hport));
+    wait_port(addr(tport));
+    let open = |port: u16, count: usize| -> Vec<std::net::TcpStream> {
+        let t0 = Instant::now();
+        let mut v = Vec::with_capacity(count);
+        while v.len() < count && t0.elapsed() < Duration::from_secs(60) {
+            match std::net::TcpStream::connect(addr(port)) {
+                Ok(s) => v.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        assert_eq!(v.len(), count, "only {} connections in 60 s", v.len());
+        v
+    };
+    let settle = |what: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !what() && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let active = |name: &str| {
+        d.status()["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+            .and_then(|l| l["active"].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    let mut report = Vec::new();
+    for (name, port) in [("web", hport), ("tcp", tport)] {
+        std::thread::sleep(Duration::from_millis(300));
+        let base = rss_kib(pid);
+        // wait_port's probe may still be open on the L4 listener (the holder never closes).
+        let before = active(name);
+        let conns = open(port, n);
+        settle(&|| active(name) >= before + n as u64);
+        assert_eq!(
+            active(name),
+            before + n as u64,
+            "{name}: not every connection accepted"
+        );
+        if let Some(h) = holder.as_ref().filter(|_| name == "tcp") {
+            settle(&|| h.held.load(std::sync::atomic::Ordering::Relaxed) >= n);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let peak = rss_kib(pid);
+        drop(conns);
+        if name == "tcp" {
+            // The backend side closes too, which ends an L4 session.
+            holder = None;
+        }
+        settle(&|| active(name) == 0);
+        assert_eq!(
+            active(name),
+            0,
+            "{name}: connections left open after the clients closed"
+        );
+        // Workers give freed memory back every 2 s.
+        std::thread::sleep(Duration::from_millis(2500));
+        let after = rss_kib(pid);
+        let per_conn = (peak.saturating_sub(base) as f64) * 1024.0 / n as f64;
+        report.push(format!(
+            "{name}: baseline {base} KiB, with {n} idle {peak} KiB ({per_conn:.0} B per connection), after close {after} KiB"
+        ));
+        eprintln!("{}", report.last().expect("line"));
+        // L7: a task, a small read buffer and the connection state; L4: two sockets' task
+        // and copy buffers. 64 KiB would mean a buffer per connection nobody needs yet.
+        assert!(per_conn < 64.0 * 1024.0, "{}", report.join("\n"));
+        // Most of what the connections took is given back.
+        let kept = after.saturating_sub(base) as f64;
+        assert!(
+            kept <= 0.5 * (peak - base) as f64 + 8192.0,
+            "{name}: RSS did not come back: {}",
+            report.join("\n")
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// A keep-alive connection that goes quiet gives its buffers back after 250 ms; its next
+/// request, a pipelined pair and a head split across two writes are still served whole.
+#[test]
+fn keep_alive_connection_quiet_past_the_buffer_release_is_served_again() {
+    use std::io::{BufReader, Write};
+    use std::time::Duration;
+    let web = Web::start("kept");
+    let dir = TempDir::new("idlerel");
+    let port = free_port();
+    let _d = Daemon::start(
+        &dir,
+        &(pool("p", &[&web], "")
+            + &http_listener(port, "pool = \"p\"\nkeepalive_timeout = \"10s\"")),
+    );
+    let s = std::net::TcpStream::connect(addr(port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    let req = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    for round in 0..3 {
+        w.write_all(req.as_bytes()).expect("write");
+        let (status, _, body) = common::web::read_response(&mut r).expect("response");
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &b"kept"[..]),
+            "round {round}"
+        );
+        // Longer than the release delay: the next request finds no buffer.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    w.write_all(format!("{req}{req}").as_bytes())
+        .expect("pipelined");
+    for i in 0..2 {
+        let (status, _, _) = common::web::read_response(&mut r).expect("pipelined response");
+        assert_eq!(status, 200, "pipelined request {i}");
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    w.write_all(b"GET / HTTP/1.1\r\nHo").expect("first half");
+    std::thread::sleep(Duration::from_millis(100));
+    w.write_all(b"st: t\r\n\r\n").expect("second half");
+    let (status, _, body) = common::web::read_response(&mut r).expect("split head");
+    assert_eq!((status, body.as_slice()), (200, &b"kept"[..]));
+}

@@ -151,11 +151,25 @@ impl Daemon {
         d
     }
 
+    /// The admin socket accepts (queues) as soon as it is bound, before the
+    /// listeners are; it answers only once the daemon has started them all,
+    /// so a served request is the sign that every listener is up.
     fn wait_ready(&self) {
+        use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut first = [0u8; 12];
+                if s.write_all(
+                    b"GET /v1/status HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n",
+                )
+                .is_ok()
+                    && s.read_exact(&mut first).is_ok()
+                    && first.starts_with(b"HTTP/1.1 ")
+                {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -49,6 +49,59 @@ use crate::pool::{Claim, PickError};
 
 /// Client read buffer: a request head and the start of its body.
 const CLIENT_BUF: usize = 16 * 1024;
+/// A keep-alive connection quiet this long gives its buffers back; the next
+/// request allocates them again. Back-to-back requests never wait this long,
+/// so the fast path keeps its zero allocations per request.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waiting for a client's bytes without a buffer to read them into, so an
+/// idle connection (a new one that has sent nothing yet, or a keep-alive one
+/// between requests) holds no read buffer: 10,000 idle clients cost tasks
+/// and sockets, not 10,000 × 16 KiB.
+pub trait ReadReady {
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    /// A one-byte peek, not `poll_read_ready`: tokio reports a socket ready
+    /// until a read has seen it empty, so a fresh connection would look ready
+    /// before its client has sent a byte. The peek leaves the byte queued.
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut one = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut one);
+        self.poll_peek(cx, &mut buf).map_ok(|_| ())
+    }
+}
+
+impl<S> ReadReady for tokio_rustls::server::TlsStream<S> {
+    /// rustls may hold decrypted bytes that the socket's readiness does not show, so a TLS
+    /// connection always reads (its session buffers dwarf ours anyway).
+    fn poll_read_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: ReadReady + ?Sized> ReadReady for &mut T {
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
+async fn read_ready<S: ReadReady>(io: &mut S) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| io.poll_read_ready(cx)).await
+}
 /// Largest read while streaming a body.
 const STREAM_CHUNK: usize = 64 * 1024;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -100,11 +153,12 @@ fn reason(status: u16) -> &'static str {
 /// timeout passes or the listener stops.
 pub async fn serve<S>(mut io: S, c: Client<'_>) -> End
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send,
 {
+    // Allocated when the client's first bytes arrive (see `ReadReady`).
     let mut b = Bufs {
-        rbuf: BytesMut::with_capacity(CLIENT_BUF),
-        wbuf: Vec::with_capacity(4096),
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
         head: RequestHead::default(),
         tried: Vec::with_capacity(4),
         target: String::new(),
@@ -134,6 +188,9 @@ where
             }
         }
         first = false;
+        if b.wbuf.capacity() == 0 {
+            b.wbuf.reserve(4096);
+        }
         let started = Instant::now();
         let next = exchange(&mut io, &mut b, &c, &snap, started).await;
         c.stats.request_seconds.observe(started.elapsed());
@@ -180,7 +237,7 @@ async fn read_head<S>(
     first: bool,
 ) -> HeadRead
 where
-    S: AsyncRead + Unpin,
+    S: AsyncRead + ReadReady + Unpin,
 {
     let cfg = &rt.http;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -231,6 +288,34 @@ where
             Some(d) => d,
             None => tokio::time::Instant::now() + cfg.keepalive_timeout,
         };
+        if idle && b.rbuf.capacity() > 0 {
+            // Between requests the buffers stay while the next request is
+            // quick to come (a real read: the hot path pays no extra call).
+            let soon = (tokio::time::Instant::now() + IDLE_RELEASE).min(until);
+            match read_until(io, &mut b.rbuf, Some(soon), c.stop, true).await {
+                Ok(0) => return HeadRead::Closed,
+                Ok(_) => {
+                    deadline = Some(tokio::time::Instant::now() + cfg.header_timeout);
+                    continue;
+                }
+                Err(ReadErr::Timeout) if soon < until => {
+                    b.rbuf = BytesMut::new();
+                    b.wbuf = Vec::new();
+                }
+                Err(_) => return HeadRead::Closed,
+            }
+        }
+        if idle {
+            let wait = read_ready(io);
+            let r = tokio::select! {
+                r = tokio::time::timeout_at(until, wait) => r,
+                _ = c.stop.cancelled() => tokio::time::timeout(DRAIN_GRACE, read_ready(io)).await,
+            };
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return HeadRead::Closed,
+            }
+        }
         match read_until(io, &mut b.rbuf, Some(until), c.stop, idle).await {
             Ok(0) => return HeadRead::Closed,
             Ok(_) => {
