@@ -441,3 +441,301 @@ fn keep_alive_connection_quiet_past_the_buffer_release_is_served_again() {
     let (status, _, body) = common::web::read_response(&mut r).expect("split head");
     assert_eq!((status, body.as_slice()), (200, &b"kept"[..]));
 }
+
+// ------------------------------------------------------------- floods ---
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `GET /` as an HPACK block: :method GET, :scheme http, :path /, :authority t.
+const H2_GET: &[u8] = &[0x82, 0x86, 0x84, 0x01, 0x01, b't'];
+
+/// What the server sent on one HTTP/2 connection until it closed it (or 15 s passed).
+#[derive(Debug, Default)]
+struct H2Seen {
+    /// Error code of the server's GOAWAY.
+    goaway: Option<u32>,
+    kinds: BTreeSet<u8>,
+    closed: bool,
+    closed_after: Option<std::time::Duration>,
+}
+
+/// Reads frames off `s` until it closes.
+fn h2_read_all(mut s: std::net::TcpStream) -> H2Seen {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut seen = H2Seen::default();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while t0.elapsed() < Duration::from_secs(15) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) if seen.closed => break,
+            Ok(0) => {
+                seen.closed = true;
+                break;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => {
+                seen.closed = true;
+                break;
+            }
+        }
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let kind = buf[3];
+            seen.kinds.insert(kind);
+            if kind == 0x7 && len >= 8 {
+                seen.goaway = Some(u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]));
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    if seen.closed {
+        seen.closed_after = Some(t0.elapsed());
+    }
+    seen
+}
+
+/// Opens an h2c connection and writes `next(i)` for i = 0.. until the server closes it,
+/// `max` frames went out or 10 s passed; the server's side is read meanwhile.
+fn h2_flood(
+    port: u16,
+    setup: &[Vec<u8>],
+    max: usize,
+    next: impl Fn(usize) -> Vec<u8>,
+) -> (usize, H2Seen) {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let mut s = std::net::TcpStream::connect(addr(port)).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let reader = {
+        let r = s.try_clone().expect("clone");
+        std::thread::spawn(move || h2_read_all(r))
+    };
+    let mut out = H2_PREFACE.to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    for f in setup {
+        out.extend_from_slice(f);
+    }
+    let t0 = Instant::now();
+    let mut sent = 0;
+    let mut batch = out;
+    while sent < max && t0.elapsed() < Duration::from_secs(10) {
+        for _ in 0..64 {
+            batch.extend(next(sent));
+            sent += 1;
+        }
+        if s.write_all(&batch).is_err() {
+            break;
+        }
+        batch.clear();
+    }
+    (sent, reader.join().expect("reader"))
+}
+
+fn listener_dropped(d: &Daemon) -> u64 {
+    d.status()["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == "web"))
+        .and_then(|l| l["dropped"].as_u64())
+        .expect("dropped counter")
+}
+
+/// HTTP/2 floods (rapid reset, CONTINUATION with and without payload, SETTINGS, PING,
+/// empty DATA) end in a closed connection counted in `dropped`, long before the client
+/// is done, with memory bounded and other clients served; a header list over the limit
+/// is refused without taking the daemon's memory.
+#[test]
+fn http2_floods_are_closed_and_counted_and_others_are_served() {
+    let web = Web::start("h2web");
+    let dir = TempDir::new("h2flood");
+    let port = free_port();
+    let d = Daemon::start(
+        &dir,
+        &(pool("p", &[&web], "") + &http_listener(port, "pool = \"p\"\nhttp2 = true")),
+    );
+    wait_port(addr(port));
+    let pid = d.child.id();
+    let base = rss_kib(pid);
+    let mut peak = base;
+    let continuation = {
+        // A header "a: vvv…" of 254 bytes, again and again.
+        let mut one = vec![0x00, 0x01, b'a', 0x7f, 0x7f];
+        one.extend(std::iter::repeat_n(b'v', 254));
+        one.repeat(60)
+    };
+    type Flood = (&'static str, Vec<Vec<u8>>, Box<dyn Fn(usize) -> Vec<u8>>);
+    let floods: Vec<Flood> = vec![
+        (
+            "rapid reset",
+            vec![],
+            Box::new(|i| {
+                let s = 1 + 2 * i as u32;
+                let mut f = h2_frame(0x1, 0x5, s, H2_GET);
+                f.extend(h2_frame(0x3, 0, s, &8u32.to_be_bytes()));
+                f
+            }),
+        ),
+        (
+            "CONTINUATION with payload",
+            vec![h2_frame(0x1, 0x0, 1, H2_GET)],
+            Box::new(move |_| h2_frame(0x9, 0, 1, &continuation)),
+        ),
+        (
+            "empty CONTINUATION",
+            vec![h2_frame(0x1, 0x0, 1, H2_GET)],
+            Box::new(|_| h2_frame(0x9, 0, 1, &[])),
+        ),
+        ("SETTINGS", vec![], Box::new(|_| h2_frame(0x4, 0, 0, &[]))),
+        (
+            "PING",
+            vec![],
+            Box::new(|i| h2_frame(0x6, 0, 0, &(i as u64).to_be_bytes())),
+        ),
+        (
+            "empty DATA",
+            vec![h2_frame(0x1, 0x4, 1, H2_GET)],
+            Box::new(|_| h2_frame(0x0, 0, 1, &[])),
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, setup, next) in floods {
+        let before = listener_dropped(&d);
+        let (sent, seen) = h2_flood(port, &setup, 200_000, next);
+        peak = peak.max(rss_kib(pid));
+        report.push(format!("{name}: closed after {sent} frames ({seen:?})"));
+        eprintln!("{}", report.last().expect("line"));
+        assert!(seen.closed, "{name}: connection not closed: {seen:?}");
+        assert!(
+            sent < 200_000,
+            "{name}: the whole flood was taken ({sent} frames)"
+        );
+        let t0 = std::time::Instant::now();
+        while listener_dropped(&d) == before && t0.elapsed() < std::time::Duration::from_secs(3) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(listener_dropped(&d), before + 1, "{name}: not counted once");
+        let (status, _, body) = get(addr(port), "/", "").expect("a normal client");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "h2web"),
+            "{name}: others served"
+        );
+    }
+    // One header list of 1 MiB (HEADERS + 63 CONTINUATION frames of 16 KiB): over
+    // max_header_bytes, refused; the daemon does not hold the megabyte.
+    let block = {
+        let mut one = vec![0x00, 0x01, b'a', 0x7f, 0x81, 0x7f];
+        one.extend(std::iter::repeat_n(b'v', 16_382));
+        one
+    };
+    let (_, seen) = h2_flood(port, &[h2_frame(0x1, 0x0, 1, H2_GET)], 64, move |i| {
+        h2_frame(0x9, if i == 63 { 0x4 } else { 0 }, 1, &block)
+    });
+    peak = peak.max(rss_kib(pid));
+    assert!(
+        seen.goaway.is_some() || seen.kinds.contains(&0x3) || seen.kinds.contains(&0x1),
+        "huge header list: neither refused nor answered: {seen:?}"
+    );
+    report.push(format!("1 MiB header list: {seen:?}"));
+    let grown = peak.saturating_sub(base);
+    eprintln!(
+        "{}\nRSS: baseline {base} KiB, peak {peak} KiB",
+        report.join("\n")
+    );
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew {grown} KiB:\n{}",
+        report.join("\n")
+    );
+}
+
+/// A client that asks for 200 MB and reads none of it: tandem holds a bounded buffer for
+/// it and closes it once it has read nothing for `idle_timeout`.
+#[test]
+fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let web = Web::start("big");
+    let dir = TempDir::new("slowread");
+    let port = free_port();
+    let d = Daemon::start(
+        &dir,
+        &(pool("p", &[&web], "") + &http_listener(port, "pool = \"p\"\nidle_timeout = \"2s\"")),
+    );
+    wait_port(addr(port));
+    let pid = d.child.id();
+    let base = rss_kib(pid);
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    sock.connect(&addr(port).into()).expect("connect");
+    let mut s: std::net::TcpStream = sock.into();
+    std::io::Write::write_all(&mut s, b"GET /big?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("request");
+    let active = || {
+        d.status()["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == "web"))
+            .and_then(|l| l["active"].as_u64())
+            .expect("active")
+    };
+    let t0 = Instant::now();
+    let mut peak = base;
+    while active() > 0 && t0.elapsed() < Duration::from_secs(15) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed_after = t0.elapsed();
+    assert_eq!(
+        active(),
+        0,
+        "the non-reading client is still connected after {closed_after:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_secs(2) && closed_after < Duration::from_secs(8),
+        "closed after {closed_after:?}, idle_timeout is 2 s"
+    );
+    // What reached the client's side is what the socket buffers held, then the end.
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let grown = peak.saturating_sub(base);
+    eprintln!("closed after {closed_after:?}; client had {got} bytes queued; RSS grew {grown} KiB");
+    assert!(got < 50_000_000, "{got} bytes: the client was not cut off");
+    assert!(
+        grown < 16 * 1024,
+        "RSS grew {grown} KiB for one slow reader"
+    );
+    let (status, _, _) = get(addr(port), "/", "").expect("others");
+    assert_eq!(status, 200);
+}

@@ -57,7 +57,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "tandem_listener_dropped_total",
         "counter",
-        "UDP datagrams dropped and HTTP requests rejected for bad framing.",
+        "UDP datagrams dropped, HTTP requests rejected for bad framing, HTTP/2 connections closed for floods or protocol errors.",
     ),
     (
         "tandem_listener_denied_total",

@@ -87,7 +87,8 @@ pub struct ListenerStats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     /// UDP: datagrams dropped (no backend, table full); HTTP: requests
-    /// rejected for bad framing.
+    /// rejected for bad framing, HTTP/2 connections closed for floods or
+    /// protocol errors.
     pub dropped: AtomicU64,
     /// HTTP: time until response headers.
     #[serde(skip)]

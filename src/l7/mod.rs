@@ -7,9 +7,11 @@
 
 pub mod cache;
 pub mod compress;
+pub mod deadline;
 pub mod fields;
 pub mod framing;
 pub mod h1;
+pub mod h2guard;
 pub mod headers;
 pub mod router;
 pub mod server;

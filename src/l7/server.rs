@@ -309,6 +309,8 @@ pub async fn serve(
 struct Tracked<T> {
     inner: T,
     conn: Arc<Conn>,
+    /// HTTP/2: the client's frames, watched for floods.
+    guard: Option<super::h2guard::FrameGuard>,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
@@ -321,7 +323,19 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
         let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.conn.activity.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut sc) = self.conn.scanner.lock() {
+            let this = &mut *self;
+            if let Some(g) = this.guard.as_mut() {
+                if let Err(abuse) = g.feed(&buf.filled()[before..], Instant::now()) {
+                    // The bytes are not handed on: the connection ends here.
+                    buf.set_filled(before);
+                    this.conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(client = %this.conn.peer, reason = abuse.reason(), "HTTP/2 client closed for abuse");
+                    return std::task::Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        abuse.reason(),
+                    )));
+                }
+            } else if let Ok(mut sc) = this.conn.scanner.lock() {
                 sc.feed(&buf.filled()[before..]);
             }
         }
@@ -372,6 +386,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let snap = rt.load_full();
+    let idle = snap.cfg.idle_timeout;
     let mut local = stream.local_addr().unwrap_or(snap.cfg.bind);
     let mut peer = peer;
     // Held for the connection's life: its slot in the per-client limit.
@@ -387,7 +402,7 @@ async fn connection(
     let Some(acceptor) = &snap.tls else {
         // Plain: HTTP/1 on the fast path; h2c with prior knowledge goes to
         // hyper with the bytes already read.
-        let mut stream = stream;
+        let mut stream = super::deadline::SendDeadline::new(stream, idle);
         let c = super::h1::Client {
             rt: &rt,
             stats: &stats,
@@ -407,6 +422,7 @@ async fn connection(
         }
         return;
     };
+    let stream = super::deadline::SendDeadline::new(stream, idle);
     let mut tls =
         match tokio::time::timeout(snap.http.header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(s)) => s,
@@ -550,6 +566,7 @@ async fn serve_hyper(
     let io = TokioIo::new(Tracked {
         inner: io,
         conn: conn.clone(),
+        guard: Some(super::h2guard::FrameGuard::new(Instant::now())),
     });
     let served = builder.serve_connection_with_upgrades(io, svc);
     // Runs the connection to completion, closing it gracefully when idle
@@ -565,6 +582,9 @@ async fn serve_hyper(
         tokio::select! {
             r = served.as_mut() => {
                 if let Err(e) = r {
+                    if sent_goaway(e.as_ref()) {
+                        conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(client = %conn.peer, error = %e, "http connection ended with error");
                 }
                 return;
@@ -585,6 +605,20 @@ async fn serve_hyper(
             }
         }
     }
+}
+
+/// The connection ended because tandem's HTTP/2 layer sent a GOAWAY for the
+/// client's protocol error (too many resets, oversized headers, bad frames):
+/// counted with the listener's dropped requests.
+fn sent_goaway(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && !h2.is_remote();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The client side of a connection, plain TCP or TLS.
