@@ -961,6 +961,7 @@ impl Daemon {
                 proxy_errors: s.policy.proxy_errors.load(Ordering::Relaxed),
                 bytes_in: s.bytes_in.load(Ordering::Relaxed),
                 bytes_out: s.bytes_out.load(Ordering::Relaxed),
+                spliced_bytes: s.spliced.load(Ordering::Relaxed),
             })
             .collect();
         let pools = snap

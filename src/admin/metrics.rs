@@ -85,6 +85,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Bytes sent to clients.",
     ),
     (
+        "tandem_listener_spliced_bytes_total",
+        "counter",
+        "Bytes of the received and sent totals that TCP listeners moved kernel-side with splice(2).",
+    ),
+    (
         "tandem_route_requests_total",
         "counter",
         "HTTP requests by route and response status class.",
@@ -324,7 +329,7 @@ pub fn render(s: &Status) -> String {
     o.sample("tandem_uptime_seconds", &[], s.uptime_seconds as f64);
 
     type L = fn(&super::status::ListenerStatus) -> u64;
-    let listener_families: [(&'static str, L); 11] = [
+    let listener_families: [(&'static str, L); 12] = [
         ("tandem_listener_connections_active", |l| l.active),
         ("tandem_listener_connections_total", |l| l.total),
         ("tandem_listener_queued", |l| l.queued),
@@ -336,6 +341,7 @@ pub fn render(s: &Status) -> String {
         ("tandem_listener_proxy_errors_total", |l| l.proxy_errors),
         ("tandem_listener_received_bytes_total", |l| l.bytes_in),
         ("tandem_listener_sent_bytes_total", |l| l.bytes_out),
+        ("tandem_listener_spliced_bytes_total", |l| l.spliced_bytes),
     ];
     for (name, f) in listener_families {
         for l in &s.listeners {

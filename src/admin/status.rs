@@ -47,6 +47,9 @@ pub struct ListenerStatus {
     pub proxy_errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// TCP listeners: bytes of bytes_in + bytes_out moved by splice(2).
+    #[serde(default)]
+    pub spliced_bytes: u64,
     /// HTTP listeners: per-route request counters.
     #[serde(default)]
     pub routes: Vec<RouteStatus>,

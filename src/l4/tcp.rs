@@ -86,6 +86,8 @@ pub struct ListenerStats {
     pub no_backend: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// TCP: bytes moved kernel-side by splice(2) (part of bytes_in + bytes_out).
+    pub spliced: AtomicU64,
     /// UDP: datagrams dropped (no backend, table full); HTTP: requests
     /// rejected for bad framing, HTTP/2 connections closed for floods or
     /// protocol errors.
@@ -246,6 +248,7 @@ async fn serve_connection(
     let counters = Counters {
         up: [&stats.bytes_in, &lease.state.bytes_out, &moved[0]],
         down: [&stats.bytes_out, &lease.state.bytes_in, &moved[1]],
+        spliced: &stats.spliced,
     };
     let header = match rt.cfg.send_proxy {
         ProxyProtocol::None => None,
@@ -288,6 +291,8 @@ async fn serve_connection(
 pub struct Counters<'a> {
     pub up: [&'a AtomicU64; 3],
     pub down: [&'a AtomicU64; 3],
+    /// Bytes of either direction that went through splice(2).
+    pub spliced: &'a AtomicU64,
 }
 
 /// Activity counter for the idle timeout: the data path only bumps a
@@ -318,8 +323,15 @@ pub async fn forward(
     let result = {
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
-        let up = pump(&mut cr, &mut sw, mode, &act, &counters.up);
-        let down = pump(&mut sr, &mut cw, mode, &act, &counters.down);
+        let up = pump(&mut cr, &mut sw, mode, &act, &counters.up, counters.spliced);
+        let down = pump(
+            &mut sr,
+            &mut cw,
+            mode,
+            &act,
+            &counters.down,
+            counters.spliced,
+        );
         tokio::select! {
             r = futures::future::try_join(up, down) => r.map(|_| ()),
             _ = idle_watch(&act, idle) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
@@ -411,6 +423,7 @@ async fn pump(
     mode: SpliceMode,
     act: &Activity,
     counters: &[&AtomicU64; 3],
+    spliced: &AtomicU64,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let add = |n: usize| {
@@ -459,6 +472,7 @@ async fn pump(
         pipe.drain(d).await?;
         total += n as u64;
         add(n);
+        spliced.fetch_add(n as u64, Ordering::Relaxed);
         act.touch();
     }
 }
@@ -479,11 +493,12 @@ mod tests {
     async fn through(mode: SpliceMode, payload: usize) {
         let (mut client, proxy_c) = pair().await;
         let (proxy_s, mut server) = pair().await;
-        let zero: [AtomicU64; 6] = Default::default();
+        let zero: [AtomicU64; 7] = Default::default();
         let fwd = async {
             let c = Counters {
                 up: [&zero[0], &zero[1], &zero[4]],
                 down: [&zero[2], &zero[3], &zero[5]],
+                spliced: &zero[6],
             };
             let cut = CancellationToken::new();
             forward(
@@ -516,6 +531,18 @@ mod tests {
         };
         let (f, _, back) = tokio::join!(fwd, echo, cl);
         f.expect("forward");
+        // "always" splices everything; "auto" only past the first bulk reads; "never" nothing.
+        let spliced = zero[6].load(Ordering::Relaxed);
+        match mode {
+            SpliceMode::Never => assert_eq!(spliced, 0),
+            SpliceMode::Always => assert_eq!(spliced, 2 * payload as u64),
+            SpliceMode::Auto if payload < BULK_READ * BULK_READS as usize => assert_eq!(spliced, 0),
+            SpliceMode::Auto => assert!(
+                spliced > payload as u64 && spliced < 2 * payload as u64,
+                "auto spliced {spliced} of {} bytes",
+                2 * payload
+            ),
+        }
         let mut want = data.clone();
         want.reverse();
         assert!(back == want, "payload mismatch ({} bytes)", back.len());
@@ -547,6 +574,7 @@ mod tests {
         let c = Counters {
             up: [&z, &z, &z],
             down: [&z, &z, &z],
+            spliced: &z,
         };
         let t = Instant::now();
         let r = forward(
