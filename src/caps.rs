@@ -1,5 +1,6 @@
 //! Capability preflight: the packaged unit runs tandem as an unprivileged
-//! user with exactly CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE.
+//! user with exactly CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE (and
+//! CAP_SYS_NICE, optional: without it the election thread runs unprioritised).
 //! Checking up front turns a half-working daemon (VRRP socket refused
 //! minutes later, a listener that cannot bind) into one clear start-up
 //! error that names the missing capability.

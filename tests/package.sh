@@ -66,8 +66,9 @@ awk -v s="$score" 'BEGIN { exit !(s < 3.0) }' || fail "exposure score $score is 
 ok "systemd-analyze security: exposure $score"
 for key in 'Type=notify' 'ExecStartPre=/usr/sbin/tandem check -c /etc/tandem/tandem.toml' \
            'ExecStopPost=/usr/sbin/tandem cleanup -c /etc/tandem/tandem.toml' 'User=tandem' \
-           'AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE' \
-           'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE' \
+           'AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_SYS_NICE' \
+           'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_SYS_NICE' \
+           'RestrictRealtime=no' 'SystemCallFilter=sched_setscheduler' \
            'NoNewPrivileges=yes' 'ProtectSystem=strict' 'Restart=on-failure'; do
     grep -qxF -- "$key" "$unit" || fail "unit lacks $key"
 done

@@ -110,7 +110,7 @@ fn main() {
         .expect("unit in the package");
     let pkg = Pkg { root, unit };
     let caps = pkg.caps();
-    assert_eq!(caps, "+net_admin,+net_raw,+net_bind_service");
+    assert_eq!(caps, "+net_admin,+net_raw,+net_bind_service,+sys_nice");
 
     let mut lab = Lab::new("pkg");
     for (h, ip) in [
@@ -191,6 +191,14 @@ fn main() {
         .map(String::from)
         .unwrap_or_default();
     assert!(uid.contains("65534"), "runs as nobody: {uid}");
+    // With the unit's CAP_SYS_NICE the election thread, and only it, runs SCHED_RR.
+    let policies = thread_policies(pid_of_tandem(&lab, "lb1"));
+    let rr: Vec<&String> = policies
+        .iter()
+        .filter(|(_, p)| *p == libc::SCHED_RR as u32)
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(rr, vec!["tandem-vrrp"], "threads at SCHED_RR: {policies:?}");
 
     // Kill the master; systemd then runs ExecStopPost: lb1 holds no VIP.
     lab.kill("lb1", Signal::SIGKILL);
@@ -277,6 +285,24 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
     let _ = Path::new("");
+}
+
+/// (thread name, scheduling policy) of every thread of `pid`, from /proc (stat field 41).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // The name is in parentheses and may hold spaces: count fields after it.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
+            Some((comm, policy))
+        })
+        .collect()
 }
 
 fn pid_of_tandem(lab: &Lab, label: &str) -> u32 {

@@ -480,6 +480,10 @@ impl Driver {
                     }
                     Some(Cmd::Reconfigure(c)) => {
                         self.reconfigured(*c);
+                        // The refresh follows the new interval at once: "0s" stops it, a
+                        // new value starts or re-times it while the addresses are held.
+                        io.refresh_next = (io.holding && !self.cfg.garp_refresh.is_zero())
+                            .then(|| Instant::now() + self.cfg.garp_refresh);
                         router.reconfigure(
                             Instant::now(),
                             self.cfg.preempt,
@@ -937,7 +941,7 @@ impl Io {
         }
         if self.refresh_next.is_some_and(|t| now >= t) {
             self.send_garp(&vips, &vips6);
-            self.refresh_next = Some(now + cfg.garp_refresh);
+            self.refresh_next = (!cfg.garp_refresh.is_zero()).then(|| now + cfg.garp_refresh);
         }
         if self.renew_next.is_some_and(|t| now >= t) && self.holding {
             for vip in &cfg.virtual_ips {
@@ -974,6 +978,9 @@ fn spawn_hook_runner(cfg: &VrrpConfig) -> (HookTx, tokio::task::JoinHandle<()>) 
                 .env("TANDEM_VRID", vrid.to_string())
                 .env("TANDEM_REASON", &reason)
                 .stdin(std::process::Stdio::null())
+                // Its own process group, so a timeout also kills what the hook started
+                // (`sleep 1000 &` in a shell hook would otherwise outlive the daemon).
+                .process_group(0)
                 .kill_on_drop(true);
             match cmd.spawn() {
                 Err(e) => {
@@ -988,6 +995,12 @@ fn spawn_hook_runner(cfg: &VrrpConfig) -> (HookTx, tokio::task::JoinHandle<()>) 
                         tracing::warn!(instance = %name, error = %e, "notify hook wait failed")
                     }
                     Err(_) => {
+                        if let Some(pid) = child.id() {
+                            let _ = nix::sys::signal::killpg(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
                         let _ = child.kill().await;
                         tracing::warn!(instance = %name, hook = %prog.display(), state = %to, "notify hook timed out and was killed");
                     }

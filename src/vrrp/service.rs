@@ -267,14 +267,23 @@ async fn apply(
     }
 }
 
-/// Real-time scheduling for the election thread where permitted
-/// (CAP_SYS_NICE); otherwise the dedicated thread alone has to do.
+/// Real-time scheduling for the election thread alone where permitted
+/// (CAP_SYS_NICE, which the shipped unit grants); otherwise the dedicated
+/// thread has to do, and a saturated data plane can make adverts late
+/// (`timer_lateness_max_us` shows by how much).
 fn raise_priority() {
     let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: plain syscall on the calling thread with a valid parameter.
+    // SAFETY: plain syscall on the calling thread (tid 0) with a valid parameter.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
-    if rc != 0 {
-        tracing::debug!("VRRP thread stays at normal scheduling priority");
+    if rc == 0 {
+        tracing::info!(
+            policy = "SCHED_RR",
+            priority = 10,
+            "election thread runs at real-time priority"
+        );
+    } else {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, "election thread stays at normal priority (grant CAP_SYS_NICE for SCHED_RR): adverts may be late under load");
     }
 }
 
