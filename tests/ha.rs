@@ -787,52 +787,247 @@ fn notify_hooks_run_in_order() {
     );
 }
 
-#[test]
-fn sync_group_members_fail_over_together() {
-    if !enter("sync_group_members_fail_over_together") {
-        return;
-    }
-    let mut p = pair("sync");
-    let lab = &mut p.lab;
-    // A second network on each node: eth1 on a second switch segment is
-    // simulated by a second VIP on the same segment with its own VRID.
-    let _ = lab;
-    let lab = &p.lab;
-    let cfg = |prio: u8| {
-        node_config(prio, "sync_group = \"g\"")
-            + &format!(
-                r#"
+// Sync groups. Instance A (vip1) is on eth0, the front segment; instance B
+// (vip2) on eth1, a back segment of its own (a second bridge). Cutting only
+// lb1's back cable faults B on lb1 directly; A's own link stays fine, so
+// only the sync group can move A. The control runs the same cut without
+// the group and A must stay on lb1.
+
+const VIP_B: &str = "10.78.0.100";
+
+/// The standard pair plus a back segment with lb1 and lb2 on it (eth1).
+fn two_segments(tag: &str) -> Pair {
+    let mut p = pair(tag);
+    p.lab.add_segment("back");
+    p.lab.plug("lb1", "eth1", "back", "10.78.0.1/24");
+    p.lab.plug("lb2", "eth1", "back", "10.78.0.2/24");
+    p
+}
+
+/// vip1 (A) on eth0 as in [`node_config`], vip2 (B) on eth1; both in sync
+/// group "g" when `grouped`, otherwise two independent instances.
+fn two_segment_config(priority: u8, grouped: bool) -> String {
+    let group = if grouped { "sync_group = \"g\"" } else { "" };
+    node_config(priority, group)
+        + &format!(
+            r#"
 [[vrrp]]
 name = "vip2"
-interface = "eth0"
+interface = "eth1"
 vrid = 52
-priority = {prio}
+priority = {priority}
 advert_interval = "100ms"
-virtual_ips = ["10.77.0.101/24"]
+virtual_ips = ["{VIP_B}/24"]
 preempt_delay = "0s"
-sync_group = "g"
-track = [{{ pool = "web", weight = -100 }}]
+{group}
 "#
-            )
-    };
-    lab.tandem("lb1", "lb1", &cfg(150));
+        )
+}
+
+/// Where the two VIPs are, as (lb1 has A, lb1 has B, lb2 has A, lb2 has B).
+fn vips(lab: &Lab) -> (bool, bool, bool, bool) {
+    (
+        lab.has_addr_on("lb1", "eth0", VIP),
+        lab.has_addr_on("lb1", "eth1", VIP_B),
+        lab.has_addr_on("lb2", "eth0", VIP),
+        lab.has_addr_on("lb2", "eth1", VIP_B),
+    )
+}
+
+fn states(lab: &Lab) -> [String; 4] {
+    [
+        lab.vrrp_state("lb1", "vip1"),
+        lab.vrrp_state("lb1", "vip2"),
+        lab.vrrp_state("lb2", "vip1"),
+        lab.vrrp_state("lb2", "vip2"),
+    ]
+}
+
+/// Starts lb1 (150) and lb2 (100) on both segments and waits until lb1 is
+/// master of both instances and holds both VIPs.
+fn elect_two_segments(lab: &Lab, grouped: bool) {
+    lab.tandem("lb1", "lb1", &two_segment_config(150, grouped));
     wait_instance(lab, "lb1", "vip1", "master", Duration::from_secs(5));
     wait_instance(lab, "lb1", "vip2", "master", Duration::from_secs(5));
-    lab.tandem("lb2", "lb2", &cfg(100));
+    lab.tandem("lb2", "lb2", &two_segment_config(100, grouped));
     wait_instance(lab, "lb2", "vip1", "backup", Duration::from_secs(5));
     wait_instance(lab, "lb2", "vip2", "backup", Duration::from_secs(5));
-    // Unplug: both instances of lb2 become master together.
-    lab.cable("lb1", false);
+    lab.wait_for("both VIPs on lb1 only", Duration::from_secs(2), || {
+        vips(lab) == (true, true, false, false)
+    });
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "client reaches VIP A: {r:?}");
+}
+
+/// lb1's eth1 is cut at the back switch: B's own interface loses carrier,
+/// eth0 (A's interface) does not. Returns when lb1/vip2 is in fault and
+/// lb2/vip2 master.
+fn cut_lb1_back(lab: &Lab) -> Instant {
+    let t0 = Instant::now();
+    lab.cable_on("lb1", "eth1", false);
+    let f = wait_instance(lab, "lb1", "vip2", "fault", Duration::from_secs(2));
+    let m = wait_instance(lab, "lb2", "vip2", "master", Duration::from_secs(3));
+    eprintln!("back cut: lb1/vip2 fault after {f:?}, lb2/vip2 master after {m:?}");
+    let link = |dev: &str| lab.ip("lb1", &["-br", "link", "show", "dev", dev]);
+    assert!(
+        link("eth1").contains("NO-CARRIER"),
+        "lb1 eth1 lost its carrier: {}",
+        link("eth1")
+    );
+    assert!(
+        !link("eth0").contains("NO-CARRIER") && link("eth0").contains(" UP "),
+        "lb1 eth0 (instance A's link) is untouched: {}",
+        link("eth0")
+    );
+    t0
+}
+
+#[test]
+fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
+    if !enter("sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment") {
+        return;
+    }
+    let p = two_segments("sync");
+    let lab = &p.lab;
+    let lb2_mac = lab.host("lb2").mac.clone();
+    elect_two_segments(lab, true);
+
+    let t0 = cut_lb1_back(lab);
+    // A's link is fine; only the group takes it out of master on lb1.
+    lab.wait_for(
+        "lb1/vip1 follows the group out of master",
+        Duration::from_secs(2),
+        || matches!(lab.vrrp_state("lb1", "vip1").as_str(), "fault" | "backup"),
+    );
+    let a1 = t0.elapsed();
     wait_instance(lab, "lb2", "vip1", "master", Duration::from_secs(3));
-    wait_instance(lab, "lb2", "vip2", "master", Duration::from_secs(3));
-    // lb1 sees its link go: both of its instances are in fault.
-    wait_instance(lab, "lb1", "vip1", "fault", Duration::from_secs(3));
-    wait_instance(lab, "lb1", "vip2", "fault", Duration::from_secs(3));
-    lab.cable("lb1", true);
-    wait_instance(lab, "lb1", "vip1", "master", Duration::from_secs(5));
-    wait_instance(lab, "lb1", "vip2", "master", Duration::from_secs(5));
+    let a2 = t0.elapsed();
+    lab.wait_for("both VIPs on lb2 only", Duration::from_secs(2), || {
+        vips(lab) == (false, false, true, true)
+    });
+    let s = lab.status("lb1").expect("lb1 status");
+    let a = s["vrrp"]
+        .as_array()
+        .and_then(|v| v.iter().find(|i| i["name"] == "vip1").cloned())
+        .expect("lb1 vip1");
+    eprintln!(
+        "sync group: lb1/vip1 {} after {a1:?} ({}), lb2/vip1 master after {a2:?}",
+        a["state"], a["reason"]
+    );
+    // It holds while lb1's back cable stays out.
+    let until = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < until {
+        let st = states(lab);
+        assert!(
+            st[0] != "master" && st[1] == "fault" && st[2] == "master" && st[3] == "master",
+            "while cut: {st:?}"
+        );
+        assert_eq!(vips(lab), (false, false, true, true), "while cut");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The front client follows A to lb2 (gratuitous ARP) and is served.
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "client reaches VIP A on lb2: {r:?}");
+    assert_eq!(
+        lab.neigh("client", VIP).as_deref(),
+        Some(lb2_mac.as_str()),
+        "client's ARP entry for VIP A moved to lb2"
+    );
+
+    // Plug back: lb1 preempts (priority 150 > 100) with both members.
+    let t1 = Instant::now();
+    lab.cable_on("lb1", "eth1", true);
+    let (mut b_at, mut a_at) = (None, None);
+    lab.wait_for("lb1 master of both again", Duration::from_secs(5), || {
+        let st = states(lab);
+        if st[0] == "master" && a_at.is_none() {
+            a_at = Some(t1.elapsed());
+        }
+        if st[1] == "master" && b_at.is_none() {
+            b_at = Some(t1.elapsed());
+        }
+        st[0] == "master" && st[1] == "master"
+    });
     wait_instance(lab, "lb2", "vip1", "backup", Duration::from_secs(3));
     wait_instance(lab, "lb2", "vip2", "backup", Duration::from_secs(3));
+    lab.wait_for("both VIPs back on lb1 only", Duration::from_secs(2), || {
+        vips(lab) == (true, true, false, false)
+    });
+    eprintln!("plugged back: lb1/vip1 master after {a_at:?}, lb1/vip2 after {b_at:?}");
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        assert_eq!(
+            states(lab),
+            ["master", "master", "backup", "backup"],
+            "after plugging back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The control for the test above: same topology and cut, no sync group.
+/// B moves, A stays on lb1; so in the test above only the group moved A.
+#[test]
+fn sync_group_control_without_the_group_a_stays_master_on_lb1() {
+    if !enter("sync_group_control_without_the_group_a_stays_master_on_lb1") {
+        return;
+    }
+    let p = two_segments("nosync");
+    let lab = &p.lab;
+    elect_two_segments(lab, false);
+    let transitions = |label: &str| {
+        lab.status(label).and_then(|s| {
+            s["vrrp"]
+                .as_array()?
+                .iter()
+                .find(|i| i["name"] == "vip1")
+                .and_then(|i| i["transitions"].as_u64())
+        })
+    };
+    let (tr1, tr2) = (transitions("lb1"), transitions("lb2"));
+
+    cut_lb1_back(lab);
+    lab.wait_for("VIP B on lb2 only", Duration::from_secs(2), || {
+        let v = vips(lab);
+        !v.1 && v.3
+    });
+    // Longer than lb2's Master_Down_Interval (3 × 100 ms + skew) several
+    // times over: A would have moved by now if anything moved it.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let st = states(lab);
+        assert_eq!(
+            st,
+            ["master", "fault", "backup", "master"],
+            "without the group only B moves"
+        );
+        assert_eq!(vips(lab), (true, false, false, true), "without the group");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = lab
+        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .join()
+        .expect("client");
+    assert!(r.is_ok(), "client still reaches VIP A on lb1: {r:?}");
+
+    lab.cable_on("lb1", "eth1", true);
+    wait_instance(lab, "lb1", "vip2", "master", Duration::from_secs(5));
+    wait_instance(lab, "lb2", "vip2", "backup", Duration::from_secs(3));
+    lab.wait_for("both VIPs back on lb1 only", Duration::from_secs(2), || {
+        vips(lab) == (true, true, false, false)
+    });
+    assert_eq!(states(lab), ["master", "master", "backup", "backup"]);
+    assert_eq!(
+        (transitions("lb1"), transitions("lb2")),
+        (tr1, tr2),
+        "instance A never changed state on either node"
+    );
 }
 
 #[test]

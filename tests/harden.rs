@@ -739,3 +739,162 @@ fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() 
     let (status, _, _) = get(addr(port), "/", "").expect("others");
     assert_eq!(status, 200);
 }
+
+// ------------------------------------------------------ hostile heads ---
+
+/// One raw request on a fresh connection: the status and whether tandem closed after it.
+fn raw_exchange(port: u16, raw: &[u8]) -> (u16, bool) {
+    use std::io::{BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr(port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(raw).expect("write");
+    let mut r = BufReader::new(s);
+    let (status, h, _) = common::web::read_response(&mut r)
+        .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
+    let mut rest = Vec::new();
+    let closed = header(&h, "connection") == Some("close") && r.read_to_end(&mut rest).is_ok();
+    assert!(rest.is_empty(), "bytes after the answer: {rest:?}");
+    (status, closed)
+}
+
+/// Requests the README promises to refuse: bare-LF heads with CL+TE or two lengths, no or
+/// an invalid Host, CONNECT, broken chunk framing, CL+TE after an Upgrade the backend did
+/// not honour. Each is a 4xx and a close, nothing reaches the backend, and the backend is
+/// never blamed (it stays up, passive failures untouched).
+#[test]
+fn hostile_requests_answer_4xx_close_and_never_blame_the_backend() {
+    use std::io::{BufReader, Write};
+    let web = Web::start("web");
+    let dir = TempDir::new("hostile");
+    let port = free_port();
+    let d = Daemon::start(
+        &dir,
+        &(pool("p", &[&web], "passive_failures = 1") + &http_listener(port, "pool = \"p\"")),
+    );
+    wait_port(addr(port));
+    let cases: [(&str, &[u8], u16); 9] = [
+        ("bare LF, CL+TE", b"POST / HTTP/1.1\nHost: t\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\n\n", 400),
+        ("bare LF, two lengths", b"POST / HTTP/1.1\nHost: t\nContent-Length: 5\nContent-Length: 6\n\nhello", 400),
+        ("no Host", b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
+        ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: a@evil\r\n\r\n", 400),
+        ("Host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("CONNECT", b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n", 405),
+        ("bad chunk size", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+        ("chunk extension abuse", [b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;".as_slice(), &[b'x'; 70_000], b"\r\nhello\r\n0\r\n\r\n"].concat().leak(), 400),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+    ];
+    for (name, raw, want) in cases {
+        let (status, closed) = raw_exchange(port, raw);
+        assert_eq!(status, want, "{name}");
+        assert!(closed, "{name}: connection left open");
+    }
+    // An Upgrade the backend does not honour must not switch the checks off for what
+    // follows on the connection.
+    let mut s = std::net::TcpStream::connect(addr(port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .expect("upgrade");
+    let (status, _, _) = common::web::read_response(&mut r).expect("not upgraded");
+    assert_eq!(status, 200, "the backend answered without switching");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .expect("smuggle");
+    let (status, _, _) = common::web::read_response(&mut r).expect("second answer");
+    assert_eq!(status, 400, "CL+TE after an unhonoured Upgrade");
+    assert_eq!(
+        web.requests.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "only the Upgrade request reached the backend"
+    );
+    let st = d.status();
+    let b = Daemon::backend(&st, "p", "web");
+    assert_eq!(
+        b["health"], "up",
+        "a client's bad request blamed the backend: {b}"
+    );
+    assert_eq!(b["connect_failures"].as_u64(), Some(0), "{b}");
+    assert!(listener_dropped(&d) >= 9, "rejections counted");
+}
+
+/// A request body that trickles in makes the backend wait, but the wait is the client's
+/// fault: the client gets 408 and a close, and the backend stays up after more slow POSTs
+/// than passive_failures allows.
+#[test]
+fn slow_request_bodies_get_408_and_never_take_a_healthy_backend_down() {
+    use std::io::{BufReader, Write};
+    use std::time::{Duration, Instant};
+    // A backend that waits for the whole body, however long it takes.
+    let patient = Holder::start();
+    let dir = TempDir::new("slowpost");
+    let port = free_port();
+    let d = Daemon::start(
+        &dir,
+        &(format!(
+            "[[pool]]\nname = \"p\"\npassive_failures = 2\nresponse_timeout = \"500ms\"\n\
+             health = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
+             backends = [{{ name = \"web\", address = \"{}\" }}]\n",
+            patient.addr
+        ) + &http_listener(port, "pool = \"p\"\nheader_timeout = \"1s\"")),
+    );
+    wait_port(addr(port));
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr(port)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(6)))
+                    .expect("timeout");
+                s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+                    .expect("head");
+                let t0 = Instant::now();
+                let r = common::web::read_response(&mut BufReader::new(s))
+                    .map(|(st, h, _)| (st, header(&h, "connection").map(str::to_string)));
+                (r, t0.elapsed())
+            })
+        })
+        .collect();
+    for t in slow {
+        let (r, waited) = t.join().expect("slow client");
+        let (status, conn) = r.expect("an answer, not a hang");
+        assert_eq!(status, 408, "slow POST after {waited:?}");
+        assert_eq!(conn.as_deref(), Some("close"));
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "408 after {waited:?}, header_timeout is 1 s"
+        );
+    }
+    let st = d.status();
+    let b = Daemon::backend(&st, "p", "web");
+    assert_eq!(b["health"], "up", "slow clients took the backend down: {b}");
+    assert_eq!(b["connect_failures"].as_u64(), Some(0), "{b}");
+    assert!(
+        patient.held.load(std::sync::atomic::Ordering::Relaxed) >= 4,
+        "the slow bodies never reached the backend"
+    );
+    assert!(!d.log_text().contains("backend down"), "{}", d.log_text());
+    // A body that does arrive in full starts the backend's clock: no answer within
+    // response_timeout of its end is a 504, counted against the backend.
+    let mut s = std::net::TcpStream::connect(addr(port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        .expect("head");
+    std::thread::sleep(Duration::from_millis(700));
+    s.write_all(b"56789").expect("rest of the body");
+    let t0 = Instant::now();
+    let (status, _, _) =
+        common::web::read_response(&mut BufReader::new(s)).expect("an answer, not a hang");
+    let waited = t0.elapsed();
+    assert_eq!(status, 504, "after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+        "504 {waited:?} after the body's end, response_timeout is 500 ms"
+    );
+    let st = d.status();
+    assert_eq!(
+        Daemon::backend(&st, "p", "web")["connect_failures"].as_u64(),
+        Some(1),
+        "the backend's own silence is counted"
+    );
+}

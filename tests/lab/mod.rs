@@ -1,6 +1,8 @@
 //! The network-namespace lab: a switch (a bridge in its own namespace) and
 //! any number of hosts, each a namespace with one `eth0` plugged into the
-//! switch. Real `tandem` processes run inside host namespaces; backends and
+//! switch. [`Lab::add_segment`] adds further, separate segments (more
+//! bridges in the switch namespace) and [`Lab::plug`] gives a host another
+//! interface on one of them. Real `tandem` processes run inside host namespaces; backends and
 //! clients run as threads of the test process that entered a namespace.
 //!
 //! Everything is named with a per-lab prefix so parallel tests never
@@ -98,10 +100,28 @@ pub struct Host {
     pub mac: String,
 }
 
+/// A further interface of a host, plugged into a segment other than the
+/// front one (see [`Lab::plug`]).
+#[derive(Clone, Debug)]
+pub struct Plug {
+    pub host: String,
+    /// The interface's name inside the host namespace.
+    pub dev: String,
+    /// The segment's bridge (in the switch namespace).
+    pub bridge: String,
+    /// Name of this interface's port on the switch (in the switch namespace).
+    pub port: String,
+    pub ip: String,
+    pub mac: String,
+}
+
 pub struct Lab {
     pub prefix: String,
     pub switch_ns: String,
     pub hosts: Vec<Host>,
+    /// Extra interfaces on extra segments. They live in the host and switch
+    /// namespaces, so deleting those (Drop) removes them too.
+    pub plugs: Vec<Plug>,
     pub dir: PathBuf,
     procs: Mutex<Vec<(String, Child)>>,
 }
@@ -120,16 +140,24 @@ impl Lab {
             prefix,
             switch_ns,
             hosts: Vec::new(),
+            plugs: Vec::new(),
             dir,
             procs: Mutex::new(Vec::new()),
         };
         ip(&["netns", "add", &lab.switch_ns]);
-        lab.sw(&["link", "add", "br0", "type", "bridge"]);
+        lab.bridge("br0");
+        lab.sw(&["link", "set", "lo", "up"]);
+        lab
+    }
+
+    /// A bridge in the switch namespace.
+    fn bridge(&self, name: &str) {
+        self.sw(&["link", "add", name, "type", "bridge"]);
         // No STP delay and no multicast snooping surprises: a dumb switch.
-        lab.sw(&[
+        self.sw(&[
             "link",
             "set",
-            "br0",
+            name,
             "type",
             "bridge",
             "forward_delay",
@@ -137,9 +165,64 @@ impl Lab {
             "mcast_snooping",
             "0",
         ]);
-        lab.sw(&["link", "set", "br0", "up"]);
-        lab.sw(&["link", "set", "lo", "up"]);
-        lab
+        self.sw(&["link", "set", name, "up"]);
+    }
+
+    /// Adds a second (third, ...) switch segment, separate from the front one
+    /// every host's `eth0` is on: a bridge of its own in the switch namespace
+    /// (so the lab's Drop removes it). Returns the bridge's name.
+    pub fn add_segment(&mut self, name: &str) -> String {
+        let bridge = format!("br-{name}");
+        assert!(
+            bridge.len() <= 15 && bridge != "br0",
+            "bad segment name {name:?}"
+        );
+        self.bridge(&bridge);
+        bridge
+    }
+
+    /// Gives `host` another interface `dev` at `ip_cidr`, plugged into the
+    /// segment made by [`Lab::add_segment`]`(segment)`.
+    pub fn plug(&mut self, host: &str, dev: &str, segment: &str, ip_cidr: &str) -> Plug {
+        let ns = self.host(host).ns.clone();
+        let bridge = format!("br-{segment}");
+        // Unique in the switch namespace: host ports are `<prefix><name>`,
+        // these `<prefix>_<n>` ('_' is not used in host names here).
+        let port = format!("{}_{}", self.prefix, self.plugs.len());
+        assert!(port.len() <= 15, "port name {port:?} too long");
+        ip(&[
+            "-n",
+            &self.switch_ns,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev,
+            "netns",
+            &ns,
+        ]);
+        self.sw(&["link", "set", &port, "master", &bridge]);
+        self.sw(&["link", "set", &port, "up"]);
+        ip(&["-n", &ns, "addr", "add", ip_cidr, "dev", dev]);
+        ip(&["-n", &ns, "link", "set", dev, "up"]);
+        let mac = ip(&["-n", &ns, "-br", "link", "show", dev])
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_string();
+        let plug = Plug {
+            host: host.to_string(),
+            dev: dev.to_string(),
+            bridge,
+            port,
+            ip: ip_cidr.split('/').next().unwrap_or("").to_string(),
+            mac,
+        };
+        self.plugs.push(plug.clone());
+        plug
     }
 
     fn sw(&self, args: &[&str]) -> String {
@@ -289,6 +372,22 @@ impl Lab {
     /// looks like its carrier going away, to everyone else like host death.
     pub fn cable(&self, host: &str, connected: bool) {
         let port = self.host(host).port.clone();
+        self.sw(&["link", "set", &port, if connected { "up" } else { "down" }]);
+    }
+
+    /// Like [`Lab::cable`] for one interface of a host: `eth0` or one added
+    /// with [`Lab::plug`]. The host's other interfaces stay connected.
+    pub fn cable_on(&self, host: &str, dev: &str, connected: bool) {
+        let port = if dev == "eth0" {
+            self.host(host).port.clone()
+        } else {
+            self.plugs
+                .iter()
+                .find(|p| p.host == host && p.dev == dev)
+                .unwrap_or_else(|| panic!("no interface {dev} plugged into {host}"))
+                .port
+                .clone()
+        };
         self.sw(&["link", "set", &port, if connected { "up" } else { "down" }]);
     }
 

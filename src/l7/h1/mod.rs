@@ -1292,6 +1292,8 @@ where
     enum Done<'r> {
         PumpFailed(Pump),
         Response(Outcome<'r>, bool, bool),
+        /// No response head within response_timeout of the body's end.
+        Timeout,
     }
     let done = {
         let Bufs { rbuf, wbuf, .. } = &mut *b;
@@ -1305,11 +1307,11 @@ where
         let (mut urd, mut uwr) = tokio::io::split(uio);
         let pump = pump_body(&mut crd, &mut uwr, rbuf, framer, rt, limit);
         let resp = async {
-            // The response timeout runs from when the body is complete, so
-            // here it only bounds a backend that never answers at all.
-            let deadline = tokio::time::Instant::from_std(
-                Instant::now() + response_timeout.max(rt.http.header_timeout),
-            );
+            // While the body is still coming the backend may rightly wait for
+            // it (the client's pace is bounded by the pump); the response
+            // timeout runs from the body's end, in the loop below.
+            let deadline =
+                tokio::time::Instant::now() + std::time::Duration::from_secs(365 * 86_400);
             let got = final_head(
                 &mut cwr, wbuf, &mut urd, ubuf, uhead, method, deadline, minor, None,
             )
@@ -1335,13 +1337,26 @@ where
         let mut pump = std::pin::pin!(pump);
         let mut resp = std::pin::pin!(resp);
         let mut pumped = false;
+        let mut answer_by: Option<tokio::time::Instant> = None;
         loop {
+            let waiting = answer_by.filter(|_| !head_sent.load(Ordering::Relaxed));
             tokio::select! {
                 r = &mut pump, if !pumped => match r {
-                    Ok(()) => pumped = true,
+                    Ok(()) => {
+                        pumped = true;
+                        answer_by = Some(tokio::time::Instant::now() + response_timeout);
+                    }
                     Err(e) => break Done::PumpFailed(e),
                 },
                 (outcome, reusable) = &mut resp => break Done::Response(outcome, reusable, pumped),
+                _ = tokio::time::sleep_until(waiting.unwrap_or_else(tokio::time::Instant::now)), if waiting.is_some() => {
+                    if head_sent.load(Ordering::Relaxed) {
+                        // The head came in time; respond() bounds the body itself.
+                        answer_by = None;
+                        continue;
+                    }
+                    break Done::Timeout;
+                }
             }
         }
     };
@@ -1359,6 +1374,11 @@ where
             // A response that ended before the request body did leaves the
             // client connection out of step: close it.
             (outcome.0, outcome.1, outcome.2 && pumped)
+        }
+        Done::Timeout => {
+            let (status, detail) = wait_failure(&claim, name, Waited::Timeout);
+            let _ = send_error(io, &mut b.wbuf, cx.c, rt, ops, status, detail, false).await;
+            (status, Some(name), false)
         }
         Done::PumpFailed(e) => {
             let sent = head_sent.load(Ordering::Relaxed);
