@@ -917,6 +917,12 @@ fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
         "sync group: lb1/vip1 {} after {a1:?} ({}), lb2/vip1 master after {a2:?}",
         a["state"], a["reason"]
     );
+    if a["state"] == "fault" {
+        assert!(
+            a["reason"].as_str().unwrap_or("").contains("sync group"),
+            "the status says why a healthy member left master: {a}"
+        );
+    }
     // It holds while lb1's back cable stays out.
     let until = Instant::now() + Duration::from_millis(800);
     while Instant::now() < until {

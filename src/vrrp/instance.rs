@@ -578,7 +578,11 @@ impl Driver {
                 kind: GroupKind::FaultChanged,
             });
         }
-        router.set_fault(Instant::now(), local_fault || group_fault.is_some());
+        router.set_fault_because(
+            Instant::now(),
+            local_fault || group_fault.is_some(),
+            fault_reason(local_fault),
+        );
     }
 
     fn on_group(
@@ -600,7 +604,11 @@ impl Driver {
                 let other = self.ctx.groups.other_faulted(g, &self.cfg.name);
                 if other != *group_fault {
                     *group_fault = other;
-                    router.set_fault(now, local_fault || group_fault.is_some());
+                    router.set_fault_because(
+                        now,
+                        local_fault || group_fault.is_some(),
+                        fault_reason(local_fault),
+                    );
                 }
             }
             GroupKind::BecameMaster if router.state() == State::Backup => router.force_master(now),
@@ -959,6 +967,15 @@ impl Io {
 /// Runs notify hooks one at a time, in transition order, each bounded by
 /// `notify_timeout`; the state machine never waits for them.
 type HookTx = mpsc::UnboundedSender<(State, State, String)>;
+
+/// An own fault (link, tracking) wins over the group's in the status reason.
+fn fault_reason(local_fault: bool) -> super::machine::Reason {
+    if local_fault {
+        super::machine::Reason::Fault
+    } else {
+        super::machine::Reason::GroupFault
+    }
+}
 
 fn spawn_hook_runner(cfg: &VrrpConfig) -> (HookTx, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(State, State, String)>();

@@ -145,6 +145,8 @@ pub enum Reason {
     ForcedMaster,
     ForcedBackup,
     Fault,
+    /// This instance is fine; a member of its sync group is in fault.
+    GroupFault,
     FaultCleared,
     /// Leaving: sent priority 0, waiting to hear the successor.
     ShuttingDown,
@@ -199,6 +201,7 @@ impl fmt::Display for Reason {
             Reason::ForcedMaster => write!(f, "sync group: another member became master"),
             Reason::ForcedBackup => write!(f, "sync group: another member left master"),
             Reason::Fault => write!(f, "fault: interface down or tracking failure"),
+            Reason::GroupFault => write!(f, "fault: another member of the sync group is in fault"),
             Reason::FaultCleared => write!(
                 f,
                 "fault cleared: waiting Master_Down_Interval for a master"
@@ -485,14 +488,19 @@ impl Router {
     /// a Backup takes over after Skew_Time rather than Master_Down_Interval.
     /// Recovery goes to Backup, or straight to Master only for the owner.
     pub fn set_fault(&mut self, now: Instant, fault: bool) {
+        self.set_fault_because(now, fault, Reason::Fault)
+    }
+
+    /// [`Router::set_fault`], naming why (an own fault, or the sync group's).
+    pub fn set_fault_because(&mut self, now: Instant, fault: bool, why: Reason) {
         match (fault, self.state) {
-            (true, State::Initialize | State::Backup) => self.go_inert(State::Fault, Reason::Fault),
+            (true, State::Initialize | State::Backup) => self.go_inert(State::Fault, why),
             (true, State::Master) => {
                 self.send(PRIORITY_STOP);
-                self.go_inert(State::Fault, Reason::Fault);
+                self.go_inert(State::Fault, why);
             }
             // Already resigned; we were stopping anyway, so do not come back.
-            (true, State::Leaving) => self.go_inert(State::Stopped, Reason::Fault),
+            (true, State::Leaving) => self.go_inert(State::Stopped, why),
             (false, State::Fault) => {
                 if self.priority == PRIORITY_OWNER {
                     self.become_master(now, Reason::Owner);
@@ -1741,6 +1749,26 @@ mod tests {
             )
         );
         assert_eq!(r.poll_timeout(), Some(t0 + SEC + us(3_609_375)));
+    }
+
+    #[test]
+    fn a_group_fault_says_so_and_clears_like_any_fault() {
+        let t0 = Instant::now();
+        let mut r = backup(params(100), t0);
+        r.set_fault_because(t0 + SEC, true, Reason::GroupFault);
+        assert_eq!(
+            drain(&mut r),
+            (
+                vec![],
+                vec![changed(State::Backup, State::Fault, Reason::GroupFault)]
+            )
+        );
+        assert!(r.reason().to_string().contains("sync group"));
+        r.set_fault_because(t0 + 2 * SEC, false, Reason::GroupFault);
+        assert_eq!(
+            drain(&mut r).1,
+            vec![changed(State::Fault, State::Backup, Reason::FaultCleared)]
+        );
     }
 
     #[test]
