@@ -629,3 +629,31 @@ fn both_documents_are_in_the_deb() {
         );
     }
 }
+
+/// Every test the README names (`file::test_name`) exists in tests/<file>.rs, so a claim
+/// never points at a test that was renamed or removed.
+#[test]
+fn tests_named_in_the_readme_exist() {
+    let readme = read("README.md");
+    let re = Regex::new(r"`([a-z0-9_]+)::([a-z0-9_]+)`").unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for c in re.captures_iter(&readme) {
+        let path = format!("tests/{}.rs", &c[1]);
+        let Ok(src) =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))
+        else {
+            continue;
+        };
+        named += 1;
+        if !src.contains(&format!("fn {}(", &c[2])) {
+            missing.push(format!("{path}: no fn {}", &c[2]));
+        }
+    }
+    assert!(named >= 20, "only {named} tests named in the README");
+    assert!(
+        missing.is_empty(),
+        "README names tests that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
