@@ -221,6 +221,17 @@ body=$(in_ns curl -s -m 5 "http://$VIP/") || die "no HTTP answer through the VIP
 [ "$body" = "hello from web1" ] || die "unexpected answer through the VIP: $body"
 log "OK: $master master, $(other "$master") backup; http://$VIP/ from the client: \"$body\""
 
+# The shipped unit (CAP_SYS_NICE, sched_setscheduler allowed) lets the election
+# thread, and only it, run SCHED_RR, so a busy data plane cannot delay adverts.
+for lb in lb1 lb2; do
+    threads=$(vm_ssh "$lb" 'ps -L -o cls=,comm= -p "$(systemctl show -p MainPID --value tandem)"')
+    cls=$(echo "$threads" | awk '$2 == "tandem-vrrp" { print $1 }')
+    [ "$cls" = RR ] || die "$lb: the election thread runs ${cls:-?} under the shipped unit, not SCHED_RR: $(vm_ssh "$lb" 'journalctl -u tandem -o cat | grep -i "election thread"')"
+    rr=$(echo "$threads" | awk '$1 == "RR"' | wc -l)
+    [ "$rr" = 1 ] || die "$lb: $rr threads at SCHED_RR, want only the election thread: $threads"
+done
+log "OK: under the shipped unit the election thread runs SCHED_RR on both nodes, every other thread at normal priority"
+
 # --- tandem 1: SIGKILL the master ------------------------------------------------------
 sigkill_tandem() {
     local run=$1 m b ev restart_ms vip_gone_ms clog notes
