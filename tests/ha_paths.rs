@@ -598,11 +598,7 @@ fn notify_hook_that_hangs_is_killed_after_notify_timeout_and_the_election_goes_o
             pidfile = pidfile.display(),
         ),
     );
-    let ok = Command::new("chmod")
-        .args(["+x", &hook])
-        .status()
-        .expect("chmod");
-    assert!(ok.success());
+    make_executable(&hook);
     lab.tandem(
         "lb1",
         "lb1",
@@ -722,11 +718,7 @@ fn notify_hook_timeout_also_kills_what_the_hook_started() {
             sh = shpid.display(),
         ),
     );
-    let ok = Command::new("chmod")
-        .args(["+x", &hook])
-        .status()
-        .expect("chmod");
-    assert!(ok.success());
+    make_executable(&hook);
     lab.tandem(
         "lb1",
         "lb1",
@@ -1105,4 +1097,12 @@ fn interoperates_with_keepalived_vrrp_v2_both_ways() {
     for (_, a) in t1.iter().chain(t2.iter()) {
         assert_eq!(a.version, 2, "{a:?}");
     }
+}
+
+fn make_executable(path: &str) {
+    let ok = Command::new("chmod")
+        .args(["+x", path])
+        .status()
+        .expect("chmod");
+    assert!(ok.success(), "chmod +x {path}");
 }

@@ -339,13 +339,7 @@ fn ten_thousand_idle_connections_cost_bounded_memory_and_are_given_back() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let active = |name: &str| {
-        d.status()["listeners"]
-            .as_array()
-            .and_then(|ls| ls.iter().find(|l| l["name"] == name))
-            .and_then(|l| l["active"].as_u64())
-            .unwrap_or(u64::MAX)
-    };
+    let active = |name: &str| d.listener_stat(name, "active");
     let mut report = Vec::new();
     for (name, port) in [("web", hport), ("tcp", tport)] {
         std::thread::sleep(Duration::from_millis(300));
@@ -555,14 +549,6 @@ fn h2_flood(
     (sent, reader.join().expect("reader"))
 }
 
-fn listener_dropped(d: &Daemon) -> u64 {
-    d.status()["listeners"]
-        .as_array()
-        .and_then(|ls| ls.iter().find(|l| l["name"] == "web"))
-        .and_then(|l| l["dropped"].as_u64())
-        .expect("dropped counter")
-}
-
 /// HTTP/2 floods (rapid reset, CONTINUATION with and without payload, SETTINGS, PING,
 /// empty DATA) end in a closed connection counted in `dropped`, long before the client
 /// is done, with memory bounded and other clients served; a header list over the limit
@@ -622,7 +608,7 @@ fn http2_floods_are_closed_and_counted_and_others_are_served() {
     ];
     let mut report = Vec::new();
     for (name, setup, next) in floods {
-        let before = listener_dropped(&d);
+        let before = d.listener_stat("web", "dropped");
         let (sent, seen) = h2_flood(port, &setup, 200_000, next);
         peak = peak.max(rss_kib(pid));
         report.push(format!("{name}: closed after {sent} frames ({seen:?})"));
@@ -633,10 +619,16 @@ fn http2_floods_are_closed_and_counted_and_others_are_served() {
             "{name}: the whole flood was taken ({sent} frames)"
         );
         let t0 = std::time::Instant::now();
-        while listener_dropped(&d) == before && t0.elapsed() < std::time::Duration::from_secs(3) {
+        while d.listener_stat("web", "dropped") == before
+            && t0.elapsed() < std::time::Duration::from_secs(3)
+        {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        assert_eq!(listener_dropped(&d), before + 1, "{name}: not counted once");
+        assert_eq!(
+            d.listener_stat("web", "dropped"),
+            before + 1,
+            "{name}: not counted once"
+        );
         let (status, _, body) = get(addr(port), "/", "").expect("a normal client");
         assert_eq!(
             (status, body.as_str()),
@@ -695,13 +687,7 @@ fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() 
     let mut s: std::net::TcpStream = sock.into();
     std::io::Write::write_all(&mut s, b"GET /big?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("request");
-    let active = || {
-        d.status()["listeners"]
-            .as_array()
-            .and_then(|ls| ls.iter().find(|l| l["name"] == "web"))
-            .and_then(|l| l["active"].as_u64())
-            .expect("active")
-    };
+    let active = || d.listener_stat("web", "active");
     let t0 = Instant::now();
     let mut peak = base;
     while active() > 0 && t0.elapsed() < Duration::from_secs(15) {
@@ -815,7 +801,7 @@ fn hostile_requests_answer_4xx_close_and_never_blame_the_backend() {
         "a client's bad request blamed the backend: {b}"
     );
     assert_eq!(b["connect_failures"].as_u64(), Some(0), "{b}");
-    assert!(listener_dropped(&d) >= 9, "rejections counted");
+    assert!(d.listener_stat("web", "dropped") >= 9, "rejections counted");
 }
 
 /// A request body that trickles in makes the backend wait, but the wait is the client's

@@ -287,24 +287,6 @@ fn main() {
     let _ = Path::new("");
 }
 
-/// (thread name, scheduling policy) of every thread of `pid`, from /proc (stat field 41).
-fn thread_policies(pid: u32) -> Vec<(String, u32)> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| t.ok())
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            // The name is in parentheses and may hold spaces: count fields after it.
-            let (head, rest) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1.to_string();
-            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
-            Some((comm, policy))
-        })
-        .collect()
-}
-
 fn pid_of_tandem(lab: &Lab, label: &str) -> u32 {
     // setpriv execs tandem in place, so the spawned pid is tandem's.
     let out = Command::new("pgrep")

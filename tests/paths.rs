@@ -19,14 +19,6 @@ fn listener(name: &str, port: u16, protocol: &str, pool: &str, extra: &str) -> S
     )
 }
 
-fn listener_stat(d: &Daemon, name: &str, key: &str) -> u64 {
-    d.status()["listeners"]
-        .as_array()
-        .and_then(|ls| ls.iter().find(|l| l["name"] == name))
-        .and_then(|l| l[key].as_u64())
-        .unwrap_or_else(|| panic!("no {key} for listener {name}"))
-}
-
 fn pool_stat(d: &Daemon, pool: &str, key: &str) -> u64 {
     d.status()["pools"]
         .as_array()
@@ -327,7 +319,7 @@ fn udp_max_flows_bounds_the_flow_table_and_frees_slots_on_expiry() {
     let t0 = Instant::now();
     while !ask(&clients[0], "a0") && t0.elapsed() < Duration::from_secs(5) {}
     assert!(ask(&clients[1], "b0"), "second flow");
-    let before = listener_stat(&d, "u", "dropped");
+    let before = d.listener_stat("u", "dropped");
     assert!(
         !ask(&clients[2], "c0"),
         "a third flow was let in with max_flows = 2"
@@ -337,7 +329,7 @@ fn udp_max_flows_bounds_the_flow_table_and_frees_slots_on_expiry() {
         "the two flows keep working"
     );
     assert!(
-        listener_stat(&d, "u", "dropped") > before,
+        d.listener_stat("u", "dropped") > before,
         "the refused datagram is counted"
     );
     // Flows idle for idle_timeout expire; the third client gets a slot.
@@ -385,13 +377,13 @@ fn splice_auto_switches_on_a_bulk_transfer_and_never_does_not() {
         );
     };
     through(pa, 100);
-    let short = listener_stat(&d, "auto", "spliced_bytes");
+    let short = d.listener_stat("auto", "spliced_bytes");
     assert_eq!(short, 0, "a 100-byte exchange was spliced");
     let len = 16 * 1024 * 1024;
     through(pa, len);
     through(pn, len);
-    let auto = listener_stat(&d, "auto", "spliced_bytes");
-    let never = listener_stat(&d, "never", "spliced_bytes");
+    let auto = d.listener_stat("auto", "spliced_bytes");
+    let never = d.listener_stat("never", "spliced_bytes");
     eprintln!("auto: {auto} of {} bytes spliced; never: {never}", 2 * len);
     assert!(
         auto > len as u64,

@@ -213,6 +213,15 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("status json")
     }
 
+    /// Counter `key` of listener `name` in the status.
+    pub fn listener_stat(&self, name: &str, key: &str) -> u64 {
+        self.status()["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+            .and_then(|l| l[key].as_u64())
+            .unwrap_or_else(|| panic!("no {key} for listener {name}"))
+    }
+
     pub fn backend<'a>(
         status: &'a serde_json::Value,
         pool: &str,

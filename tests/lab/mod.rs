@@ -190,29 +190,7 @@ impl Lab {
         // these `<prefix>_<n>` ('_' is not used in host names here).
         let port = format!("{}_{}", self.prefix, self.plugs.len());
         assert!(port.len() <= 15, "port name {port:?} too long");
-        ip(&[
-            "-n",
-            &self.switch_ns,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            dev,
-            "netns",
-            &ns,
-        ]);
-        self.sw(&["link", "set", &port, "master", &bridge]);
-        self.sw(&["link", "set", &port, "up"]);
-        ip(&["-n", &ns, "addr", "add", ip_cidr, "dev", dev]);
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-        let mac = ip(&["-n", &ns, "-br", "link", "show", dev])
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or("")
-            .to_string();
+        let mac = self.wire(&ns, dev, &port, &bridge, ip_cidr);
         let plug = Plug {
             host: host.to_string(),
             dev: dev.to_string(),
@@ -223,6 +201,34 @@ impl Lab {
         };
         self.plugs.push(plug.clone());
         plug
+    }
+
+    /// A veth from switch port `port` on `bridge` to `dev` in namespace `ns`,
+    /// addressed `ip_cidr` and up; returns `dev`'s MAC.
+    fn wire(&self, ns: &str, dev: &str, port: &str, bridge: &str, ip_cidr: &str) -> String {
+        ip(&[
+            "-n",
+            &self.switch_ns,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev,
+            "netns",
+            ns,
+        ]);
+        self.sw(&["link", "set", port, "master", bridge]);
+        self.sw(&["link", "set", port, "up"]);
+        ip(&["-n", ns, "addr", "add", ip_cidr, "dev", dev]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+        ip(&["-n", ns, "-br", "link", "show", dev])
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_string()
     }
 
     fn sw(&self, args: &[&str]) -> String {
@@ -237,30 +243,8 @@ impl Lab {
         let port = format!("{}{name}", self.prefix);
         let port = port[..port.len().min(15)].to_string();
         ip(&["netns", "add", &ns]);
-        ip(&[
-            "-n",
-            &self.switch_ns,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns,
-        ]);
-        self.sw(&["link", "set", &port, "master", "br0"]);
-        self.sw(&["link", "set", &port, "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns, "addr", "add", ip_cidr, "dev", "eth0"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        let mac = ip(&["-n", &ns, "-br", "link", "show", "eth0"])
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or("")
-            .to_string();
+        let mac = self.wire(&ns, "eth0", &port, "br0", ip_cidr);
         let host = Host {
             name: name.to_string(),
             ns,
@@ -469,6 +453,17 @@ impl Lab {
     /// Starts `tandem run` on a host with the given config body; the admin
     /// socket lives in the lab directory as `<label>.sock`.
     pub fn tandem(&self, host: &str, label: &str, config_body: &str) -> String {
+        self.tandem_with(host, label, &[], config_body)
+    }
+
+    /// Like [`Lab::tandem`], started through `wrapper` (e.g. `setpriv ... --`).
+    pub fn tandem_with(
+        &self,
+        host: &str,
+        label: &str,
+        wrapper: &[&str],
+        config_body: &str,
+    ) -> String {
         let sock = self.dir.join(format!("{label}.sock"));
         let _ = std::fs::remove_file(&sock);
         let cfg = self.file(
@@ -478,7 +473,9 @@ impl Lab {
                 sock.display()
             ),
         );
-        self.spawn(host, label, &[TANDEM, "run", "-c", &cfg]);
+        let mut argv = wrapper.to_vec();
+        argv.extend_from_slice(&[TANDEM, "run", "-c", &cfg]);
+        self.spawn(host, label, &argv);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(10) {
             if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
@@ -776,4 +773,22 @@ pub fn outage(probes: &[Probe], since: Instant) -> (usize, Duration) {
             .unwrap_or_else(|| after.last().map(|p| p.at - f).unwrap_or_default()),
     };
     (failed, gap)
+}
+
+/// (thread name, scheduling policy) of every thread of `pid`, from /proc (stat field 41).
+pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // The name is in parentheses and may hold spaces: count fields after it.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
+            Some((comm, policy))
+        })
+        .collect()
 }
