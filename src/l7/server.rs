@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{self, Cache, Coalescer, RequestPolicy};
-use super::framing::H1Scanner;
 use super::headers::{self, ForwardedInfo};
 use super::router::{self, Action, RequestView, Route, Router};
 use super::sticky;
@@ -238,10 +237,6 @@ pub(crate) struct Conn {
     scheme: &'static str,
     in_flight: AtomicU64,
     activity: AtomicU64,
-    /// Raw framing of HTTP/1 requests on this connection (see framing.rs).
-    scanner: std::sync::Mutex<H1Scanner>,
-    /// HTTP/1 requests handled so far on this connection.
-    h1_requests: AtomicU64,
     /// The verified client certificate's subject (mTLS listeners).
     client_subject: Option<String>,
 }
@@ -265,8 +260,6 @@ impl Conn {
             scheme,
             in_flight: AtomicU64::new(0),
             activity: AtomicU64::new(0),
-            scanner: std::sync::Mutex::new(H1Scanner::default()),
-            h1_requests: AtomicU64::new(0),
         })
     }
 }
@@ -309,8 +302,8 @@ pub async fn serve(
 struct Tracked<T> {
     inner: T,
     conn: Arc<Conn>,
-    /// HTTP/2: the client's frames, watched for floods.
-    guard: Option<super::h2guard::FrameGuard>,
+    /// The client's HTTP/2 frames, watched for floods.
+    guard: super::h2guard::FrameGuard,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
@@ -324,19 +317,15 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
         if buf.filled().len() > before {
             self.conn.activity.fetch_add(1, Ordering::Relaxed);
             let this = &mut *self;
-            if let Some(g) = this.guard.as_mut() {
-                if let Err(abuse) = g.feed(&buf.filled()[before..], Instant::now()) {
-                    // The bytes are not handed on: the connection ends here.
-                    buf.set_filled(before);
-                    this.conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(client = %this.conn.peer, reason = abuse.reason(), "HTTP/2 client closed for abuse");
-                    return std::task::Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        abuse.reason(),
-                    )));
-                }
-            } else if let Ok(mut sc) = this.conn.scanner.lock() {
-                sc.feed(&buf.filled()[before..]);
+            if let Err(abuse) = this.guard.feed(&buf.filled()[before..], Instant::now()) {
+                // The bytes are not handed on: the connection ends here.
+                buf.set_filled(before);
+                this.conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client = %this.conn.peer, reason = abuse.reason(), "HTTP/2 client closed for abuse");
+                return std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    abuse.reason(),
+                )));
             }
         }
         r
@@ -535,8 +524,6 @@ async fn serve_hyper(
         scheme,
         in_flight: AtomicU64::new(0),
         activity: AtomicU64::new(0),
-        scanner: std::sync::Mutex::new(H1Scanner::default()),
-        h1_requests: AtomicU64::new(0),
         client_subject,
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -566,7 +553,7 @@ async fn serve_hyper(
     let io = TokioIo::new(Tracked {
         inner: io,
         conn: conn.clone(),
-        guard: Some(super::h2guard::FrameGuard::new(Instant::now())),
+        guard: super::h2guard::FrameGuard::new(Instant::now()),
     });
     let served = builder.serve_connection_with_upgrades(io, svc);
     // Runs the connection to completion, closing it gracefully when idle
@@ -736,25 +723,6 @@ async fn route_request(
     conn: &Arc<Conn>,
     rt: &Arc<HttpRt>,
 ) -> (Response<Body>, Option<usize>, Option<String>) {
-    if req.version() <= Version::HTTP_11 {
-        // hyper has already resolved CL+TE and folded duplicate lengths;
-        // the raw-byte scanner saw what the client really sent.
-        let n = conn.h1_requests.fetch_add(1, Ordering::Relaxed);
-        let seen = conn.scanner.lock().ok().and_then(|s| s.violation(n));
-        if let Some(reason) = seen {
-            tracing::debug!(client = %conn.peer, reason, "request rejected: ambiguous framing");
-            conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return (
-                closing(error(
-                    rt,
-                    StatusCode::BAD_REQUEST,
-                    "ambiguous message framing",
-                )),
-                None,
-                None,
-            );
-        }
-    }
     if let Err(e) = headers::check_request_framing(req.headers(), req.version()) {
         tracing::debug!(client = %conn.peer, reason = e.reason(), "request rejected: bad framing");
         conn.stats.dropped.fetch_add(1, Ordering::Relaxed);
