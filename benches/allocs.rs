@@ -148,8 +148,8 @@ request_id = ""
         ),
     )
     .expect("write config");
-    let cfg = tandem::config::load(&cfg_path).expect("config");
-    tandem::worker::start(1).expect("worker");
+    let cfg = tandem::preflight::load(&cfg_path).expect("config");
+    tandem::dataplane::worker::start(1).expect("worker");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

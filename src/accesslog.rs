@@ -17,71 +17,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+pub use crate::config::accesslog::{check_template, AccessLogConfig, LogFormat, FIELDS};
 
 /// Lines waiting for a writer; beyond this they are dropped.
 const QUEUE: usize = 16 * 1024;
-
-/// How a line looks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum LogFormat {
-    /// The structured `tracing` event (target `tandem::access`), as before.
-    Tracing,
-    Json,
-    /// NCSA Common Log Format (L4 lines use the same shape, with `-` for
-    /// the request).
-    Common,
-    /// `{name}` placeholders from [`FIELDS`], any other text verbatim.
-    Template(String),
-}
-
-/// `access_log = true` or `{ format = ..., path = ... }`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AccessLogConfig {
-    pub format: LogFormat,
-    /// None: the line goes to the daemon's own log (journal).
-    pub path: Option<PathBuf>,
-}
-
-/// Placeholders a template may use.
-pub const FIELDS: &[&str] = &[
-    "time",
-    "time_unix",
-    "listener",
-    "protocol",
-    "client",
-    "client_ip",
-    "client_port",
-    "method",
-    "path",
-    "status",
-    "route",
-    "backend",
-    "duration_ms",
-    "bytes_in",
-    "bytes_out",
-    "reason",
-];
-
-/// Checks a template's placeholders; the error names the bad one.
-pub fn check_template(t: &str) -> Result<(), String> {
-    let mut rest = t;
-    while let Some(i) = rest.find('{') {
-        let after = &rest[i + 1..];
-        let Some(j) = after.find('}') else {
-            return Err(format!("unclosed '{{' in template {t:?}"));
-        };
-        let name = &after[..j];
-        if !FIELDS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder {{{name}}}; expected one of {}",
-                FIELDS.join(", ")
-            ));
-        }
-        rest = &after[j + 1..];
-    }
-    Ok(())
-}
 
 /// One thing to log: a request (L7) or a connection (L4).
 #[derive(Debug, Clone, Copy)]

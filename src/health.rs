@@ -186,9 +186,10 @@ pub fn probe_tls(check: &HealthCheck, ip: std::net::IpAddr) -> Result<Option<Pro
     let HealthCheck::Http { tls: Some(t), .. } = check else {
         return Ok(None);
     };
-    let u = crate::l7::upstream::upstream_tls(t);
-    let cfg = crate::tls::client_config(&u, &[b"http/1.1"]).map_err(|e| e.to_string())?;
-    let name = crate::tls::server_name(&u, ip).map_err(|e| e.to_string())?;
+    let u = crate::dataplane::l7::upstream::upstream_tls(t);
+    let cfg =
+        crate::dataplane::tls::client_config(&u, &[b"http/1.1"]).map_err(|e| e.to_string())?;
+    let name = crate::dataplane::tls::server_name(&u, ip).map_err(|e| e.to_string())?;
     Ok(Some((cfg, name)))
 }
 

@@ -344,7 +344,7 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
         }
         ExitCode::from(1)
     };
-    let cfg = match tandem::config::load(&config) {
+    let cfg = match tandem::preflight::load(&config) {
         Ok(c) => c,
         Err(e) => {
             return refuse(&format!(
@@ -370,7 +370,7 @@ fn run(config: PathBuf, log_format: LogFormat) -> ExitCode {
     };
     // The data plane runs on its own per-core workers; this runtime is the
     // control plane (config, reload, health checks, admin, metrics).
-    if let Err(e) = tandem::worker::start(workers) {
+    if let Err(e) = tandem::dataplane::worker::start(workers) {
         return refuse(&format!("tandem: cannot start workers: {e}"));
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -501,7 +501,7 @@ fn import(
 }
 
 fn cleanup(config: PathBuf) -> ExitCode {
-    let cfg = match tandem::config::load(&config) {
+    let cfg = match tandem::preflight::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -538,7 +538,7 @@ fn cleanup(config: PathBuf) -> ExitCode {
 }
 
 fn check(config: PathBuf, json: bool) -> ExitCode {
-    match tandem::config::load(&config) {
+    match tandem::preflight::load(&config) {
         Ok(c) => {
             if json {
                 println!("{}", serde_json::json!({ "ok": true, "errors": [] }));
@@ -585,7 +585,7 @@ fn admin_call_body(
     handle: impl FnOnce(u16, &str) -> Result<(), String>,
 ) -> ExitCode {
     let socket = socket.unwrap_or_else(|| {
-        tandem::config::load(config)
+        tandem::preflight::load(config)
             .map(|c| c.global.admin_socket)
             .unwrap_or_else(|_| PathBuf::from("/run/tandem/admin.sock"))
     });

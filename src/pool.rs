@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::balance::{Balancer, Candidate, View};
+use crate::balance::{Balancer, Build, Candidate, View};
 use crate::config::{BackendConfig, OutlierConfig, PoolConfig};
 use crate::stats::Histogram;
 

@@ -1,7 +1,10 @@
 //! Counters the planes keep and the admin API reads: on the ground floor, so that pools,
-//! listeners and VRRP never import the admin module that reports them.
+//! listeners and VRRP never import the admin module that reports them, and the shared
+//! accept loop and the L4/L7 engines never import each other for them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
 
 /// Latency buckets in seconds: sub-millisecond LAN hops up to slow backends.
 pub const BUCKETS: [f64; 14] = [
@@ -51,4 +54,69 @@ pub struct HistogramSnapshot {
     pub cumulative: [u64; BUCKETS.len()],
     pub count: u64,
     pub sum: f64,
+}
+
+/// Per-listener counters, kept across reloads.
+#[derive(Debug, Default, Serialize)]
+pub struct ListenerStats {
+    pub active: AtomicU64,
+    pub total: AtomicU64,
+    pub queued: AtomicU64,
+    /// Refused because the listener queue was full or the wait timed out.
+    pub rejected: AtomicU64,
+    /// Closed at once because no backend was available.
+    pub no_backend: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// TCP: bytes moved kernel-side by splice(2) (part of bytes_in + bytes_out).
+    pub spliced: AtomicU64,
+    /// UDP: datagrams dropped (no backend, table full); HTTP: requests
+    /// rejected for bad framing, HTTP/2 connections closed for floods or
+    /// protocol errors.
+    pub dropped: AtomicU64,
+    /// HTTP: time until response headers.
+    #[serde(skip)]
+    pub request_seconds: Histogram,
+    /// Refused by ACL, rate limits or a bad PROXY header.
+    #[serde(flatten)]
+    pub policy: PolicyStats,
+}
+
+/// Counters of one listener's admission decisions; kept across reloads.
+#[derive(Debug, Default, Serialize)]
+pub struct PolicyStats {
+    pub denied: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub proxy_errors: AtomicU64,
+}
+
+/// Why a client was turned away (each has its own counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Denied,
+    RateLimited,
+    TooManyConnections,
+    BadProxy,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::BadProxy => "bad_proxy",
+        }
+    }
+}
+
+impl PolicyStats {
+    pub fn count(&self, r: Refusal) {
+        let c = match r {
+            Refusal::Denied => &self.denied,
+            Refusal::RateLimited | Refusal::TooManyConnections => &self.rate_limited,
+            Refusal::BadProxy => &self.proxy_errors,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -152,7 +152,7 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
 }
 
 pub async fn serve(listener: UnixListener, daemon: Ctl, stop: CancellationToken) {
-    let mut acceptor = crate::accept::Acceptor::default();
+    let mut acceptor = crate::dataplane::accept::Acceptor::default();
     while let Some((s, _)) = acceptor
         .next(&stop, || "admin socket".into(), || listener.accept())
         .await
@@ -178,7 +178,7 @@ pub async fn serve_tcp(
         _ => "admin",
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(TCP_MAX_CONNS));
-    let mut acceptor = crate::accept::Acceptor::default();
+    let mut acceptor = crate::dataplane::accept::Acceptor::default();
     let mut warned = false;
     while let Some((s, peer)) = acceptor
         .next(&stop, || what.into(), || listener.accept())

@@ -238,47 +238,20 @@ pub fn client_key(ip: IpAddr) -> u64 {
     mix64(h)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RoundRobin,
-    WeightedRoundRobin,
-    LeastConnections,
-    LeastResponseTime,
-    SourceHash,
-    RandomTwoChoices,
-    Maglev,
+pub use crate::config::Algorithm;
+
+/// Building a balancer is this module's business; the config only names the algorithm.
+pub trait Build {
+    /// A balancer with fresh state; build one per pool.
+    fn build(self) -> Box<dyn Balancer>;
+
+    /// Like [`Build::build`], told the address of the backend at each index: `maglev`
+    /// derives its table from backend identities so that every node builds the same one.
+    fn build_for(self, addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> Box<dyn Balancer>;
 }
 
-impl Algorithm {
-    pub const ALL: [Algorithm; 7] = [
-        Algorithm::RoundRobin,
-        Algorithm::WeightedRoundRobin,
-        Algorithm::LeastConnections,
-        Algorithm::LeastResponseTime,
-        Algorithm::SourceHash,
-        Algorithm::RandomTwoChoices,
-        Algorithm::Maglev,
-    ];
-
-    /// The configuration name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RoundRobin => "round_robin",
-            Algorithm::WeightedRoundRobin => "weighted_round_robin",
-            Algorithm::LeastConnections => "least_connections",
-            Algorithm::LeastResponseTime => "least_response_time",
-            Algorithm::SourceHash => "source_hash",
-            Algorithm::RandomTwoChoices => "random_two_choices",
-            Algorithm::Maglev => "maglev",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|a| a.name() == s)
-    }
-
-    /// A balancer with fresh state; build one per pool.
-    pub fn build(self) -> Box<dyn Balancer> {
+impl Build for Algorithm {
+    fn build(self) -> Box<dyn Balancer> {
         match self {
             Algorithm::RoundRobin => Box::new(RoundRobin::new()),
             Algorithm::WeightedRoundRobin => Box::new(WeightedRoundRobin::new()),
@@ -290,12 +263,7 @@ impl Algorithm {
         }
     }
 
-    /// Like [`Algorithm::build`], told the address of the backend at each index: `maglev`
-    /// derives its table from backend identities so that every node builds the same one.
-    pub fn build_for(
-        self,
-        addrs: impl IntoIterator<Item = std::net::SocketAddr>,
-    ) -> Box<dyn Balancer> {
+    fn build_for(self, addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> Box<dyn Balancer> {
         match self {
             Algorithm::Maglev => Box::new(Maglev::new(addrs)),
             other => other.build(),

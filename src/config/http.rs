@@ -1,8 +1,9 @@
 //! HTTP/HTTPS parts of the config: listener options, routes, upstream
 //! behaviour of pools. Routes are kept as validated strings here (the
-//! config must compare equal across reloads); [`build_route`] compiles one
-//! into the router's matching types, and validation runs it once so every
-//! bad regex or header name is a config error with its position.
+//! config must compare equal across reloads); `l7::router::build_route`
+//! compiles one into the router's matching types, and `crate::preflight`
+//! runs it once so every bad regex or header name is a config error with
+//! its position.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,8 +12,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{raw, Validator};
-use crate::l7::headers::HeaderOps;
-use crate::l7::router::{self, Action, HostMatch, Match, PathMatch, Route, ValueMatch};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpListenerConfig {
@@ -125,9 +124,9 @@ pub struct RouteConfig {
     pub response_headers: HeaderOpsConfig,
     /// Response cache size in bytes; None = not cached.
     pub cache: Option<usize>,
-    pub compress: Option<crate::l7::compress::CompressConfig>,
+    pub compress: Option<CompressConfig>,
     /// Per-client request rate on this route (429 above it).
-    pub rate_limit: Option<crate::policy::RateLimitConfig>,
+    pub rate_limit: Option<super::policy::RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -211,7 +210,7 @@ pub struct HttpPoolConfig {
     pub response_timeout: Duration,
     /// `[global] sticky_secret`, copied here so the pool's tokens need nothing else.
     #[serde(skip_serializing)]
-    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
+    pub sticky_secret: Option<super::StickySecret>,
 }
 
 impl Default for HttpPoolConfig {
@@ -226,160 +225,6 @@ impl Default for HttpPoolConfig {
             sticky_secret: None,
         }
     }
-}
-
-fn value_match(v: &ValueMatchConfig) -> Result<ValueMatch, String> {
-    Ok(match v {
-        ValueMatchConfig::Present => ValueMatch::Present,
-        ValueMatchConfig::Equals(s) => ValueMatch::Equals(s.clone()),
-        ValueMatchConfig::Regex(r) => {
-            ValueMatch::Regex(regex::Regex::new(r).map_err(|e| format!("bad regex: {e}"))?)
-        }
-    })
-}
-
-fn header_ops(c: &HeaderOpsConfig) -> Result<HeaderOps, String> {
-    let pair =
-        |(n, v): &(String, String)| -> Result<(http::HeaderName, http::HeaderValue), String> {
-            let name = http::HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| format!("{n:?} is not a valid header name"))?;
-            let value = http::HeaderValue::from_str(v)
-                .map_err(|_| format!("value of {n} is not a valid header value"))?;
-            Ok((name, value))
-        };
-    Ok(HeaderOps {
-        set: c.set.iter().map(pair).collect::<Result<_, _>>()?,
-        add: c.add.iter().map(pair).collect::<Result<_, _>>()?,
-        remove: c
-            .remove
-            .iter()
-            .map(|n| {
-                http::HeaderName::from_bytes(n.as_bytes())
-                    .map_err(|_| format!("{n:?} is not a valid header name"))
-            })
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-/// Compiles a validated route into the router's matching types. Errors
-/// carry the key (relative to the route) they belong to.
-pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
-    let m = &c.matcher;
-    let host = match &m.host {
-        Some(h) => Some(HostMatch::parse(h).map_err(|e| ("match.host".to_string(), e))?),
-        None => None,
-    };
-    let path = match (&m.path_prefix, &m.path_exact, &m.path_regex) {
-        (Some(p), None, None) => Some(PathMatch::Prefix(p.clone())),
-        (None, Some(p), None) => Some(PathMatch::Exact(p.clone())),
-        (None, None, Some(r)) => {
-            Some(PathMatch::Regex(regex::Regex::new(r).map_err(|e| {
-                ("match.path_regex".to_string(), format!("bad regex: {e}"))
-            })?))
-        }
-        (None, None, None) => None,
-        _ => {
-            return Err((
-                "match".into(),
-                "use only one of path_prefix, path_exact, path_regex".into(),
-            ))
-        }
-    };
-    let methods = m
-        .methods
-        .iter()
-        .map(|s| {
-            http::Method::from_bytes(s.as_bytes()).map_err(|_| {
-                (
-                    "match.method".to_string(),
-                    format!("{s:?} is not an HTTP method"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let headers = m
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            let name = http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
-                (
-                    format!("match.header.{n}"),
-                    "not a valid header name".to_string(),
-                )
-            })?;
-            Ok((
-                name,
-                value_match(v).map_err(|e| (format!("match.header.{n}"), e))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, (String, String)>>()?;
-    let cookies = m
-        .cookies
-        .iter()
-        .map(|(n, v)| {
-            Ok((
-                n.clone(),
-                value_match(v).map_err(|e| (format!("match.cookie.{n}"), e))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, (String, String)>>()?;
-    let query = m
-        .query
-        .iter()
-        .map(|(n, v)| {
-            Ok((
-                n.clone(),
-                value_match(v).map_err(|e| (format!("match.query.{n}"), e))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, (String, String)>>()?;
-    let action = match &c.action {
-        ActionConfig::Forward {
-            pool,
-            split,
-            split_sticky,
-            strip_prefix,
-            rewrite_path,
-        } => Action::Forward {
-            pool: pool.clone(),
-            split: split.clone(),
-            split_sticky: *split_sticky,
-            strip_prefix: strip_prefix.clone(),
-            rewrite_path: rewrite_path.clone(),
-        },
-        ActionConfig::Redirect { status, location } => Action::Redirect {
-            status: *status,
-            location: location.clone(),
-        },
-        ActionConfig::Respond {
-            status,
-            body,
-            content_type,
-        } => Action::Respond {
-            status: *status,
-            body: body.clone(),
-            content_type: content_type.clone(),
-        },
-    };
-    Ok(Route {
-        name: c.name.clone(),
-        matcher: Match {
-            host,
-            path,
-            methods,
-            headers,
-            cookies,
-            query,
-            sources: m.sources.clone(),
-        },
-        action,
-        request_headers: header_ops(&c.request_headers)
-            .map_err(|e| ("request_headers".to_string(), e))?,
-        response_headers: header_ops(&c.response_headers)
-            .map_err(|e| ("response_headers".to_string(), e))?,
-        cache: c.cache.is_some(),
-        compress: c.compress.clone(),
-    })
 }
 
 /// Default response cache size per cached route.
@@ -422,7 +267,6 @@ impl Validator<'_> {
         pools: &std::collections::HashSet<&str>,
     ) -> Option<RouteConfig> {
         let at = |k: &str| format!("listener[{li}].routes[{ri}].{k}");
-        let before = self.errors.len();
         let name = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
         let mut matcher = MatchConfig::default();
         if let Some(m) = r.matcher {
@@ -527,7 +371,7 @@ impl Validator<'_> {
         } else if let Some(red) = r.redirect {
             let status = red.status.unwrap_or(301);
             let status = u16::try_from(status).unwrap_or(0);
-            if let Err(e) = router::validate_status_redirect(status) {
+            if let Err(e) = validate_status_redirect(status) {
                 self.err(&at("redirect.status"), e);
             }
             ActionConfig::Redirect {
@@ -536,7 +380,7 @@ impl Validator<'_> {
             }
         } else if let Some(resp) = r.respond {
             let status = u16::try_from(resp.status.unwrap_or(200)).unwrap_or(0);
-            if let Err(e) = router::validate_status_respond(status) {
+            if let Err(e) = validate_status_respond(status) {
                 self.err(&at("respond.status"), e);
             }
             ActionConfig::Respond {
@@ -563,11 +407,9 @@ impl Validator<'_> {
         };
         let compress = match r.compress {
             None | Some(raw::CompressOpt::On(false)) => None,
-            Some(raw::CompressOpt::On(true)) => {
-                Some(crate::l7::compress::CompressConfig::default())
-            }
+            Some(raw::CompressOpt::On(true)) => Some(CompressConfig::default()),
             Some(raw::CompressOpt::Table(t)) => {
-                let mut c = crate::l7::compress::CompressConfig::default();
+                let mut c = CompressConfig::default();
                 if let Some(types) = t.types {
                     for (k, ty) in types.iter().enumerate() {
                         let ok = ty.split('/').count() == 2
@@ -610,7 +452,7 @@ impl Validator<'_> {
                 );
             }
             let rate = self.range(&rat("rate"), rl.rate, 1, 1, 10_000_000) as u32;
-            crate::policy::RateLimitConfig {
+            super::policy::RateLimitConfig {
                 rate,
                 burst: self.range(&rat("burst"), rl.burst, rate as u64, 1, 10_000_000) as u32,
                 max_connections: 0,
@@ -633,11 +475,6 @@ impl Validator<'_> {
             compress,
             rate_limit,
         };
-        if self.errors.len() == before {
-            if let Err((key, msg)) = build_route(&cfg) {
-                self.err(&at(&key), msg);
-            }
-        }
         Some(cfg)
     }
 
@@ -732,9 +569,6 @@ impl Validator<'_> {
                         }
                     }
                 }
-                if let Err((k, e)) = crate::tls::check_options(&tls_opts) {
-                    self.err(&tat(&k), e);
-                }
                 if t.certificates.is_empty() {
                     self.err(
                         &at("tls.certificates"),
@@ -763,11 +597,6 @@ impl Validator<'_> {
                         ocsp: c.ocsp.map(PathBuf::from),
                     })
                     .collect();
-                for (k, c) in certs.iter().enumerate() {
-                    if let Err(e) = crate::tls::check_cert(c) {
-                        self.err(&format!("listener[{i}].tls.certificates[{k}]"), e);
-                    }
-                }
                 Some(certs)
             }
             (None, true) => {
@@ -911,23 +740,8 @@ impl Validator<'_> {
             let verify = if t.verify == "none" {
                 None
             } else {
-                let path = PathBuf::from(&t.verify);
-                if let Err(e) = super::files::check_pem_file(&path) {
-                    self.err(&at("tls.verify"), e);
-                }
-                Some(path)
+                Some(PathBuf::from(&t.verify))
             };
-            for (key, path) in [
-                ("tls.client_cert", &t.client_cert),
-                ("tls.client_key", &t.client_key),
-            ] {
-                if let Some(Err(e)) = path
-                    .as_deref()
-                    .map(|p| super::files::check_pem_file(std::path::Path::new(p)))
-                {
-                    self.err(&at(key), e);
-                }
-            }
             UpstreamTlsConfig {
                 verify,
                 server_name: t.server_name,
@@ -958,5 +772,60 @@ impl Validator<'_> {
             ),
             sticky_secret: None,
         }
+    }
+}
+
+/// `compress = true` or `compress = { types = [...], min_bytes = N }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompressConfig {
+    /// Content types (without parameters) to compress; an entry ending in
+    /// '/' is a whole family (`text/`).
+    pub types: Vec<String>,
+    /// Responses with a smaller Content-Length are sent as they are.
+    pub min_bytes: u64,
+}
+
+/// What `compress = true` compresses.
+pub const DEFAULT_COMPRESS_TYPES: &[&str] = &[
+    "text/",
+    "application/json",
+    "application/javascript",
+    "application/xml",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/wasm",
+    "image/svg+xml",
+];
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        CompressConfig {
+            types: DEFAULT_COMPRESS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            min_bytes: 256,
+        }
+    }
+}
+
+/// Status codes allowed for a `Redirect` action (RFC 9110 §15.4).
+pub fn validate_status_redirect(status: u16) -> Result<(), String> {
+    match status {
+        301 | 302 | 303 | 307 | 308 => Ok(()),
+        _ => Err(format!(
+            "redirect status {status} is not one of 301, 302, 303, 307, 308"
+        )),
+    }
+}
+
+/// Status codes allowed for a `Respond` action: a final status (RFC 9110
+/// §15); 1xx are interim and cannot end an exchange.
+pub fn validate_status_respond(status: u16) -> Result<(), String> {
+    if (200..=599).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("respond status {status} is not within 200..=599"))
     }
 }

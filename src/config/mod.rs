@@ -7,11 +7,12 @@
 //! reports by key path. `tandem check`, start-up and reload all call [`load`];
 //! an invalid config never replaces a valid one.
 
+pub mod accesslog;
 mod anycast;
 pub mod diag;
 pub mod duration;
-pub mod files;
 mod http;
+pub mod policy;
 mod raw;
 mod sync;
 
@@ -28,8 +29,6 @@ use serde::Serialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use diag::{ConfigErrors, Diagnostic, SpanIndex};
-
-use crate::balance::Algorithm;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,7 +51,7 @@ pub struct Global {
     pub admin_token: Option<String>,
     /// Keys sticky cookies (HMAC); shared by the pair so a failover keeps stickiness.
     #[serde(skip_serializing)]
-    pub sticky_secret: Option<crate::l7::sticky::StickySecret>,
+    pub sticky_secret: Option<StickySecret>,
     /// Prometheus `/metrics` and the status page; off by default.
     pub metrics_listen: Option<SocketAddr>,
     /// Data-plane threads; the VRRP election always has its own thread.
@@ -185,13 +184,13 @@ pub struct ListenerConfig {
     /// HTTP/HTTPS listeners: routes, TLS and HTTP limits.
     pub http: Option<HttpListenerConfig>,
     /// Client-address allow/deny lists.
-    pub acl: crate::policy::AclConfig,
+    pub acl: policy::AclConfig,
     /// Read a PROXY header from each client connection (TCP, HTTP).
-    pub accept_proxy: Option<crate::policy::AcceptProxyConfig>,
+    pub accept_proxy: Option<policy::AcceptProxyConfig>,
     /// Per-client rate and connection limits (TCP, HTTP).
-    pub rate_limit: Option<crate::policy::RateLimitConfig>,
+    pub rate_limit: Option<policy::RateLimitConfig>,
     /// One line per request (HTTP) or connection (TCP); None = off.
-    pub access_log: Option<crate::accesslog::AccessLogConfig>,
+    pub access_log: Option<accesslog::AccessLogConfig>,
 }
 
 /// How the IPv4 VRRPv3 checksum is computed on transmit (receive accepts
@@ -309,9 +308,9 @@ impl Config {
     }
 }
 
-/// Reads and validates a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
+/// The text of a config file (an unreadable file is a diagnostic like any other).
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![Diagnostic {
             file: path.to_path_buf(),
             line: 1,
@@ -319,12 +318,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             key: String::new(),
             message: format!("cannot read file: {e}"),
         }])
-    })?;
-    parse(path, &src)
+    })
 }
 
 /// Validates config text; `path` is used in messages and stored in the result.
 pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigErrors> {
+    parse_spanned(path, src).map(|(cfg, _)| cfg)
+}
+
+/// Like [`parse`], also returning where each key sits, so a later step (`crate::preflight`:
+/// what needs another module or a file) reports at the same `file:line:col: key`.
+pub fn parse_spanned(path: &Path, src: &str) -> Result<(Config, SpanIndex), ConfigErrors> {
     let root = match DeTable::parse(src) {
         Ok(r) => r,
         Err(e) => {
@@ -342,7 +346,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Config, ConfigErrors> {
     };
     let cfg = v.document(path, root.into_inner());
     if v.errors.is_empty() {
-        Ok(cfg)
+        Ok((cfg, idx))
     } else {
         v.errors.sort_by_key(|d| (d.line, d.col));
         v.errors.dedup();
@@ -636,7 +640,7 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            Some(crate::l7::sticky::StickySecret::new(&s))
+            Some(StickySecret::new(&s))
         });
         Global {
             admin_socket,
@@ -800,8 +804,8 @@ impl Validator<'_> {
         i: usize,
         a: raw::AccessLogOpt,
         protocol: Protocol,
-    ) -> Option<crate::accesslog::AccessLogConfig> {
-        use crate::accesslog::{AccessLogConfig, LogFormat};
+    ) -> Option<accesslog::AccessLogConfig> {
+        use accesslog::{AccessLogConfig, LogFormat};
         let at = |k: &str| format!("listener[{i}].access_log{k}");
         if protocol == Protocol::Udp {
             self.err(&at(""), "only valid on tcp, http and https listeners");
@@ -821,7 +825,7 @@ impl Validator<'_> {
             None | Some("json") => LogFormat::Json,
             Some("common") => LogFormat::Common,
             Some(tpl) if tpl.contains('{') => {
-                if let Err(e) = crate::accesslog::check_template(tpl) {
+                if let Err(e) = accesslog::check_template(tpl) {
                     self.err(&at(".format"), e);
                 }
                 LogFormat::Template(tpl.to_string())
@@ -857,9 +861,9 @@ impl Validator<'_> {
         l: &mut raw::Listener,
         protocol: Protocol,
     ) -> (
-        crate::policy::AclConfig,
-        Option<crate::policy::AcceptProxyConfig>,
-        Option<crate::policy::RateLimitConfig>,
+        policy::AclConfig,
+        Option<policy::AcceptProxyConfig>,
+        Option<policy::RateLimitConfig>,
     ) {
         let at = |k: &str| format!("listener[{i}].{k}");
         let mut cidrs = |key: &str, v: Option<Vec<String>>| -> Vec<Cidr> {
@@ -872,7 +876,7 @@ impl Validator<'_> {
             }
             out
         };
-        let acl = crate::policy::AclConfig {
+        let acl = policy::AclConfig {
             allow: cidrs("allow", l.allow.take()),
             deny: cidrs("deny", l.deny.take()),
         };
@@ -892,7 +896,7 @@ impl Validator<'_> {
             if timeout.is_zero() {
                 self.err(&at("accept_proxy_timeout"), "must be greater than 0");
             }
-            Some(crate::policy::AcceptProxyConfig {
+            Some(policy::AcceptProxyConfig {
                 trusted: from,
                 timeout,
             })
@@ -916,7 +920,7 @@ impl Validator<'_> {
                 );
             }
             let rate = self.range(&rat("rate"), r.rate, 0, 0, 10_000_000) as u32;
-            let c = crate::policy::RateLimitConfig {
+            let c = policy::RateLimitConfig {
                 rate,
                 burst: self.range(&rat("burst"), r.burst, rate.max(1) as u64, 1, 10_000_000) as u32,
                 max_connections: self.range(
@@ -951,13 +955,7 @@ impl Validator<'_> {
         let tls = if kind == "https" {
             let verify = match (h.verify.as_deref(), pool_tls) {
                 (Some("none"), _) => None,
-                (Some(path), _) => {
-                    let p = PathBuf::from(path);
-                    if let Err(e) = files::check_pem_file(&p) {
-                        self.err(&at("verify"), e);
-                    }
-                    Some(p)
-                }
+                (Some(path), _) => Some(PathBuf::from(path)),
                 (None, Some(t)) => t.verify.clone(),
                 (None, None) => {
                     self.err(
@@ -1544,4 +1542,65 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>().map_err(|_| {
         format!("{s:?} is not an address with a port: write e.g. \"10.0.0.11:8080\" or \"[2001:db8::1]:80\"")
     })
+}
+
+/// A pool's balancing algorithm, by its configuration name (`balance` builds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+    LeastResponseTime,
+    SourceHash,
+    RandomTwoChoices,
+    Maglev,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 7] = [
+        Algorithm::RoundRobin,
+        Algorithm::WeightedRoundRobin,
+        Algorithm::LeastConnections,
+        Algorithm::LeastResponseTime,
+        Algorithm::SourceHash,
+        Algorithm::RandomTwoChoices,
+        Algorithm::Maglev,
+    ];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::LeastResponseTime => "least_response_time",
+            Algorithm::SourceHash => "source_hash",
+            Algorithm::RandomTwoChoices => "random_two_choices",
+            Algorithm::Maglev => "maglev",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+/// The secret that keys cookie tokens, as configured (`[global] sticky_secret`). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StickySecret(std::sync::Arc<[u8]>);
+
+impl StickySecret {
+    pub fn new(secret: &str) -> StickySecret {
+        StickySecret(std::sync::Arc::from(secret.as_bytes()))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StickySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StickySecret(..)")
+    }
 }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SyncConfig;
-use crate::l7::sticky::{StickyEvent, StickyObserver, StickyTable};
+use crate::dataplane::l7::sticky::{StickyEvent, StickyObserver, StickyTable};
 use codec::{DecodeError, Record, ReplayGuard};
 
 /// The app-cookie tables of the running config, by pool name.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use tandem::l7::cache::policy::{
+use tandem::dataplane::l7::cache::policy::{
     base_key, request_policy, response_freshness, secondary_key, vary_names,
 };
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use tandem::l7::sticky::{cookie_value_in, learn_set_cookie_in, valid_cookie_name};
+use tandem::dataplane::l7::sticky::{cookie_value_in, learn_set_cookie_in, valid_cookie_name};
 
 fuzz_target!(|data: &[u8]| {
     let mut lines = data.split(|b| *b == b'\n');

@@ -4,9 +4,9 @@
 #![no_main]
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use tandem::l7::framing::H1Scanner;
-use tandem::l7::h1::body::BodyFramer;
-use tandem::l7::h1::head::{
+use tandem::dataplane::l7::framing::H1Scanner;
+use tandem::dataplane::l7::h1::body::BodyFramer;
+use tandem::dataplane::l7::h1::head::{
     parse_request, parse_response, valid_host, BodyKind, RequestHead, ResponseHead,
 };
 

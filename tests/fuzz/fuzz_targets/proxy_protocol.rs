@@ -2,7 +2,7 @@
 //! than the input, and the addresses it carries encode (v1 and v2) and decode back the same.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tandem::l4::proxy_protocol::{decode, v1, v2, Decoded};
+use tandem::dataplane::proxy_protocol::{decode, v1, v2, Decoded};
 
 fuzz_target!(|data: &[u8]| {
     if data.is_empty() {

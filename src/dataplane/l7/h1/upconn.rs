@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::head::ResponseHead;
-use crate::l7::upstream::{Stream, Upstream};
+use crate::dataplane::l7::upstream::{Stream, Upstream};
 
 /// Read buffer of a backend connection; response heads and body pieces.
 const BUF: usize = 16 * 1024;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, DATE, EXPIRES, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 
-use crate::l7::headers::{is_ows, trim_ows};
+use crate::dataplane::l7::headers::{is_ows, trim_ows};
 
 /// What the cache may do for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

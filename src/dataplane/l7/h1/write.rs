@@ -10,8 +10,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use crate::l7::fields::Fields;
-use crate::l7::headers::{self, ForwardedInfo, HeaderOps};
+use crate::dataplane::l7::fields::Fields;
+use crate::dataplane::l7::headers::{self, ForwardedInfo, HeaderOps};
 
 use super::head::trim;
 
@@ -235,7 +235,9 @@ pub fn by_addr(a: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l7::h1::head::{parse_request, parse_response, RequestHead, ResponseHead};
+    use crate::dataplane::l7::h1::head::{
+        parse_request, parse_response, RequestHead, ResponseHead,
+    };
     use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
     fn map_of(fields: Fields<'_>) -> HeaderMap {

@@ -35,11 +35,12 @@ use super::headers::{self, ForwardedInfo};
 use super::router::{self, Action, RequestView, Route, Router};
 use super::sticky;
 use super::upstream::{Body, BoxError, Upstream};
-use crate::accept::admit;
 use crate::balance::client_key;
-use crate::config::{build_route, HttpListenerConfig, ListenerConfig, StickyConfig};
-use crate::l4::tcp::ListenerStats;
+use crate::config::{HttpListenerConfig, ListenerConfig, StickyConfig};
+use crate::dataplane::accept::admit;
+use crate::dataplane::l7::router::build_route;
 use crate::pool::{Lease, PickError, Pool};
+use crate::stats::ListenerStats;
 
 /// Per-route counters, reported in status and metrics.
 #[derive(Debug, Default, Serialize)]
@@ -112,12 +113,12 @@ pub struct HttpRt {
     pub route_stats: Vec<Arc<RouteStats>>,
     pub caches: Vec<Option<Arc<Cache>>>,
     /// Per-route request rate tables (kept across reloads like the caches).
-    pub route_limits: Vec<Option<Arc<crate::policy::RateLimiter>>>,
+    pub route_limits: Vec<Option<Arc<crate::dataplane::policy::RateLimiter>>>,
     pub pools: HashMap<String, Arc<HttpPool>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limit: Option<Arc<Semaphore>>,
     /// ACLs, PROXY from clients, per-client limits.
-    pub policy: crate::policy::ClientPolicy,
+    pub policy: crate::dataplane::policy::ClientPolicy,
     pub access_log: Option<crate::accesslog::AccessLog>,
     coalescer: Arc<Coalescer<cache::CacheKey, ()>>,
     pub(crate) request_id: Option<HeaderName>,
@@ -171,7 +172,7 @@ impl HttpRt {
                     Arc::new(RouteStats::default()),
                     rc.cache.map(|b| Arc::new(Cache::new(b))),
                     rc.rate_limit
-                        .map(|r| Arc::new(crate::policy::RateLimiter::new(r))),
+                        .map(|r| Arc::new(crate::dataplane::policy::RateLimiter::new(r))),
                 ),
             };
             route_limits.push(limit);
@@ -197,7 +198,7 @@ impl HttpRt {
             })
             .flatten()
             .collect();
-        let policy = crate::policy::ClientPolicy::new(
+        let policy = crate::dataplane::policy::ClientPolicy::new(
             cfg.acl.clone(),
             cfg.accept_proxy.clone(),
             cfg.rate_limit,
@@ -271,7 +272,7 @@ pub async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut acceptor = crate::accept::Acceptor::default();
+    let mut acceptor = crate::dataplane::accept::Acceptor::default();
     loop {
         let Some((stream, peer)) = acceptor
             .next(&stop, || rt.load().cfg.name.clone(), || listener.accept())
@@ -429,7 +430,7 @@ async fn connection(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| crate::tls::subject_dn(c));
+        .and_then(|c| crate::dataplane::tls::subject_dn(c));
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_hyper(
             Box::new(tls),
@@ -733,7 +734,9 @@ async fn route_request(
         );
     }
     if !rt.policy.request(conn.peer.ip()) {
-        conn.stats.policy.count(crate::policy::Refusal::RateLimited);
+        conn.stats
+            .policy
+            .count(crate::dataplane::policy::Refusal::RateLimited);
         let mut r = error(
             rt,
             StatusCode::TOO_MANY_REQUESTS,
@@ -754,7 +757,9 @@ async fn route_request(
         );
     };
     if !rt.route_allows(idx, conn.peer.ip()) {
-        conn.stats.policy.count(crate::policy::Refusal::RateLimited);
+        conn.stats
+            .policy
+            .count(crate::dataplane::policy::Refusal::RateLimited);
         return (too_many_requests(rt), Some(idx), None);
     }
     let mut resp = match &route.action {

@@ -1,6 +1,5 @@
 //! L4 forwarding: TCP (with optional zero-copy splice) and UDP flows.
 
-pub mod proxy_protocol;
 pub mod splice;
 pub mod tcp;
 pub mod udp;

@@ -20,21 +20,7 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 use ring::hmac;
 
-/// The secret that keys cookie tokens, as configured (`[global] sticky_secret`). Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StickySecret(Arc<[u8]>);
-
-impl StickySecret {
-    pub fn new(secret: &str) -> StickySecret {
-        StickySecret(Arc::from(secret.as_bytes()))
-    }
-}
-
-impl fmt::Debug for StickySecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StickySecret(..)")
-    }
-}
+pub use crate::config::StickySecret;
 
 /// The HMAC key tokens are computed with.
 pub struct StickyKey(hmac::Key);
@@ -45,7 +31,7 @@ impl StickyKey {
     /// and the next boot have other keys).
     pub fn new(configured: Option<&StickySecret>) -> StickyKey {
         match configured {
-            Some(s) => StickyKey(hmac::Key::new(hmac::HMAC_SHA256, &s.0)),
+            Some(s) => StickyKey(hmac::Key::new(hmac::HMAC_SHA256, s.bytes())),
             None => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
                 WARNED.call_once(|| {

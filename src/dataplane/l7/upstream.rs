@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::{HttpPoolConfig, UpstreamTlsConfig};
-use crate::tls::{self, UpstreamTls, Verify};
+use crate::dataplane::tls::{self, UpstreamTls, Verify};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The one body type the proxy moves around, both directions.

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,12 +22,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::proxy_protocol;
 use super::splice::Pipe;
-use crate::accept::admit;
 use crate::balance::client_key;
 use crate::config::{ListenerConfig, ProxyProtocol, SpliceMode};
+use crate::dataplane::accept::admit;
+use crate::dataplane::proxy_protocol;
 use crate::pool::{Lease, PickError, Pool};
+use crate::stats::ListenerStats;
 
 /// A read this large means a bulk transfer is under way...
 const BULK_READ: usize = 16 * 1024;
@@ -42,7 +42,7 @@ pub struct ListenerRt {
     pub pool: Arc<Pool>,
     /// None = unlimited.
     pub limit: Option<Arc<Semaphore>>,
-    pub policy: crate::policy::ClientPolicy,
+    pub policy: crate::dataplane::policy::ClientPolicy,
     pub access_log: Option<crate::accesslog::AccessLog>,
 }
 
@@ -55,7 +55,7 @@ impl ListenerRt {
             _ => (cfg.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(cfg.max_connections as usize))),
         };
-        let policy = crate::policy::ClientPolicy::new(
+        let policy = crate::dataplane::policy::ClientPolicy::new(
             cfg.acl.clone(),
             cfg.accept_proxy.clone(),
             cfg.rate_limit,
@@ -74,32 +74,6 @@ impl ListenerRt {
     }
 }
 
-/// Per-listener counters, kept across reloads.
-#[derive(Debug, Default, Serialize)]
-pub struct ListenerStats {
-    pub active: AtomicU64,
-    pub total: AtomicU64,
-    pub queued: AtomicU64,
-    /// Refused because the listener queue was full or the wait timed out.
-    pub rejected: AtomicU64,
-    /// Closed at once because no backend was available.
-    pub no_backend: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// TCP: bytes moved kernel-side by splice(2) (part of bytes_in + bytes_out).
-    pub spliced: AtomicU64,
-    /// UDP: datagrams dropped (no backend, table full); HTTP: requests
-    /// rejected for bad framing, HTTP/2 connections closed for floods or
-    /// protocol errors.
-    pub dropped: AtomicU64,
-    /// HTTP: time until response headers.
-    #[serde(skip)]
-    pub request_seconds: crate::stats::Histogram,
-    /// Refused by ACL, rate limits or a bad PROXY header.
-    #[serde(flatten)]
-    pub policy: crate::policy::PolicyStats,
-}
-
 struct ActiveGuard<'a>(&'a AtomicU64);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
@@ -116,7 +90,7 @@ pub async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut acceptor = crate::accept::Acceptor::default();
+    let mut acceptor = crate::dataplane::accept::Acceptor::default();
     loop {
         let Some((stream, peer)) = acceptor
             .next(&stop, || rt.load().cfg.name.clone(), || listener.accept())

@@ -14,8 +14,9 @@ use http::header::{self, HeaderName};
 use http::Method;
 use regex::Regex;
 
-use crate::l7::fields::Fields;
-use crate::l7::headers::HeaderOps;
+use crate::config::{ActionConfig, HeaderOpsConfig, RouteConfig, ValueMatchConfig};
+use crate::dataplane::l7::fields::Fields;
+use crate::dataplane::l7::headers::HeaderOps;
 
 /// The ordered routes of one HTTP listener.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct Route {
     pub response_headers: HeaderOps,
     pub cache: bool,
     /// Compress responses (gzip/brotli) for clients that accept it.
-    pub compress: Option<crate::l7::compress::CompressConfig>,
+    pub compress: Option<crate::dataplane::l7::compress::CompressConfig>,
 }
 
 /// Conditions a request must meet, all of them (AND). An empty `Match`
@@ -547,29 +548,165 @@ fn push_query(out: &mut String, query: Option<&str>) {
     }
 }
 
-/// Status codes allowed for a `Redirect` action (RFC 9110 §15.4).
-pub fn validate_status_redirect(status: u16) -> Result<(), String> {
-    match status {
-        301 | 302 | 303 | 307 | 308 => Ok(()),
-        _ => Err(format!(
-            "redirect status {status} is not one of 301, 302, 303, 307, 308"
-        )),
-    }
+fn value_match(v: &ValueMatchConfig) -> Result<ValueMatch, String> {
+    Ok(match v {
+        ValueMatchConfig::Present => ValueMatch::Present,
+        ValueMatchConfig::Equals(s) => ValueMatch::Equals(s.clone()),
+        ValueMatchConfig::Regex(r) => {
+            ValueMatch::Regex(regex::Regex::new(r).map_err(|e| format!("bad regex: {e}"))?)
+        }
+    })
 }
 
-/// Status codes allowed for a `Respond` action: a final status (RFC 9110
-/// §15); 1xx are interim and cannot end an exchange.
-pub fn validate_status_respond(status: u16) -> Result<(), String> {
-    if (200..=599).contains(&status) {
-        Ok(())
-    } else {
-        Err(format!("respond status {status} is not within 200..=599"))
-    }
+fn header_ops(c: &HeaderOpsConfig) -> Result<HeaderOps, String> {
+    let pair =
+        |(n, v): &(String, String)| -> Result<(http::HeaderName, http::HeaderValue), String> {
+            let name = http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("{n:?} is not a valid header name"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("value of {n} is not a valid header value"))?;
+            Ok((name, value))
+        };
+    Ok(HeaderOps {
+        set: c.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: c.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: c
+            .remove
+            .iter()
+            .map(|n| {
+                http::HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("{n:?} is not a valid header name"))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Compiles a validated route of the config into the router's matching types (config is a
+/// leaf: it keeps its own typed values, and this is where they become matchers). Errors
+/// carry the key (relative to the route) they belong to.
+pub fn build_route(c: &RouteConfig) -> Result<Route, (String, String)> {
+    let m = &c.matcher;
+    let host = match &m.host {
+        Some(h) => Some(HostMatch::parse(h).map_err(|e| ("match.host".to_string(), e))?),
+        None => None,
+    };
+    let path = match (&m.path_prefix, &m.path_exact, &m.path_regex) {
+        (Some(p), None, None) => Some(PathMatch::Prefix(p.clone())),
+        (None, Some(p), None) => Some(PathMatch::Exact(p.clone())),
+        (None, None, Some(r)) => {
+            Some(PathMatch::Regex(regex::Regex::new(r).map_err(|e| {
+                ("match.path_regex".to_string(), format!("bad regex: {e}"))
+            })?))
+        }
+        (None, None, None) => None,
+        _ => {
+            return Err((
+                "match".into(),
+                "use only one of path_prefix, path_exact, path_regex".into(),
+            ))
+        }
+    };
+    let methods = m
+        .methods
+        .iter()
+        .map(|s| {
+            http::Method::from_bytes(s.as_bytes()).map_err(|_| {
+                (
+                    "match.method".to_string(),
+                    format!("{s:?} is not an HTTP method"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                (
+                    format!("match.header.{n}"),
+                    "not a valid header name".to_string(),
+                )
+            })?;
+            Ok((
+                name,
+                value_match(v).map_err(|e| (format!("match.header.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let cookies = m
+        .cookies
+        .iter()
+        .map(|(n, v)| {
+            Ok((
+                n.clone(),
+                value_match(v).map_err(|e| (format!("match.cookie.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let query = m
+        .query
+        .iter()
+        .map(|(n, v)| {
+            Ok((
+                n.clone(),
+                value_match(v).map_err(|e| (format!("match.query.{n}"), e))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, (String, String)>>()?;
+    let action = match &c.action {
+        ActionConfig::Forward {
+            pool,
+            split,
+            split_sticky,
+            strip_prefix,
+            rewrite_path,
+        } => Action::Forward {
+            pool: pool.clone(),
+            split: split.clone(),
+            split_sticky: *split_sticky,
+            strip_prefix: strip_prefix.clone(),
+            rewrite_path: rewrite_path.clone(),
+        },
+        ActionConfig::Redirect { status, location } => Action::Redirect {
+            status: *status,
+            location: location.clone(),
+        },
+        ActionConfig::Respond {
+            status,
+            body,
+            content_type,
+        } => Action::Respond {
+            status: *status,
+            body: body.clone(),
+            content_type: content_type.clone(),
+        },
+    };
+    Ok(Route {
+        name: c.name.clone(),
+        matcher: Match {
+            host,
+            path,
+            methods,
+            headers,
+            cookies,
+            query,
+            sources: m.sources.clone(),
+        },
+        action,
+        request_headers: header_ops(&c.request_headers)
+            .map_err(|e| ("request_headers".to_string(), e))?,
+        response_headers: header_ops(&c.response_headers)
+            .map_err(|e| ("response_headers".to_string(), e))?,
+        cache: c.cache.is_some(),
+        compress: c.compress.clone(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{validate_status_redirect, validate_status_respond};
 
     /// Header (name, value) pairs of a table row.
     type Hs = &'static [(&'static str, &'static str)];

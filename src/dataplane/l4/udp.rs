@@ -17,9 +17,10 @@ use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::tcp::{ListenerRt, ListenerStats};
+use super::tcp::ListenerRt;
 use crate::balance::client_key;
 use crate::pool::Lease;
+use crate::stats::ListenerStats;
 
 const MAX_DATAGRAM: usize = 65535;
 
@@ -80,7 +81,9 @@ pub async fn serve(
             let snap = rt.load();
             // A denied client never gets a flow (nor a backend).
             if !snap.policy.acl.permits(client.ip()) {
-                stats.policy.count(crate::policy::Refusal::Denied);
+                stats
+                    .policy
+                    .count(crate::dataplane::policy::Refusal::Denied);
                 continue;
             }
             if flows.len() >= snap.cfg.max_flows as usize {

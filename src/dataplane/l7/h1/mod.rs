@@ -44,8 +44,8 @@ use super::server::{HttpPool, HttpRt};
 use super::sticky;
 use crate::balance::client_key;
 use crate::config::StickyConfig;
-use crate::l4::tcp::ListenerStats;
 use crate::pool::{Claim, PickError};
+use crate::stats::ListenerStats;
 
 /// Client read buffer: a request head and the start of its body.
 const CLIENT_BUF: usize = 16 * 1024;
@@ -672,7 +672,9 @@ async fn too_many<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    c.stats.policy.count(crate::policy::Refusal::RateLimited);
+    c.stats
+        .policy
+        .count(crate::dataplane::policy::Refusal::RateLimited);
     let keep = skip_body(b) && b.head.keep_alive;
     b.wbuf.clear();
     simple_response(
@@ -758,7 +760,7 @@ fn request_id(out: &mut [u8; 24]) -> &[u8] {
 /// algorithm. Returns the claim and whether the client needs the cookie.
 async fn pick<'p>(
     hp: &'p HttpPool,
-    fields: crate::l7::fields::Fields<'_>,
+    fields: crate::dataplane::l7::fields::Fields<'_>,
     peer: SocketAddr,
     tried: &[usize],
 ) -> Result<(Claim<'p>, bool), PickError> {
@@ -1598,7 +1600,7 @@ mod slow {
     //! written back as HTTP/1.1.
 
     use super::*;
-    use crate::l7::server;
+    use crate::dataplane::l7::server;
     use http_body_util::BodyExt;
 
     /// Bodies the slow path buffers: the listener's limit, or this.
@@ -1749,7 +1751,7 @@ mod slow {
         b: &mut Bufs,
         c: &Client<'_>,
         rt: &HttpRt,
-        resp: http::Response<crate::l7::upstream::Body>,
+        resp: http::Response<crate::dataplane::l7::upstream::Body>,
         client_keep: bool,
         head_only: bool,
     ) -> bool

@@ -12,8 +12,8 @@
 
 use http::Method;
 
-use crate::l7::fields::{FieldSpan, Fields};
-use crate::l7::headers::FramingError;
+use crate::dataplane::l7::fields::{FieldSpan, Fields};
+use crate::dataplane::l7::headers::FramingError;
 
 /// How a message body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,40 +8,9 @@ use std::pin::Pin;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use serde::Serialize;
 
 use super::upstream::{Body, BoxError};
-
-/// `compress = true` or `compress = { types = [...], min_bytes = N }`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CompressConfig {
-    /// Content types (without parameters) to compress; an entry ending in
-    /// '/' is a whole family (`text/`).
-    pub types: Vec<String>,
-    /// Responses with a smaller Content-Length are sent as they are.
-    pub min_bytes: u64,
-}
-
-pub const DEFAULT_TYPES: &[&str] = &[
-    "text/",
-    "application/json",
-    "application/javascript",
-    "application/xml",
-    "application/xhtml+xml",
-    "application/rss+xml",
-    "application/atom+xml",
-    "application/wasm",
-    "image/svg+xml",
-];
-
-impl Default for CompressConfig {
-    fn default() -> Self {
-        CompressConfig {
-            types: DEFAULT_TYPES.iter().map(|s| s.to_string()).collect(),
-            min_bytes: 256,
-        }
-    }
-}
+pub use crate::config::{CompressConfig, DEFAULT_COMPRESS_TYPES as DEFAULT_TYPES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

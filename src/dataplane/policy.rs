@@ -10,96 +10,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::config::Cidr;
-use crate::l4::proxy_protocol::{self, Decoded};
-
-/// Allow/deny lists of one listener. Deny wins; an empty allow list allows
-/// everyone not denied.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AclConfig {
-    pub allow: Vec<Cidr>,
-    pub deny: Vec<Cidr>,
-}
-
-impl AclConfig {
-    pub fn is_empty(&self) -> bool {
-        self.allow.is_empty() && self.deny.is_empty()
-    }
-
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        !self.deny.iter().any(|c| c.contains(ip))
-            && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip)))
-    }
-}
-
-/// `rate_limit = { rate = 100, burst = 200, max_connections = 20 }`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct RateLimitConfig {
-    /// Sustained requests (L7) or new connections (L4) per second per
-    /// client address; 0 = no rate limit.
-    pub rate: u32,
-    /// Bucket size: how many may come at once after a quiet spell.
-    pub burst: u32,
-    /// Open connections per client address; 0 = unlimited.
-    pub max_connections: u32,
-    /// Client addresses tracked at once (bounds the table's memory).
-    pub max_clients: u32,
-}
-
-/// `accept_proxy = true` with optional `accept_proxy_from = [cidrs]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AcceptProxyConfig {
-    /// Peers allowed to send a header; empty = any peer.
-    pub trusted: Vec<Cidr>,
-    /// How long the header may take to arrive.
-    pub timeout: Duration,
-}
-
-/// Why a client was turned away (each has its own counter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Denied,
-    RateLimited,
-    TooManyConnections,
-    BadProxy,
-}
-
-/// Counters of one listener's admission decisions; kept across reloads.
-#[derive(Debug, Default, Serialize)]
-pub struct PolicyStats {
-    pub denied: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub proxy_errors: AtomicU64,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Denied => "denied",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::TooManyConnections => "too_many_connections",
-            Refusal::BadProxy => "bad_proxy",
-        }
-    }
-}
-
-impl PolicyStats {
-    pub fn count(&self, r: Refusal) {
-        let c = match r {
-            Refusal::Denied => &self.denied,
-            Refusal::RateLimited | Refusal::TooManyConnections => &self.rate_limited,
-            Refusal::BadProxy => &self.proxy_errors,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
+pub use crate::config::policy::{AcceptProxyConfig, AclConfig, RateLimitConfig};
+use crate::dataplane::proxy_protocol::{self, Decoded};
+pub use crate::stats::{PolicyStats, Refusal};
 
 const SHARDS: usize = 16;
 
@@ -399,6 +318,7 @@ pub async fn read_proxy_header(stream: &TcpStream, timeout: Duration) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cidr;
 
     fn cidr(s: &str) -> Cidr {
         Cidr::parse(s).expect("cidr")

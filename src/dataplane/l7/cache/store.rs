@@ -334,7 +334,7 @@ fn entry_size(key: &CacheKey, vary: &SecondaryKey, headers: &HeaderMap, body_len
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l7::cache::policy::base_key;
+    use crate::dataplane::l7::cache::policy::base_key;
     use http::{HeaderName, HeaderValue, Method};
 
     fn key(path: &str) -> CacheKey {
