@@ -29,6 +29,15 @@ pub enum AdminState {
 }
 
 impl AdminState {
+    /// The name the admin API and the config use.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Draining => "draining",
+            AdminState::Disabled => "disabled",
+        }
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             1 => AdminState::Draining,
@@ -748,11 +757,107 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
+/// A backend as status and metrics see it; `admin::status` maps it to the wire type.
+#[derive(Debug, Clone)]
+pub struct BackendSnapshot {
+    pub name: String,
+    pub address: SocketAddr,
+    /// The weight in use (runtime override or configured).
+    pub weight: u32,
+    pub configured_weight: u32,
+    /// The weight balancing uses right now (lower during a slow start).
+    pub effective_weight: u32,
+    /// Drain/disable/weight set at runtime.
+    pub runtime: bool,
+    pub backup: bool,
+    pub healthy: bool,
+    pub admin: AdminState,
+    pub active: u64,
+    pub total: u64,
+    pub connect_failures: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub check: CheckInfo,
+    pub checks_ok: u64,
+    pub checks_failed: u64,
+    pub latency: crate::stats::HistogramSnapshot,
+    pub ejected_for: Option<Duration>,
+    pub ejections: u64,
+}
+
+/// A pool as status and metrics see it.
+#[derive(Debug, Clone)]
+pub struct PoolSnapshot {
+    pub name: String,
+    pub algorithm: crate::config::Algorithm,
+    pub healthy: usize,
+    pub queued: u32,
+    pub queue_timeouts: u64,
+    pub retries: u64,
+    pub no_backend: u64,
+    pub backends: Vec<BackendSnapshot>,
+}
+
+impl Pool {
+    pub fn snapshot(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            name: self.cfg.name.clone(),
+            algorithm: self.cfg.algorithm,
+            healthy: self.healthy_count(),
+            queued: self.queued(),
+            queue_timeouts: self.shared.queue_timeouts.load(Ordering::Relaxed),
+            retries: self.shared.retries.load(Ordering::Relaxed),
+            no_backend: self.shared.no_backend.load(Ordering::Relaxed),
+            backends: self
+                .backends
+                .iter()
+                .map(|b| {
+                    let s = &b.state;
+                    let weight = s.weight(b.cfg.weight);
+                    BackendSnapshot {
+                        name: b.cfg.name.clone(),
+                        address: b.cfg.address,
+                        weight,
+                        configured_weight: b.cfg.weight,
+                        effective_weight: s.ramped_weight(weight, self.cfg.slow_start),
+                        runtime: s.has_runtime_state(),
+                        backup: b.cfg.backup,
+                        healthy: s.is_healthy(),
+                        admin: s.admin(),
+                        active: s.active.load(Ordering::Relaxed),
+                        total: s.total.load(Ordering::Relaxed),
+                        connect_failures: s.connect_failures.load(Ordering::Relaxed),
+                        bytes_in: s.bytes_in.load(Ordering::Relaxed),
+                        bytes_out: s.bytes_out.load(Ordering::Relaxed),
+                        check: s.check_info(),
+                        checks_ok: s.checks_ok.load(Ordering::Relaxed),
+                        checks_failed: s.checks_failed.load(Ordering::Relaxed),
+                        latency: s.latency.snapshot(),
+                        ejected_for: s.ejected_for(),
+                        ejections: s.ejections.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::balance::Algorithm;
     use crate::config::{HealthCheck, HealthConfig};
+
+    #[test]
+    fn admin_state_names_are_the_wire_names() {
+        for s in [
+            AdminState::Enabled,
+            AdminState::Draining,
+            AdminState::Disabled,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
 
     fn pool(max_conn: u32, n: usize) -> Pool {
         let backends = (0..n)

@@ -163,6 +163,50 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: u64,
 }
 
+impl PoolStatus {
+    /// The wire form of a pool's snapshot; `now` (Unix seconds) dates health changes.
+    pub fn from_snapshot(p: crate::pool::PoolSnapshot, now: u64) -> PoolStatus {
+        PoolStatus {
+            name: p.name,
+            algorithm: p.algorithm.name().into(),
+            healthy: p.healthy,
+            queued: p.queued,
+            queue_timeouts: p.queue_timeouts,
+            retries: p.retries,
+            no_backend: p.no_backend,
+            backends: p
+                .backends
+                .into_iter()
+                .map(|b| BackendStatus {
+                    name: b.name,
+                    address: b.address.to_string(),
+                    weight: b.weight,
+                    configured_weight: b.configured_weight,
+                    effective_weight: b.effective_weight,
+                    runtime: b.runtime,
+                    backup: b.backup,
+                    health: if b.healthy { "up" } else { "down" }.into(),
+                    admin: b.admin.name().into(),
+                    active: b.active,
+                    total: b.total,
+                    connect_failures: b.connect_failures,
+                    bytes_in: b.bytes_in,
+                    bytes_out: b.bytes_out,
+                    since_seconds: (b.check.changed_at > 0)
+                        .then(|| now.saturating_sub(b.check.changed_at)),
+                    last_check: b.check.last_result,
+                    reason: b.check.reason,
+                    checks_ok: b.checks_ok,
+                    checks_failed: b.checks_failed,
+                    latency_seconds: Some(b.latency),
+                    ejected_seconds: b.ejected_for.map(|d| d.as_secs_f64()),
+                    ejections: b.ejections,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl From<&crate::vrrp::status::InstanceStatus> for VrrpStatus {
     fn from(i: &crate::vrrp::status::InstanceStatus) -> VrrpStatus {
         let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;

@@ -1,6 +1,7 @@
 //! `[[anycast]]`: a service address announced to the routers (through BIRD) while this node
 //! can serve it. See `crate::anycast` for the mechanism.
 
+use super::defaults;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -125,7 +126,7 @@ impl Validator<'_> {
             }
             // 0 is "unspec"; 253-255 are the kernel's default, main and local tables, whose
             // routes BIRD would export along with ours.
-            let table = self.range(&at("table"), a.table, 100, 1, u64::from(u32::MAX - 1)) as u32;
+            let table = self.int(&at("table"), a.table, defaults::ANYCAST_TABLE) as u32;
             if matches!(table, 253..=255) {
                 self.err(
                     &at("table"),
@@ -135,7 +136,7 @@ impl Validator<'_> {
             let converge = self.duration(
                 &at("converge"),
                 a.converge.as_deref(),
-                Duration::from_secs(2),
+                defaults::ANYCAST_CONVERGE,
             );
             if converge > Duration::from_secs(300) {
                 self.err(&at("converge"), "at most 5m");
@@ -143,7 +144,7 @@ impl Validator<'_> {
             let announce_delay = self.duration(
                 &at("announce_delay"),
                 a.announce_delay.as_deref(),
-                Duration::from_secs(1),
+                defaults::ANYCAST_ANNOUNCE_DELAY,
             );
             if announce_delay > Duration::from_secs(300) {
                 self.err(&at("announce_delay"), "at most 5m");

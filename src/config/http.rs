@@ -5,6 +5,7 @@
 //! runs it once so every bad regex or header name is a config error with
 //! its position.
 
+use super::defaults;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -322,12 +323,10 @@ impl Validator<'_> {
                     format!("no pool named {:?} is defined", t.pool),
                 );
             }
-            let w = self.range(
+            let w = self.int(
                 &at(&format!("split[{k}].weight")),
                 Some(t.weight),
-                1,
-                0,
-                1_000_000,
+                defaults::ROUTE_SPLIT_WEIGHT,
             );
             split.push((t.pool, w as u32));
         }
@@ -451,17 +450,15 @@ impl Validator<'_> {
                     "connections belong to listeners: set it in the listener's rate_limit",
                 );
             }
-            let rate = self.range(&rat("rate"), rl.rate, 1, 1, 10_000_000) as u32;
+            let rate = self.int(&rat("rate"), rl.rate, defaults::ROUTE_RATE_LIMIT_RATE) as u32;
             super::policy::RateLimitConfig {
                 rate,
                 burst: self.range(&rat("burst"), rl.burst, rate as u64, 1, 10_000_000) as u32,
                 max_connections: 0,
-                max_clients: self.range(
+                max_clients: self.int(
                     &rat("max_clients"),
                     rl.max_clients,
-                    100_000,
-                    16,
-                    10_000_000,
+                    defaults::ROUTE_RATE_LIMIT_MAX_CLIENTS,
                 ) as u32,
             }
         });
@@ -643,12 +640,12 @@ impl Validator<'_> {
         let header_timeout = self.duration(
             &at("header_timeout"),
             l.header_timeout.as_deref(),
-            Duration::from_secs(10),
+            defaults::HTTP_HEADER_TIMEOUT,
         );
         let keepalive_timeout = self.duration(
             &at("keepalive_timeout"),
             l.keepalive_timeout.as_deref(),
-            Duration::from_secs(60),
+            defaults::HTTP_KEEPALIVE_TIMEOUT,
         );
         if header_timeout.is_zero() {
             self.err(&at("header_timeout"), "must be greater than 0");
@@ -677,15 +674,21 @@ impl Validator<'_> {
             http2: l.http2.unwrap_or(true),
             header_timeout,
             keepalive_timeout,
-            max_header_bytes: self.range(
+            max_header_bytes: self.int(
                 &at("max_header_bytes"),
                 l.max_header_bytes,
-                64 * 1024,
-                1024,
-                1 << 20,
+                defaults::HTTP_MAX_HEADER_BYTES,
             ) as usize,
-            max_headers: self.range(&at("max_headers"), l.max_headers, 100, 8, 1000) as usize,
-            max_body_bytes: self.range(&at("max_body_bytes"), l.max_body_bytes, 0, 0, u64::MAX),
+            max_headers: self.int(
+                &at("max_headers"),
+                l.max_headers,
+                defaults::HTTP_MAX_HEADERS,
+            ) as usize,
+            max_body_bytes: self.int(
+                &at("max_body_bytes"),
+                l.max_body_bytes,
+                defaults::HTTP_MAX_BODY_BYTES,
+            ),
             error_pages,
         }
     }
@@ -700,17 +703,11 @@ impl Validator<'_> {
             "app_cookie" => match s.name {
                 Some(name) => Some(StickyConfig::AppCookie {
                     name,
-                    ttl: self.duration(
-                        &at("sticky.ttl"),
-                        s.ttl.as_deref(),
-                        Duration::from_secs(3600),
-                    ),
-                    max_entries: self.range(
+                    ttl: self.duration(&at("sticky.ttl"), s.ttl.as_deref(), defaults::STICKY_TTL),
+                    max_entries: self.int(
                         &at("sticky.max_entries"),
                         s.max_entries,
-                        100_000,
-                        1,
-                        100_000_000,
+                        defaults::STICKY_MAX_ENTRIES,
                     ) as usize,
                 }),
                 None => {

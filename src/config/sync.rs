@@ -1,5 +1,6 @@
 //! `[sync]`: replication of sticky sessions between the nodes (see `crate::sync`).
 
+use super::defaults;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -121,7 +122,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let max_queue = self.range("sync.max_queue", s.max_queue, 65536, 16, 1 << 24) as usize;
+        let max_queue = self.int("sync.max_queue", s.max_queue, defaults::SYNC_MAX_QUEUE) as usize;
         Some(SyncConfig {
             listen: listen?,
             peers,

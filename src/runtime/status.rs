@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Daemon;
-use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, RouteStatus, Status};
+use crate::admin::status::{ListenerStatus, PoolStatus, RouteStatus, Status};
 
 impl Daemon {
     pub fn status(&self) -> Status {
@@ -58,52 +58,7 @@ impl Daemon {
             .pools
             .iter()
             .filter_map(|pc| snap.pools.get(&pc.name))
-            .map(|p| PoolStatus {
-                name: p.cfg.name.clone(),
-                algorithm: p.cfg.algorithm.name().into(),
-                healthy: p.healthy_count(),
-                queued: p.queued(),
-                queue_timeouts: p.shared.queue_timeouts.load(Ordering::Relaxed),
-                retries: p.shared.retries.load(Ordering::Relaxed),
-                no_backend: p.shared.no_backend.load(Ordering::Relaxed),
-                backends: p
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        let info = b.state.check_info();
-                        BackendStatus {
-                            name: b.cfg.name.clone(),
-                            address: b.cfg.address.to_string(),
-                            weight: b.state.weight(b.cfg.weight),
-                            configured_weight: b.cfg.weight,
-                            runtime: b.state.has_runtime_state(),
-                            backup: b.cfg.backup,
-                            health: if b.state.is_healthy() { "up" } else { "down" }.into(),
-                            admin: serde_json::to_value(b.state.admin())
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default(),
-                            active: b.state.active.load(Ordering::Relaxed),
-                            total: b.state.total.load(Ordering::Relaxed),
-                            connect_failures: b.state.connect_failures.load(Ordering::Relaxed),
-                            bytes_in: b.state.bytes_in.load(Ordering::Relaxed),
-                            bytes_out: b.state.bytes_out.load(Ordering::Relaxed),
-                            last_check: info.last_result,
-                            reason: info.reason,
-                            since_seconds: (info.changed_at > 0)
-                                .then(|| now.saturating_sub(info.changed_at)),
-                            checks_ok: b.state.checks_ok.load(Ordering::Relaxed),
-                            checks_failed: b.state.checks_failed.load(Ordering::Relaxed),
-                            latency_seconds: Some(b.state.latency.snapshot()),
-                            ejected_seconds: b.state.ejected_for().map(|d| d.as_secs_f64()),
-                            ejections: b.state.ejections.load(Ordering::Relaxed),
-                            effective_weight: b
-                                .state
-                                .ramped_weight(b.state.weight(b.cfg.weight), p.cfg.slow_start),
-                        }
-                    })
-                    .collect(),
-            })
+            .map(|p| PoolStatus::from_snapshot(p.snapshot(), now))
             .collect();
         let mut status = Status {
             version: crate::version(),
