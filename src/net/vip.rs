@@ -40,9 +40,11 @@ fn message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
 }
 
 /// Adds the address, or updates it in place if present (NLM_F_REPLACE), so this
-/// is also the renewal call. `lifetime: Some(d)` sets valid = preferred = d
+/// is also the renewal call. `lifetime: Some(d)` sets the valid lifetime to d
 /// (rounded up to whole seconds, at least 1); `None` makes it permanent — also
-/// when replacing an address that had a lifetime. IPv6 VIPs skip DAD: a backup
+/// when replacing an address that had a lifetime. IPv4 VIPs are preferred as long
+/// as they are valid, IPv6 VIPs are deprecated from the start (never a source
+/// address for connections tandem opens). IPv6 VIPs skip DAD: a backup
 /// must not be left with a "tentative" or "dadfailed" address after a brief
 /// double-master.
 pub async fn add_vip(
@@ -62,11 +64,18 @@ pub async fn add_vip(
         msg.attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
-    if let Some(d) = lifetime {
-        let secs = lifetime_secs(d);
+    let valid = lifetime.map(lifetime_secs);
+    // An IPv6 VIP is added deprecated (preferred lifetime 0): it receives and answers like
+    // any address, but source address selection (RFC 6724 rule 3) never picks it for a
+    // connection this node opens. Otherwise the VIP, in the same /64 as the backends, would
+    // become the source of upstream connections, and every request in flight on one when
+    // the VIP moves to the peer would hang: the backend's answer goes to the new master.
+    // IPv4 needs no such care: a VIP is a secondary address, never the preferred source.
+    let preferred = if addr.is_ipv6() { Some(0) } else { valid };
+    if valid.is_some() || preferred.is_some() {
         let mut ci = CacheInfo::default();
-        ci.ifa_valid = secs;
-        ci.ifa_preferred = secs;
+        ci.ifa_valid = valid.unwrap_or(u32::MAX);
+        ci.ifa_preferred = preferred.unwrap_or(u32::MAX);
         msg.attributes.push(AddressAttribute::CacheInfo(ci));
     }
     req.execute()
@@ -233,12 +242,15 @@ mod tests {
                     .unwrap()
                     .contains(&(vip, prefix)));
 
-                let (valid, _, flags, marked) = kernel_view(&h, idx, vip).await.unwrap();
+                let (valid, preferred, flags, marked) = kernel_view(&h, idx, vip).await.unwrap();
                 assert_eq!(valid, u32::MAX, "no lifetime = forever");
                 assert!(marked, "IFA_PROTO mark stored by the kernel");
                 if vip.is_ipv6() {
                     assert!(flags.contains(AddressFlags::Nodad), "{flags:?}");
                     assert!(!flags.contains(AddressFlags::Tentative), "{flags:?}");
+                    assert_eq!(preferred, 0, "an IPv6 VIP is never a source address");
+                } else {
+                    assert_eq!(preferred, u32::MAX, "an IPv4 VIP stays preferred");
                 }
 
                 del_vip(&h, idx, vip, prefix).await.unwrap();
@@ -305,7 +317,8 @@ mod tests {
                     .await
                     .unwrap();
                 let (valid, pref, _, _) = kernel_view(&h, idx, vip).await.unwrap();
-                assert_eq!((valid, pref), (2, 2));
+                let want_pref = if vip.is_ipv6() { 0 } else { 2 };
+                assert_eq!((valid, pref), (2, want_pref));
                 let gone = gone_after(&h, idx, vip, t0, Duration::from_secs(4)).await;
                 eprintln!("{vip}: lifetime 2 s, kernel removed it after {gone:?}");
                 let gone = gone.expect("address with 2 s lifetime still present after 4 s");
