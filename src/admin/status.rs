@@ -163,6 +163,37 @@ pub struct PeerStatus {
     pub last_seen_ms_ago: u64,
 }
 
+impl ListenerStatus {
+    /// The wire form of a listener's counters; `routes`: an HTTP listener's, by route.
+    pub fn from_stats(
+        l: &crate::config::ListenerConfig,
+        s: &crate::stats::ListenerStats,
+        routes: Option<Vec<RouteStatus>>,
+    ) -> ListenerStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        ListenerStatus {
+            request_seconds: routes.as_ref().map(|_| s.request_seconds.snapshot()),
+            routes: routes.unwrap_or_default(),
+            name: l.name.clone(),
+            bind: l.bind.to_string(),
+            protocol: l.protocol.name().into(),
+            pool: l.pool.clone(),
+            active: s.active.load(Relaxed),
+            total: s.total.load(Relaxed),
+            queued: s.queued.load(Relaxed),
+            rejected: s.rejected.load(Relaxed),
+            no_backend: s.no_backend.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            denied: s.policy.denied.load(Relaxed),
+            rate_limited: s.policy.rate_limited.load(Relaxed),
+            proxy_errors: s.policy.proxy_errors.load(Relaxed),
+            bytes_in: s.bytes_in.load(Relaxed),
+            bytes_out: s.bytes_out.load(Relaxed),
+            spliced_bytes: s.spliced.load(Relaxed),
+        }
+    }
+}
+
 impl PoolStatus {
     /// The wire form of a pool's snapshot; `now` (Unix seconds) dates health changes.
     pub fn from_snapshot(p: crate::pool::PoolSnapshot, now: u64) -> PoolStatus {

@@ -826,3 +826,509 @@ pub fn validate_status_respond(status: u16) -> Result<(), String> {
         Err(format!("respond status {status} is not within 200..=599"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::global::tests::{check, ok, Row, POOL};
+    use super::*;
+
+    /// [`POOL`] and an http listener `h` (lines 4-7) with `keys` from line 8.
+    fn h(keys: &str) -> String {
+        format!("{POOL}[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n{keys}\n")
+    }
+
+    /// Like [`h`] for an https listener.
+    fn hs(keys: &str) -> String {
+        format!("{POOL}[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:8443\"\nprotocol = \"https\"\n{keys}\n")
+    }
+
+    /// `routes = [{ <route> }]` on line 8.
+    fn route(r: &str) -> String {
+        h(&format!("routes = [{{ {r} }}]"))
+    }
+
+    /// [`POOL`] with `keys` appended (line 4 on).
+    fn p(keys: &str) -> String {
+        format!("{POOL}{keys}\n")
+    }
+
+    const CERT: &str = "{ cert = \"/etc/t/c.pem\", key = \"/etc/t/c.key\" }";
+
+    #[test]
+    fn http_route_errors() {
+        let rows: Vec<Row> = vec![
+            // Matchers.
+            (route("match = { header = { x-a = false } }, pool = \"web\""), "listener[0].routes[0].match.header.x-a", "`false` cannot be matched; omit the key instead", 8),
+            (route("match = { cookie = { s = { equals = \"a\", regex = \"b\" } } }, pool = \"web\""), "listener[0].routes[0].match.cookie.s", "use exactly one of equals, regex, present = true", 8),
+            (route("match = { query = { q = { present = false } } }, pool = \"web\""), "listener[0].routes[0].match.query.q", "use exactly one of", 8),
+            (route("match = { query = { q = {} } }, pool = \"web\""), "listener[0].routes[0].match.query.q", "use exactly one of", 8),
+            (route("match = { source = [\"10.0.0.0/33\"] }, pool = \"web\""), "listener[0].routes[0].match.source[0]", "prefix must be 0..=32", 8),
+            // Actions: exactly one, and their own keys.
+            (route("match = { host = \"a.test\" }"), "listener[0].routes[0].pool", "a route needs exactly one of pool, split, redirect, respond", 8),
+            (route("redirect = { location = \"/x\" }, respond = { status = 204 }"), "listener[0].routes[0].pool", "exactly one of pool, split, redirect, respond", 8),
+            (route("split = []"), "listener[0].routes[0].split", "a split needs at least one pool", 8),
+            (route("split = [{ pool = \"web\", weight = 1000001 }]"), "listener[0].routes[0].split[0].weight", "1000001 is out of range 0..=1000000", 8),
+            (route("pool = \"nope\""), "listener[0].routes[0].pool", "no pool named \"nope\" is defined", 8),
+            (route("redirect = { location = \"https://a.test/\" }, strip_prefix = \"/a\""), "listener[0].routes[0].strip_prefix", "strip_prefix/rewrite_path only apply to routes with a pool", 8),
+            (route("respond = { status = 204 }, rewrite_path = \"/b\""), "listener[0].routes[0].strip_prefix", "only apply to routes with a pool", 8),
+            (route("pool = \"web\", strip_prefix = \"/a\", rewrite_path = \"/b\""), "listener[0].routes[0].rewrite_path", "use strip_prefix or rewrite_path, not both", 8),
+            (route("redirect = { status = 200, location = \"/x\" }"), "listener[0].routes[0].redirect.status", "redirect status 200 is not one of 301, 302, 303, 307, 308", 8),
+            (route("respond = { status = 101 }"), "listener[0].routes[0].respond.status", "respond status 101 is not within 200..=599", 8),
+            (route("respond = { status = 600 }"), "listener[0].routes[0].respond.status", "respond status 600 is not within 200..=599", 8),
+            // Cache and compression.
+            (route("pool = \"web\", cache = { max_bytes = 4095 }"), "listener[0].routes[0].cache.max_bytes", "4095 is out of range 4096..=1099511627776", 8),
+            (route("pool = \"web\", compress = { types = [] }"), "listener[0].routes[0].compress.types", "needs at least one type", 8),
+            (route("pool = \"web\", compress = { types = [\"text/html\", \"/html\"] }"), "listener[0].routes[0].compress.types[1]", "\"/html\" is not a media type", 8),
+            (route("pool = \"web\", compress = { types = [\"text/html;charset=utf-8\"] }"), "listener[0].routes[0].compress.types[0]", "is not a media type", 8),
+            (route("pool = \"web\", compress = { types = [\"a/b/c\"] }"), "listener[0].routes[0].compress.types[0]", "is not a media type", 8),
+            (route("pool = \"web\", compress = { min_bytes = 1073741825 }"), "listener[0].routes[0].compress.min_bytes", "1073741825 is out of range 0..=1073741824", 8),
+            (route("redirect = { location = \"/x\" }, compress = { min_bytes = 0 }"), "listener[0].routes[0].compress", "only applies to routes with a pool or split", 8),
+            // Per-route rate limits.
+            (route("pool = \"web\", rate_limit = { rate = 5, max_connections = 1 }"), "listener[0].routes[0].rate_limit.max_connections", "connections belong to listeners", 8),
+            (route("pool = \"web\", rate_limit = { rate = 0 }"), "listener[0].routes[0].rate_limit.rate", "0 is out of range 1..=10000000", 8),
+            (route("pool = \"web\", rate_limit = { rate = 5, burst = 0 }"), "listener[0].routes[0].rate_limit.burst", "0 is out of range 1..=10000000", 8),
+            (route("pool = \"web\", rate_limit = { max_clients = 15 }"), "listener[0].routes[0].rate_limit.max_clients", "15 is out of range 16..=10000000", 8),
+        ];
+        check(&rows);
+        // The second route of the second listener.
+        let src = format!(
+            "{}[[listener]]\nname = \"h2\"\nbind = \"127.0.0.1:8081\"\nprotocol = \"http\"\nroutes = [\n  {{ pool = \"web\" }},\n  {{ pool = \"web\", respond = {{}} }},\n]\n",
+            h("pool = \"web\"")
+        );
+        check(&[(src, "listener[1].routes[1].pool", "exactly one of", 15)]);
+    }
+
+    #[test]
+    fn http_listener_errors() {
+        let rows: Vec<Row> = vec![
+            // Missing keys are reported where the listener starts.
+            (h(""), "listener[0].routes", "an http listener needs routes (or a pool)", 4),
+            (h("routes = []"), "listener[0].routes", "an http listener needs routes (or a pool)", 8),
+            (hs("pool = \"web\""), "listener[0].tls", "an https listener needs tls = { certificates = [...] }", 4),
+            (h(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}] }}")), "listener[0].tls", "tls is only valid with protocol = \"https\"", 9),
+            (h("pool = \"web\"\nhsts = \"max-age=31536000\""), "listener[0].hsts", "hsts is only valid with protocol = \"https\"", 9),
+            // TLS options.
+            (hs("pool = \"web\"\ntls = { certificates = [] }"), "listener[0].tls.certificates", "at least one certificate is needed", 9),
+            (hs(&format!("pool = \"web\"\ntls = {{ certificates = [{}, {}] }}", CERT.replace(" }", ", default = true }"), CERT.replace(" }", ", default = true }"))), "listener[0].tls.certificates", "only one certificate can be the default", 9),
+            (hs(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}], min_version = \"TLSv1.3\" }}")), "listener[0].tls.min_version", "\"TLSv1.3\": expected \"1.2\" or \"1.3\"", 9),
+            (hs(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}], client_ca = \"/etc/t/ca.pem\", client_auth = \"sometimes\" }}")), "listener[0].tls.client_auth", "\"sometimes\": expected \"required\" or \"optional\"", 9),
+            (hs(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}], client_ca = \"/etc/t/ca.pem\", client_subject_header = \"X Subject\" }}")), "listener[0].tls.client_subject_header", "\"X Subject\" is not a valid header name", 9),
+            (hs(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}], client_subject_header = \"X-Subject\" }}")), "listener[0].tls.client_subject_header", "only valid with client_ca", 9),
+            // Error pages, request ids, timeouts, trusted proxies, limits.
+            (h("pool = \"web\"\nerror_pages = { 200 = \"ok\" }"), "listener[0].error_pages.200", "keys are HTTP error statuses 400..=599", 9),
+            (h("pool = \"web\"\nerror_pages = { 503 = \"busy\", oops = \"x\" }"), "listener[0].error_pages.oops", "keys are HTTP error statuses", 9),
+            (h("pool = \"web\"\nrequest_id = \"X Request Id\""), "listener[0].request_id", "\"X Request Id\" is not a valid header name", 9),
+            (h("pool = \"web\"\nheader_timeout = \"0\""), "listener[0].header_timeout", "must be greater than 0", 9),
+            (h("pool = \"web\"\nheader_timeout = \"10\""), "listener[0].header_timeout", "missing unit", 9),
+            (h("pool = \"web\"\nkeepalive_timeout = \"1 min\""), "listener[0].keepalive_timeout", "invalid duration", 9),
+            (h("pool = \"web\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]"), "listener[0].trusted_proxies[1]", "prefix must be 0..=32", 9),
+            (h("pool = \"web\"\ntrusted_proxies = [\"proxy\"]"), "listener[0].trusted_proxies[0]", "is not an address or address/prefix", 9),
+            (h("pool = \"web\"\nmax_header_bytes = 1023"), "listener[0].max_header_bytes", "1023 is out of range 1024..=1048576", 9),
+            (h("pool = \"web\"\nmax_header_bytes = 1048577"), "listener[0].max_header_bytes", "out of range 1024..=1048576", 9),
+            (h("pool = \"web\"\nmax_headers = 7"), "listener[0].max_headers", "7 is out of range 8..=1000", 9),
+            (h("pool = \"web\"\nmax_headers = 1001"), "listener[0].max_headers", "1001 is out of range 8..=1000", 9),
+        ];
+        check(&rows);
+    }
+
+    #[test]
+    fn http_pool_errors() {
+        let rows: Vec<Row> = vec![
+            (
+                p("sticky = { mode = \"ip\" }"),
+                "pool[0].sticky.mode",
+                "unknown mode \"ip\"; expected cookie, app_cookie or source_ip",
+                4,
+            ),
+            (
+                p("sticky = { mode = \"app_cookie\" }"),
+                "pool[0].sticky.name",
+                "app_cookie needs the application's cookie name",
+                4,
+            ),
+            (
+                p("sticky = { mode = \"app_cookie\", name = \"JSESSIONID\", ttl = \"1\" }"),
+                "pool[0].sticky.ttl",
+                "missing unit",
+                4,
+            ),
+            (
+                p("sticky = { mode = \"app_cookie\", name = \"JSESSIONID\", max_entries = 0 }"),
+                "pool[0].sticky.max_entries",
+                "0 is out of range 1..=100000000",
+                4,
+            ),
+            (
+                p("tls = { verify = \"none\", client_cert = \"/etc/t/c.pem\" }"),
+                "pool[0].tls.client_key",
+                "client_cert and client_key go together",
+                4,
+            ),
+            (
+                p("tls = { verify = \"none\", client_key = \"/etc/t/c.key\" }"),
+                "pool[0].tls.client_key",
+                "client_cert and client_key go together",
+                4,
+            ),
+            (
+                p("max_idle_per_backend = 100001"),
+                "pool[0].max_idle_per_backend",
+                "100001 is out of range 0..=100000",
+                4,
+            ),
+            (
+                p("upstream_idle_timeout = \"forever\""),
+                "pool[0].upstream_idle_timeout",
+                "invalid duration",
+                4,
+            ),
+            (
+                p("response_timeout = \"60\""),
+                "pool[0].response_timeout",
+                "missing unit",
+                4,
+            ),
+        ];
+        check(&rows);
+    }
+
+    #[test]
+    fn http_listener_defaults() {
+        let c = ok(&h("pool = \"web\""));
+        let l = &c.listeners[0];
+        assert_eq!(l.idle_timeout, Duration::from_secs(300));
+        let x = l.http.as_ref().expect("http");
+        assert_eq!(x.routes.len(), 1);
+        let r = &x.routes[0];
+        assert_eq!(r.name, "default");
+        assert_eq!(r.matcher, MatchConfig::default());
+        assert_eq!(
+            r.action,
+            ActionConfig::Forward {
+                pool: "web".into(),
+                split: vec![],
+                split_sticky: false,
+                strip_prefix: None,
+                rewrite_path: None,
+            }
+        );
+        assert_eq!(
+            (r.cache.as_ref(), r.compress.as_ref(), r.rate_limit.as_ref()),
+            (None, None, None)
+        );
+        assert_eq!(x.tls, None);
+        assert_eq!(x.tls_opts, TlsOptions::default());
+        assert_eq!(x.hsts, None);
+        assert_eq!(x.request_id.as_deref(), Some("X-Request-Id"));
+        assert!(!x.forwarded);
+        assert!(x.trusted_proxies.is_empty());
+        assert!(x.http2);
+        assert_eq!(x.header_timeout, defaults::HTTP_HEADER_TIMEOUT);
+        assert_eq!(x.keepalive_timeout, defaults::HTTP_KEEPALIVE_TIMEOUT);
+        assert_eq!(
+            x.max_header_bytes as u64,
+            defaults::HTTP_MAX_HEADER_BYTES.default
+        );
+        assert_eq!(x.max_headers as u64, defaults::HTTP_MAX_HEADERS.default);
+        assert_eq!(x.max_body_bytes, defaults::HTTP_MAX_BODY_BYTES.default);
+        assert!(x.error_pages.is_empty());
+        // And a pool's HTTP side.
+        assert_eq!(c.pools[0].http, HttpPoolConfig::default());
+    }
+
+    #[test]
+    fn http_listener_valid_values() {
+        let c = ok(&h(concat!(
+            "pool = \"web\"\n",
+            "request_id = \"\"\n",
+            "forwarded = true\n",
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+            "http2 = false\n",
+            "header_timeout = \"500ms\"\n",
+            "keepalive_timeout = \"0\"\n",
+            "max_header_bytes = 1024\n",
+            "max_headers = 8\n",
+            "max_body_bytes = 18446744073709551615\n",
+            "error_pages = { 503 = \"busy\", 404 = \"gone\" }",
+        )));
+        let x = c.listeners[0].http.clone().expect("http");
+        // request_id = "" turns the header off.
+        assert_eq!(x.request_id, None);
+        assert!(x.forwarded && !x.http2);
+        assert_eq!(
+            x.trusted_proxies,
+            vec![
+                Cidr::parse("10.0.0.0/8").expect("cidr"),
+                Cidr::parse("::1/128").expect("cidr")
+            ]
+        );
+        assert_eq!(x.header_timeout, Duration::from_millis(500));
+        assert_eq!(x.keepalive_timeout, Duration::ZERO);
+        assert_eq!(
+            (x.max_header_bytes, x.max_headers, x.max_body_bytes),
+            (1024, 8, u64::MAX)
+        );
+        assert_eq!(
+            x.error_pages,
+            BTreeMap::from([(404, "gone".to_string()), (503, "busy".to_string())])
+        );
+
+        // https: certificates and options.
+        let c = ok(&hs(&format!(
+            "pool = \"web\"\nhsts = \"max-age=60\"\ntls = {{ certificates = [{CERT}, {{ cert = \"/etc/t/d.pem\", key = \"/etc/t/d.key\", names = [\"d.test\"], default = true, ocsp = \"/etc/t/d.ocsp\" }}], min_version = \"1.3\", client_ca = \"/etc/t/ca.pem\", client_auth = \"optional\", cipher_suites = [\"TLS13_AES_128_GCM_SHA256\"], groups = [\"x25519\"] }}"
+        )));
+        let x = c.listeners[0].http.clone().expect("http");
+        assert_eq!(x.hsts.as_deref(), Some("max-age=60"));
+        let certs = x.tls.expect("tls");
+        assert_eq!(
+            certs[0],
+            CertConfig {
+                cert: "/etc/t/c.pem".into(),
+                key: "/etc/t/c.key".into(),
+                names: None,
+                default: false,
+                ocsp: None
+            }
+        );
+        assert_eq!(certs[1].names.as_deref(), Some(&["d.test".to_string()][..]));
+        assert!(certs[1].default);
+        assert_eq!(certs[1].ocsp.as_deref(), Some(Path::new("/etc/t/d.ocsp")));
+        let o = &x.tls_opts;
+        assert!(o.min_tls13 && !o.client_auth_required);
+        assert_eq!(o.client_ca.as_deref(), Some(Path::new("/etc/t/ca.pem")));
+        // The default subject header, lowercased.
+        assert_eq!(o.client_subject_header.as_deref(), Some("x-client-subject"));
+        assert_eq!(
+            (o.cipher_suites.as_slice(), o.groups.as_slice()),
+            (
+                &["TLS13_AES_128_GCM_SHA256".to_string()][..],
+                &["x25519".to_string()][..]
+            )
+        );
+        // client_ca alone: client certificates are required.
+        let c = ok(&hs(&format!("pool = \"web\"\ntls = {{ certificates = [{CERT}], client_ca = \"/etc/t/ca.pem\", client_subject_header = \"X-Subject\" }}")));
+        let o = c.listeners[0].http.clone().expect("http").tls_opts;
+        assert!(o.client_auth_required && !o.min_tls13);
+        assert_eq!(o.client_subject_header.as_deref(), Some("x-subject"));
+    }
+
+    #[test]
+    fn http_route_values() {
+        let c = ok(&(h(concat!(
+            "pool = \"web\"\n",
+            "routes = [\n",
+            "  { name = \"api\", match = { host = \"a.test\", path_prefix = \"/api\", method = \"GET\", source = [\"10.0.0.0/8\"], header = { x-a = true, x-b = \"1\" }, cookie = { s = { regex = \"^a\" } }, query = { q = { present = true }, r = { equals = \"2\" } } }, split = [{ pool = \"web\", weight = 3 }, { pool = \"api\", weight = 0 }], split_sticky = true, cache = true, compress = true, rate_limit = { rate = 5 } },\n",
+            "  { match = { method = [\"GET\", \"HEAD\"], path_exact = \"/old\" }, redirect = { location = \"/new\" } },\n",
+            "  { match = { path_regex = \"^/x\" }, respond = { body = \"hi\", content_type = \"text/plain\" }, request_headers = { set = { a = \"1\" }, remove = [\"b\"] } },\n",
+            "  { pool = \"api\", strip_prefix = \"/v1\", cache = { max_bytes = 4096 }, compress = { types = [\"Text/HTML\", \"text/\"], min_bytes = 0 }, rate_limit = { rate = 2, burst = 10, max_clients = 16 } },\n",
+            "]",
+        )) + "[[pool]]\nname = \"api\"\nbackends = [{ address = \"10.0.0.2:80\" }]\n"));
+        let rs = &c.listeners[0].http.as_ref().expect("http").routes;
+        assert_eq!(rs.len(), 5, "four routes and the default one");
+        let r = &rs[0];
+        assert_eq!(r.name, "api");
+        let m = &r.matcher;
+        assert_eq!(
+            (m.host.as_deref(), m.path_prefix.as_deref()),
+            (Some("a.test"), Some("/api"))
+        );
+        assert_eq!(m.methods, ["GET"]);
+        assert_eq!(m.sources, vec![Cidr::parse("10.0.0.0/8").expect("cidr")]);
+        assert_eq!(
+            m.headers,
+            vec![
+                ("x-a".into(), ValueMatchConfig::Present),
+                ("x-b".into(), ValueMatchConfig::Equals("1".into()))
+            ]
+        );
+        assert_eq!(
+            m.cookies,
+            vec![("s".into(), ValueMatchConfig::Regex("^a".into()))]
+        );
+        assert_eq!(
+            m.query,
+            vec![
+                ("q".into(), ValueMatchConfig::Present),
+                ("r".into(), ValueMatchConfig::Equals("2".into()))
+            ]
+        );
+        // A split forwards to its first pool; one weight may be 0.
+        assert_eq!(
+            r.action,
+            ActionConfig::Forward {
+                pool: "web".into(),
+                split: vec![("web".into(), 3), ("api".into(), 0)],
+                split_sticky: true,
+                strip_prefix: None,
+                rewrite_path: None,
+            }
+        );
+        assert_eq!(r.cache, Some(DEFAULT_CACHE_BYTES));
+        assert_eq!(r.compress, Some(CompressConfig::default()));
+        let rl = r.rate_limit.expect("rate_limit");
+        assert_eq!((rl.rate, rl.burst, rl.max_connections), (5, 5, 0));
+        assert_eq!(
+            rl.max_clients as u64,
+            defaults::ROUTE_RATE_LIMIT_MAX_CLIENTS.default
+        );
+
+        let r = &rs[1];
+        assert_eq!(r.name, "route1");
+        assert_eq!(r.matcher.methods, ["GET", "HEAD"]);
+        assert_eq!(r.matcher.path_exact.as_deref(), Some("/old"));
+        assert_eq!(
+            r.action,
+            ActionConfig::Redirect {
+                status: 301,
+                location: "/new".into()
+            }
+        );
+
+        let r = &rs[2];
+        assert_eq!(r.matcher.path_regex.as_deref(), Some("^/x"));
+        assert_eq!(
+            r.action,
+            ActionConfig::Respond {
+                status: 200,
+                body: "hi".into(),
+                content_type: Some("text/plain".into())
+            }
+        );
+        assert_eq!(
+            r.request_headers,
+            HeaderOpsConfig {
+                set: vec![("a".into(), "1".into())],
+                add: vec![],
+                remove: vec!["b".into()]
+            }
+        );
+        assert_eq!(r.response_headers, HeaderOpsConfig::default());
+
+        let r = &rs[3];
+        let ActionConfig::Forward {
+            pool, strip_prefix, ..
+        } = &r.action
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (pool.as_str(), strip_prefix.as_deref()),
+            ("api", Some("/v1"))
+        );
+        assert_eq!(r.cache, Some(4096));
+        let cz = r.compress.as_ref().expect("compress");
+        assert_eq!(
+            (cz.types.as_slice(), cz.min_bytes),
+            (&["text/html".to_string(), "text/".to_string()][..], 0)
+        );
+        let rl = r.rate_limit.expect("rate_limit");
+        assert_eq!((rl.rate, rl.burst, rl.max_clients), (2, 10, 16));
+
+        // The listener's own pool comes last, as the default route.
+        assert_eq!(rs[4].name, "default");
+        // Every redirect status, and the respond range ends.
+        for s in [301, 302, 303, 307, 308] {
+            ok(&route(&format!(
+                "redirect = {{ status = {s}, location = \"/x\" }}"
+            )));
+        }
+        for s in [200, 599] {
+            ok(&route(&format!("respond = {{ status = {s} }}")));
+        }
+        // cache = false / compress = false are off.
+        let c = ok(&route("pool = \"web\", cache = false, compress = false"));
+        let r = &c.listeners[0].http.as_ref().expect("http").routes[0];
+        assert_eq!((r.cache, r.compress.as_ref()), (None, None));
+    }
+
+    #[test]
+    fn http_pool_values() {
+        let sticky = |s: &str| {
+            ok(&p(&format!("sticky = {s}"))).pools[0]
+                .http
+                .sticky
+                .clone()
+        };
+        assert_eq!(
+            sticky("{ mode = \"cookie\" }"),
+            Some(StickyConfig::Cookie {
+                name: "TANDEM_SRV".into()
+            })
+        );
+        assert_eq!(
+            sticky("{ mode = \"cookie\", name = \"SRV\" }"),
+            Some(StickyConfig::Cookie { name: "SRV".into() })
+        );
+        assert_eq!(
+            sticky("{ mode = \"source_ip\" }"),
+            Some(StickyConfig::SourceIp)
+        );
+        assert_eq!(
+            sticky("{ mode = \"app_cookie\", name = \"JSESSIONID\" }"),
+            Some(StickyConfig::AppCookie {
+                name: "JSESSIONID".into(),
+                ttl: defaults::STICKY_TTL,
+                max_entries: defaults::STICKY_MAX_ENTRIES.default as usize,
+            })
+        );
+        assert_eq!(
+            sticky("{ mode = \"app_cookie\", name = \"S\", ttl = \"10m\", max_entries = 1 }"),
+            Some(StickyConfig::AppCookie {
+                name: "S".into(),
+                ttl: Duration::from_secs(600),
+                max_entries: 1
+            })
+        );
+        let x = ok(&p(concat!(
+            "http2 = true\n",
+            "tls = { verify = \"/etc/t/ca.pem\", server_name = \"b.test\", client_cert = \"/etc/t/c.pem\", client_key = \"/etc/t/c.key\" }\n",
+            "max_idle_per_backend = 0\n",
+            "upstream_idle_timeout = \"30s\"\n",
+            "response_timeout = \"2m\"",
+        )))
+        .pools[0]
+            .http
+            .clone();
+        assert!(x.http2);
+        assert_eq!(
+            x.tls,
+            Some(UpstreamTlsConfig {
+                verify: Some("/etc/t/ca.pem".into()),
+                server_name: Some("b.test".into()),
+                client_cert: Some("/etc/t/c.pem".into()),
+                client_key: Some("/etc/t/c.key".into()),
+            })
+        );
+        assert_eq!(x.max_idle_per_backend, 0);
+        assert_eq!(x.idle_timeout, Duration::from_secs(30));
+        assert_eq!(x.response_timeout, Duration::from_secs(120));
+        // verify = "none": no verification.
+        let t = ok(&p("tls = { verify = \"none\" }")).pools[0]
+            .http
+            .tls
+            .clone()
+            .expect("tls");
+        assert_eq!(t.verify, None);
+    }
+
+    #[test]
+    #[ignore = "bug: a redirect/respond status beyond u16 (70000) is reported as status 0, not as the configured number"]
+    fn http_status_beyond_u16() {
+        check(&[
+            (
+                route("respond = { status = 70000 }"),
+                "listener[0].routes[0].respond.status",
+                "70000",
+                8,
+            ),
+            (
+                route("redirect = { status = 65837, location = \"/x\" }"),
+                "listener[0].routes[0].redirect.status",
+                "65837",
+                8,
+            ),
+        ]);
+    }
+}

@@ -15,42 +15,23 @@ impl Daemon {
         let listeners = snap
             .listeners
             .iter()
-            .map(|(l, s, http)| ListenerStatus {
-                request_seconds: http.as_ref().map(|_| s.request_seconds.snapshot()),
-                routes: http
-                    .as_ref()
-                    .map(|h| {
-                        let h = h.load();
-                        h.router
-                            .routes()
-                            .iter()
-                            .zip(&h.route_stats)
-                            .map(|(r, st)| RouteStatus {
-                                name: r.name.clone(),
-                                requests: st.requests.load(Ordering::Relaxed),
-                                by_class: std::array::from_fn(|i| {
-                                    st.by_class[i].load(Ordering::Relaxed)
-                                }),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                name: l.name.clone(),
-                bind: l.bind.to_string(),
-                protocol: l.protocol.name().into(),
-                pool: l.pool.clone(),
-                active: s.active.load(Ordering::Relaxed),
-                total: s.total.load(Ordering::Relaxed),
-                queued: s.queued.load(Ordering::Relaxed),
-                rejected: s.rejected.load(Ordering::Relaxed),
-                no_backend: s.no_backend.load(Ordering::Relaxed),
-                dropped: s.dropped.load(Ordering::Relaxed),
-                denied: s.policy.denied.load(Ordering::Relaxed),
-                rate_limited: s.policy.rate_limited.load(Ordering::Relaxed),
-                proxy_errors: s.policy.proxy_errors.load(Ordering::Relaxed),
-                bytes_in: s.bytes_in.load(Ordering::Relaxed),
-                bytes_out: s.bytes_out.load(Ordering::Relaxed),
-                spliced_bytes: s.spliced.load(Ordering::Relaxed),
+            .map(|(l, s, http)| {
+                let routes = http.as_ref().map(|h| {
+                    let h = h.load();
+                    h.router
+                        .routes()
+                        .iter()
+                        .zip(&h.route_stats)
+                        .map(|(r, st)| RouteStatus {
+                            name: r.name.clone(),
+                            requests: st.requests.load(Ordering::Relaxed),
+                            by_class: std::array::from_fn(|i| {
+                                st.by_class[i].load(Ordering::Relaxed)
+                            }),
+                        })
+                        .collect()
+                });
+                ListenerStatus::from_stats(l, s, routes)
             })
             .collect();
         let pools = snap
