@@ -11,14 +11,15 @@
 //!
 //! Run: `bash benches/failover.sh [--runs N]` (root or unshare).
 
-#[path = "../tests/lab/mod.rs"]
-mod lab;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "10.77.0.100";
 
@@ -125,11 +126,11 @@ fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
     lab.add_host("lb2", "10.77.0.2/24");
     lab.add_host("client", "10.77.0.50/24");
     lab.add_host("be1", "10.77.0.21/24");
-    let _be = HttpBackend::start(&lab, "be1", 8080, "web1");
-    let mut responders: Vec<HttpBackend> = if imp == Impl::Keepalived {
+    let _be = Backend::in_lab(&lab, "be1", 8080, "web1");
+    let mut responders: Vec<Backend> = if imp == Impl::Keepalived {
         vec![
-            HttpBackend::start(&lab, "lb1", 80, "lb1"),
-            HttpBackend::start(&lab, "lb2", 80, "lb2"),
+            Backend::in_lab(&lab, "lb1", 80, "lb1"),
+            Backend::in_lab(&lab, "lb2", 80, "lb2"),
         ]
     } else {
         Vec::new()

@@ -5,14 +5,14 @@
 //! taking over, brings the master back (preemption), then stops it
 //! gracefully (make-before-break). Run it with `bash tests/demo.sh`.
 
-#[path = "lab/mod.rs"]
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "10.77.0.100";
 
@@ -108,8 +108,8 @@ fn main() {
     for i in 1..=3 {
         lab.add_host(&format!("be{i}"), &format!("10.77.0.2{i}/24"));
     }
-    let _backends: Vec<HttpBackend> = (1..=3)
-        .map(|i| HttpBackend::start(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
+    let _backends: Vec<Backend> = (1..=3)
+        .map(|i| Backend::in_lab(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
         .collect();
     say(t0, "lab up: switch, lb1 10.77.0.1, lb2 10.77.0.2, client 10.77.0.50, backends web1-3 10.77.0.21-23:8080");
 
@@ -143,7 +143,7 @@ fn main() {
         ),
     );
     println!("\n--- lb1: tandem status ---");
-    if let Ok(out) = std::process::Command::new(TANDEM)
+    if let Ok(out) = std::process::Command::new(BIN)
         .args(["status", "-s"])
         .arg(lab.dir.join("lb1.sock"))
         .output()

@@ -2,7 +2,7 @@
 //! health (checked by `promtool`), the token-protected TCP admin API, and
 //! reloads under load with zero failed requests.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::web::{get, request, Web};
-use common::*;
+use support::*;
 
 /// `name{labels}` → value, from one scrape.
 fn scrape(metrics: SocketAddr) -> (String, HashMap<String, f64>) {
-    let (status, _, body) = get(metrics, "/metrics", "").expect("scrape");
+    let (status, _, body) = http_get(metrics).path("/metrics").send().expect("scrape");
     assert_eq!(status, 200, "{body}");
     let mut m = HashMap::new();
     for line in body
@@ -65,7 +64,7 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 #[test]
 fn metrics_follow_traffic_and_health_and_pass_promtool() {
     let dir = TempDir::new("metrics");
-    let (w1, w2) = (Web::start("w1"), Web::start("w2"));
+    let (w1, w2) = (Backend::http("w1"), Backend::http("w2"));
     let (http, tcp, mport, aport) = (free_port(), free_port(), free_port(), free_port());
     let cfg = format!(
         "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\"\n\n\
@@ -87,15 +86,18 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     assert_eq!(sum(&m0, "tandem_pool_backends_healthy", &[]), 2.0);
 
     for i in 0..20 {
-        let (s, _, _) = get(addr(http), &format!("/page{i}"), "").expect("http");
+        let (s, _, _) = http_get(addr(http))
+            .path(&format!("/page{i}"))
+            .send()
+            .expect("http");
         assert_eq!(s, 200);
     }
     for _ in 0..3 {
-        let (s, _, _) = get(addr(http), "/gone", "").expect("http");
+        let (s, _, _) = http_get(addr(http)).path("/gone").send().expect("http");
         assert_eq!(s, 404);
     }
     for _ in 0..5 {
-        let (s, _, _) = get(addr(tcp), "/", "").expect("tcp");
+        let (s, _, _) = http_get(addr(tcp)).send().expect("tcp");
         assert_eq!(s, 200);
     }
     let (_, m1) = scrape(m);
@@ -195,16 +197,16 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     promtool(&text3);
 
     // The status page and JSON are on the metrics listener too.
-    let (s, h, page) = get(m, "/", "").expect("page");
+    let (s, h, page) = http_get(m).send().expect("page");
     assert_eq!(s, 200);
-    assert!(common::web::header(&h, "content-type").is_some_and(|v| v.starts_with("text/html")));
+    assert!(header(&h, "content-type").is_some_and(|v| v.starts_with("text/html")));
     assert!(page.contains("data-backend=\"w1\"") && page.contains(">draining<"));
-    let (s, _, js) = get(m, "/status.json", "").expect("json");
+    let (s, _, js) = http_get(m).path("/status.json").send().expect("json");
     assert_eq!(s, 200);
-    let v: serde_json::Value = serde_json::from_str(&js).expect("status json");
-    assert_eq!(v["pools"][0]["healthy"], 0, "w1 draining, w2 down: {v}");
+    let v: tandem::admin::status::Status = serde_json::from_str(&js).expect("status json");
+    assert_eq!(v.pools[0].healthy, 0, "w1 draining, w2 down: {v:?}");
     // ... but it is read-only: no admin API there.
-    let (s, _, _) = get(m, "/v1/status", "").expect("metrics /v1");
+    let (s, _, _) = http_get(m).path("/v1/status").send().expect("metrics /v1");
     assert_eq!(s, 404);
     let (s, _, _) = request(
         m,
@@ -215,17 +217,20 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
 
     // The TCP admin API wants the token.
     let a = addr(aport);
-    let (s, _, body) = get(a, "/v1/status", "").expect("admin");
+    let (s, _, body) = http_get(a).path("/v1/status").send().expect("admin");
     assert_eq!(s, 401, "{body}");
-    let (s, _, _) = get(
-        a,
-        "/v1/status",
-        "Authorization: Bearer wrong-token-0123456789abc\r\n",
-    )
-    .expect("admin");
+    let (s, _, _) = http_get(a)
+        .path("/v1/status")
+        .headers("Authorization: Bearer wrong-token-0123456789abc\r\n")
+        .send()
+        .expect("admin");
     assert_eq!(s, 401);
     let auth = format!("Authorization: Bearer {TOKEN}\r\n");
-    let (s, _, body) = get(a, "/v1/status", &auth).expect("admin");
+    let (s, _, body) = http_get(a)
+        .path("/v1/status")
+        .headers(&auth)
+        .send()
+        .expect("admin");
     assert_eq!(s, 200);
     assert!(body.contains("\"pools\""), "{body}");
     let (s, _, body) = request(
@@ -238,7 +243,7 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     let body = String::from_utf8_lossy(&body).to_string();
     assert_eq!(s, 200, "{body}");
     let s = d.status();
-    assert_eq!(Daemon::backend(&s, "web", "w1")["admin"], "enabled");
+    assert_eq!(s.backend("web", "w1").admin, "enabled");
 }
 
 /// The result of one bounded wrk run.
@@ -281,7 +286,7 @@ fn wrk(target: SocketAddr, secs: u32) -> std::thread::JoinHandle<WrkResult> {
 
 /// One config of the reload series; `i` varies pools, routes, health
 /// checks, algorithms and an extra listener.
-fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Web]) -> String {
+fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Backend]) -> String {
     let algos = [
         "round_robin",
         "least_connections",
@@ -328,12 +333,16 @@ fn twenty_reloads_under_load_fail_no_request() {
         return;
     }
     let dir = TempDir::new("reload-load");
-    let webs = [Web::start("w1"), Web::start("w2"), Web::start("w3")];
-    let refs: Vec<&Web> = webs.iter().collect();
+    let webs = [
+        Backend::http("w1"),
+        Backend::http("w2"),
+        Backend::http("w3"),
+    ];
+    let refs: Vec<&Backend> = webs.iter().collect();
     let (http, tcp, extra) = (free_port(), free_port(), free_port());
     let d = Daemon::start(&dir, &reload_config(0, http, tcp, extra, &refs));
     d.wait_for("pool up", Duration::from_secs(3), |d| {
-        d.status()["pools"][0]["healthy"] == 3
+        d.status().pools[0].healthy == 3
     });
 
     // New connections too, not only wrk's keep-alive ones: one request per
@@ -347,7 +356,7 @@ fn twenty_reloads_under_load_fail_no_request() {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
                 for port in [http, tcp] {
-                    match get(addr(port), "/", "") {
+                    match http_get(addr(port)).send() {
                         Ok((200, _, _)) => ok.fetch_add(1, Ordering::Relaxed),
                         other => {
                             errors.push(format!("{port}: {other:?}"));
@@ -362,7 +371,7 @@ fn twenty_reloads_under_load_fail_no_request() {
     };
     let loads = [wrk(addr(http), 10), wrk(addr(tcp), 10)];
     let t0 = Instant::now();
-    let mut generation = d.status()["generation"].as_u64().expect("generation");
+    let mut generation = d.status().generation;
     for i in 1..=20 {
         std::thread::sleep(Duration::from_millis(400));
         let invalid = i == 10;
@@ -381,7 +390,7 @@ fn twenty_reloads_under_load_fail_no_request() {
             .expect("tandem reload");
         let msg = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
-        let now = d.status()["generation"].as_u64().expect("generation");
+        let now = d.status().generation;
         if invalid {
             assert!(!out.status.success(), "invalid config accepted: {msg}");
             assert!(msg.contains("nope"), "the error names the problem: {msg}");
@@ -427,5 +436,5 @@ fn twenty_reloads_under_load_fail_no_request() {
     // The last config (i = 20: even) has no extra listener: it is gone.
     assert!(std::net::TcpStream::connect(addr(extra)).is_err());
     let s = d.status();
-    assert_eq!(s["pools"][0]["algorithm"], "round_robin");
+    assert_eq!(s.pools[0].algorithm, "round_robin");
 }

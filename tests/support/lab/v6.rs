@@ -1,14 +1,10 @@
 //! IPv6 for the lab: dual-stack hosts (DAD off inside the lab's own
 //! namespaces, so link-local and test addresses are usable at once), IPv6
-//! address checks, an echo backend that reports what the proxy told it
-//! (X-Forwarded-For, Forwarded, PROXY header), and raw Ethernet frames
-//! built with pnet for hostile-advert tests.
+//! address checks, and raw Ethernet frames built with pnet for
+//! hostile-advert tests. (The backend that reports what the proxy told it
+//! is [`Mode::Forwarded`](crate::support::Mode::Forwarded).)
 
-use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use super::{Host, Lab};
@@ -80,116 +76,6 @@ pub fn neigh_state(lab: &Lab, host: &str, ip: &str) -> String {
         .last()
         .unwrap_or("")
         .to_string()
-}
-
-/// An HTTP/1.1 server (connection: close) in a host namespace that answers
-/// with its name and what the proxy in front told it: the PROXY protocol
-/// line if one came first, X-Forwarded-For and Forwarded. Bound to `[::]`
-/// (dual-stack) unless told otherwise.
-pub struct EchoBackend {
-    stop: Arc<AtomicBool>,
-    pub served: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EchoBackend {
-    pub fn start(lab: &Lab, host: &str, bind: SocketAddr, name: &str) -> EchoBackend {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let (s2, c2, n2) = (stop.clone(), served.clone(), name.to_string());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = lab.in_ns(host, move || {
-            let l = std::net::TcpListener::bind(bind).expect("echo backend bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            let _ = tx.send(());
-            while !s2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        let (c, n) = (c2.clone(), n2.clone());
-                        std::thread::spawn(move || echo(s, &n, &c));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5))
-            .expect("echo backend ready");
-        EchoBackend {
-            stop,
-            served,
-            thread: Some(thread),
-        }
-    }
-}
-
-fn echo(mut s: TcpStream, name: &str, served: &AtomicU64) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut req = Vec::new();
-    let mut buf = [0u8; 2048];
-    // Bounded: one request head of at most 64 KiB.
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 65536 {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&req).into_owned();
-    let mut lines = text.split("\r\n");
-    let mut proxy = String::new();
-    let mut first = lines.next().unwrap_or("");
-    if first.starts_with("PROXY ") {
-        proxy = first.to_string();
-        first = lines.next().unwrap_or("");
-    }
-    let _ = first;
-    let header = |name: &str| {
-        text.split("\r\n")
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let body = format!(
-        "{name}\nproxy={proxy}\nxff={}\nforwarded={}\n",
-        header("x-forwarded-for"),
-        header("forwarded")
-    );
-    let resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(resp.as_bytes()).is_ok() {
-        served.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for EchoBackend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One GET with Connection: close; returns the whole body.
-pub fn get_body(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    if !text.starts_with("HTTP/1.1 200") {
-        return Err(format!("bad response: {text:?}"));
-    }
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .ok_or_else(|| format!("no body: {text:?}"))
 }
 
 /// A whole Ethernet frame carrying an IPv6 packet with `payload` as next

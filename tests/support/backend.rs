@@ -1,20 +1,32 @@
-//! A small HTTP/1.1 backend for the L7 tests, on its own threads, with
-//! keep-alive. Behaviour by path:
-//! - `/inspect`: the request head it received, as the body;
-//! - `/big?n=N`: N bytes of a deterministic pattern (Content-Length);
-//! - `/echo`: the request body back (Content-Length bodies);
-//! - `/slow?ms=N`: answers after N ms;
-//! - `/cache?...`: counts requests per path+query, `max-age=N`, `nostore`,
-//!   `cookie`, `vary=Header` set the matching response headers;
-//! - `/setcookie?name=N&value=V`: a Set-Cookie;
-//! - `/ws`: 101 Switching Protocols, then echoes raw bytes;
-//! - `/text?n=N&type=T`: N bytes of repetitive text as `T` (text/plain),
-//!   `&encoded` adds Content-Encoding: gzip, `&notransform` Cache-Control: no-transform;
-//! - anything else: the backend's name.
+//! The one toy backend of the tests, on its own threads, on loopback or
+//! inside a lab host's namespace ([`Spec::in_ns`]). Its [`Mode`]:
 //!
-//! Every response carries `X-Backend: <name>`. While `broken` is set every
-//! request gets a 500.
-#![allow(dead_code)]
+//! - [`Mode::Http`]: HTTP/1.1 with keep-alive. Behaviour by path:
+//!   - `/inspect`: the request head it received, as the body;
+//!   - `/big?n=N`: N bytes of a deterministic pattern (Content-Length);
+//!   - `/echo`: the request body back (Content-Length bodies);
+//!   - `/slow?ms=N`: answers after N ms;
+//!   - `/cache?...`: counts requests per path+query, `max-age=N`, `nostore`,
+//!     `cookie`, `vary=Header` set the matching response headers;
+//!   - `/setcookie?name=N&value=V`: a Set-Cookie;
+//!   - `/ws`: 101 Switching Protocols, then echoes raw bytes;
+//!   - `/text?n=N&type=T`: N bytes of repetitive text as `T` (text/plain),
+//!     `&encoded` adds Content-Encoding: gzip, `&notransform` Cache-Control: no-transform;
+//!   - `/notfound`: a 404 with the name;
+//!   - anything else: the backend's name (with a newline after it when
+//!     started with [`Spec::newline`]: raw TCP readers wait for it).
+//!
+//!   Every response carries `X-Backend: <name>`. While `broken` is set
+//!   every request gets a 500.
+//! - [`Mode::Forwarded`]: as `Http`, but one request per connection
+//!   (`Connection: close`), a PROXY v1 line before it is taken, and the
+//!   default answer is its name and what the proxy in front told it: the
+//!   PROXY line, X-Forwarded-For and Forwarded.
+//! - [`Mode::Echo`]: every byte back until EOF, then close.
+//! - [`Mode::Sink`]: reads until the client half-closes, then replies
+//!   `got N bytes` and closes.
+//!
+//! Stops (closing its listening socket) on drop.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,64 +36,152 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub struct Web {
+use super::lab::Lab;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Forwarded,
+    Echo,
+    Sink,
+}
+
+pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     stop: Arc<AtomicBool>,
+    /// HTTP requests read.
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted.
     pub connections: Arc<AtomicU64>,
+    /// `/cache` requests per path and query.
     pub hits: Arc<Mutex<HashMap<String, u64>>>,
+    /// While set, every HTTP request gets a 500.
     pub broken: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Web {
-    pub fn start(name: &str) -> Web {
-        Self::start_on(name, 0)
+/// What to start: see [`Backend::spec`].
+#[must_use]
+pub struct Spec<'a> {
+    name: String,
+    mode: Mode,
+    bind: SocketAddr,
+    newline: bool,
+    ns: Option<(&'a Lab, &'a str)>,
+}
+
+impl<'a> Spec<'a> {
+    pub fn mode(mut self, mode: Mode) -> Spec<'a> {
+        self.mode = mode;
+        self
     }
 
-    pub fn start_on(name: &str, port: u16) -> Web {
-        let l = TcpListener::bind(("127.0.0.1", port)).expect("web bind");
-        l.set_nonblocking(true).expect("nonblocking");
-        let addr = l.local_addr().expect("addr");
+    /// 127.0.0.1:`port` (or `[::]`/`0.0.0.0` as [`Spec::bind`] set, this port).
+    pub fn port(mut self, port: u16) -> Spec<'a> {
+        self.bind.set_port(port);
+        self
+    }
+
+    pub fn bind(mut self, bind: SocketAddr) -> Spec<'a> {
+        self.bind = bind;
+        self
+    }
+
+    /// The default answer ends with a newline.
+    pub fn newline(mut self) -> Spec<'a> {
+        self.newline = true;
+        self
+    }
+
+    /// Listens inside `host`'s network namespace (on 0.0.0.0 unless
+    /// [`Spec::bind`] says otherwise).
+    pub fn in_ns<'b>(self, lab: &'b Lab, host: &'b str) -> Spec<'b>
+    where
+        'a: 'b,
+    {
+        let bind = if self.bind.ip().is_loopback() {
+            SocketAddr::from(([0, 0, 0, 0], self.bind.port()))
+        } else {
+            self.bind
+        };
+        Spec {
+            bind,
+            ns: Some((lab, host)),
+            ..self
+        }
+    }
+
+    pub fn start(self) -> Backend {
         let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicU64::new(0));
-        let connections = Arc::new(AtomicU64::new(0));
-        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let broken = Arc::new(AtomicBool::new(false));
-        let b2 = broken.clone();
-        let (s2, r2, c2, h2, n2) = (
-            stop.clone(),
-            requests.clone(),
-            connections.clone(),
-            hits.clone(),
-            name.to_string(),
-        );
-        let thread = std::thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        c2.fetch_add(1, Ordering::Relaxed);
-                        let (stop, req, hits, name, broken) =
-                            (s2.clone(), r2.clone(), h2.clone(), n2.clone(), b2.clone());
-                        std::thread::spawn(move || {
-                            let _ = serve(s, &name, &stop, &req, &hits, &broken);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
+        let ctx = Arc::new(Ctx {
+            name: self.name.clone(),
+            mode: self.mode,
+            newline: self.newline,
+            stop: stop.clone(),
+            requests: Arc::default(),
+            connections: Arc::default(),
+            hits: Arc::default(),
+            broken: Arc::default(),
         });
-        Web {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (bind, c2) = (self.bind, ctx.clone());
+        let accept = move || {
+            let l = TcpListener::bind(bind).unwrap_or_else(|e| panic!("backend bind {bind}: {e}"));
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = tx.send(l.local_addr().expect("addr"));
+            accept_loop(&l, &c2);
+        };
+        let thread = match self.ns {
+            Some((lab, host)) => lab.in_ns(host, accept),
+            None => std::thread::spawn(accept),
+        };
+        let addr = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("backend ready");
+        Backend {
             addr,
-            name: name.to_string(),
+            name: self.name,
             stop,
-            requests,
-            connections,
-            hits,
-            broken,
+            requests: ctx.requests.clone(),
+            connections: ctx.connections.clone(),
+            hits: ctx.hits.clone(),
+            broken: ctx.broken.clone(),
             thread: Some(thread),
         }
+    }
+}
+
+impl Backend {
+    /// An HTTP backend on 127.0.0.1, any port; change it before `start`.
+    pub fn spec(name: &str) -> Spec<'static> {
+        Spec {
+            name: name.to_string(),
+            mode: Mode::Http,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            newline: false,
+            ns: None,
+        }
+    }
+
+    /// [`Mode::Http`] on 127.0.0.1, any port.
+    pub fn http(name: &str) -> Backend {
+        Self::spec(name).start()
+    }
+
+    /// `mode` on 127.0.0.1, any port.
+    pub fn start(name: &str, mode: Mode) -> Backend {
+        Self::spec(name).mode(mode).start()
+    }
+
+    /// `mode` on 127.0.0.1:`port`.
+    pub fn start_on(name: &str, mode: Mode, port: u16) -> Backend {
+        Self::spec(name).mode(mode).port(port).start()
+    }
+
+    /// [`Mode::Http`] on 0.0.0.0:`port` in lab host `host`.
+    pub fn in_lab(lab: &Lab, host: &str, port: u16, name: &str) -> Backend {
+        Self::spec(name).port(port).in_ns(lab, host).start()
     }
 
     /// Stops accepting and closes the listening socket (the backend dies),
@@ -100,13 +200,82 @@ impl Web {
     }
 }
 
-impl Drop for Web {
+impl Drop for Backend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// What every connection of one backend shares.
+struct Ctx {
+    name: String,
+    mode: Mode,
+    newline: bool,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    hits: Arc<Mutex<HashMap<String, u64>>>,
+    broken: Arc<AtomicBool>,
+}
+
+fn accept_loop(l: &TcpListener, ctx: &Arc<Ctx>) {
+    while !ctx.stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((s, _)) => {
+                ctx.connections.fetch_add(1, Ordering::Relaxed);
+                let _ = s.set_nonblocking(false);
+                let ctx = ctx.clone();
+                std::thread::spawn(move || match ctx.mode {
+                    Mode::Http | Mode::Forwarded => {
+                        let _ = serve_http(s, &ctx);
+                    }
+                    Mode::Echo => echo(s, &ctx.stop),
+                    Mode::Sink => sink(s),
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+fn echo(mut s: TcpStream, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn sink(mut s: TcpStream) {
+    let mut n = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return,
+        }
+    }
+    let _ = s.write_all(format!("got {n} bytes\n").as_bytes());
 }
 
 pub fn pattern(i: u64) -> u8 {
@@ -121,20 +290,24 @@ fn query(q: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn serve(
-    s: TcpStream,
-    name: &str,
-    stop: &AtomicBool,
-    requests: &AtomicU64,
-    hits: &Mutex<HashMap<String, u64>>,
-    broken: &AtomicBool,
-) -> std::io::Result<()> {
+fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
+    let Ctx {
+        name,
+        stop,
+        requests,
+        hits,
+        broken,
+        ..
+    } = ctx;
+    let name = name.as_str();
+    let forwarded = ctx.mode == Mode::Forwarded;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
     loop {
         // Request head.
         let mut head = Vec::new();
+        let mut proxy = String::new();
         loop {
             let mut line = String::new();
             match r.read_line(&mut line) {
@@ -142,6 +315,14 @@ fn serve(
                 Ok(_) => {
                     if line == "\r\n" {
                         break;
+                    }
+                    if forwarded
+                        && head.is_empty()
+                        && proxy.is_empty()
+                        && line.starts_with("PROXY ")
+                    {
+                        proxy = line.trim_end().to_string();
+                        continue;
                     }
                     head.push(line.trim_end().to_string());
                 }
@@ -177,8 +358,12 @@ fn serve(
             .unwrap_or(0);
         let (path, q) = target.split_once('?').unwrap_or((&target, ""));
         let q = query(q);
-        let close = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close =
+            forwarded || header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let mut extra = String::new();
+        if forwarded {
+            extra.push_str("Connection: close\r\n");
+        }
         let mut body: Vec<u8> = Vec::new();
         let mut big: Option<u64> = None;
         let mut status = "200 OK";
@@ -307,7 +492,27 @@ fn serve(
                 if path == "/notfound" {
                     status = "404 Not Found";
                 }
-                body = name.as_bytes().to_vec();
+                body = if forwarded {
+                    // Every value of a header, in order, comma-joined.
+                    let all = |n: &str| {
+                        headers
+                            .iter()
+                            .filter(|(k, _)| k == n)
+                            .map(|(_, v)| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!(
+                        "{name}\nproxy={proxy}\nxff={}\nforwarded={}\n",
+                        all("x-forwarded-for"),
+                        all("forwarded")
+                    )
+                    .into_bytes()
+                } else if ctx.newline {
+                    format!("{name}\n").into_bytes()
+                } else {
+                    name.as_bytes().to_vec()
+                };
             }
         }
         // Discard an unread request body.
@@ -332,72 +537,17 @@ fn serve(
                 off += k as u64;
             }
         } else {
-            write!(
-                w,
+            // One write: a client reading once gets the whole answer.
+            let mut out = format!(
                 "HTTP/1.1 {status}\r\nX-Backend: {name}\r\nContent-Length: {}\r\n{extra}\r\n",
                 body.len()
-            )?;
-            w.write_all(&body)?;
+            )
+            .into_bytes();
+            out.extend_from_slice(&body);
+            w.write_all(&out)?;
         }
         if close {
             return Ok(());
         }
     }
-}
-
-pub type Headers = Vec<(String, String)>;
-
-/// A raw HTTP/1.1 exchange over a fresh connection: returns (status,
-/// headers lowercased, body). Reads Content-Length bodies.
-pub fn request(addr: SocketAddr, raw: &str) -> Result<(u16, Headers, Vec<u8>), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(raw.as_bytes()).map_err(|e| e.to_string())?;
-    read_response(&mut BufReader::new(s))
-}
-
-pub fn read_response<R: BufRead>(r: &mut R) -> Result<(u16, Headers, Vec<u8>), String> {
-    let mut status_line = String::new();
-    r.read_line(&mut status_line).map_err(|e| e.to_string())?;
-    if status_line.is_empty() {
-        return Err("connection closed without a response".into());
-    }
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(|e| e.to_string())?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.trim_end().split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).map_err(|e| e.to_string())?;
-    Ok((status, headers, body))
-}
-
-pub fn get(addr: SocketAddr, path: &str, extra: &str) -> Result<(u16, Headers, String), String> {
-    request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n{extra}Connection: close\r\n\r\n"),
-    )
-    .map(|(s, h, b)| (s, h, String::from_utf8_lossy(&b).into_owned()))
-}
-
-pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }

@@ -1,0 +1,331 @@
+//! tandem TOML configs for the tests: the `[global]` header every test
+//! daemon gets, and a builder for the body ([`Config`] of [`Pool`]s,
+//! [`Listener`]s, [`Vrrp`] instances and raw TOML), rendered in the same
+//! shape the tests used to write by hand.
+//!
+//! ```ignore
+//! let body = Config::new()
+//!     .pool(Pool::new("web").health(r#"{ check = "tcp" }"#).backend("web1", "10.78.0.21:8080"))
+//!     .listener(Listener::new("web", "10.78.0.100:80", "web"))
+//!     .vrrp(Vrrp::new("vip1", 52, 150).vip("10.78.0.100/24"))
+//!     .render();
+//! ```
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The `[global]` defaults of a loopback [`Daemon`](super::Daemon).
+pub const DAEMON_GLOBAL: [&str; 3] = [
+    "workers = 2",
+    "shutdown_timeout = \"5s\"",
+    "log_level = \"debug\"",
+];
+
+/// The `[global]` defaults of a tandem in the lab.
+pub const LAB_GLOBAL: [&str; 3] = [
+    "workers = 1",
+    "shutdown_timeout = \"3s\"",
+    "log_level = \"debug\"",
+];
+
+/// A whole config file: `[global]` with the admin socket, each default
+/// whose key `global_extra` does not set, `global_extra`, then `body`.
+pub fn file(socket: &Path, defaults: &[&str], global_extra: &str, body: &str) -> String {
+    let defaults: String = defaults
+        .iter()
+        .filter(|d| {
+            let key = d.split(' ').next().unwrap_or("");
+            !global_extra
+                .lines()
+                .any(|l| l.trim_start().starts_with(key))
+        })
+        .map(|d| format!("{d}\n"))
+        .collect();
+    format!(
+        "[global]\nadmin_socket = \"{}\"\n{defaults}{global_extra}\n\n{body}",
+        socket.display()
+    )
+}
+
+/// [`file`] with [`DAEMON_GLOBAL`].
+pub fn daemon_file(socket: &Path, global_extra: &str, body: &str) -> String {
+    file(socket, &DAEMON_GLOBAL, global_extra, body)
+}
+
+/// [`file`] with [`LAB_GLOBAL`].
+pub fn lab_file(socket: &Path, body: &str) -> String {
+    file(socket, &LAB_GLOBAL, "", body)
+}
+
+/// A TOML string literal.
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// A config body: sections in the order they were added.
+#[derive(Clone, Default)]
+#[must_use]
+pub struct Config {
+    out: String,
+}
+
+impl Config {
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    pub fn pool(self, p: Pool) -> Config {
+        self.raw(&p.render())
+    }
+
+    pub fn listener(self, l: Listener) -> Config {
+        self.raw(&l.render())
+    }
+
+    pub fn vrrp(self, v: Vrrp) -> Config {
+        self.raw(&v.render())
+    }
+
+    /// Any other TOML (sections, comments), as is.
+    pub fn raw(mut self, toml: &str) -> Config {
+        self.out.push('\n');
+        self.out.push_str(toml.trim_matches('\n'));
+        self.out.push('\n');
+        self
+    }
+
+    pub fn render(&self) -> String {
+        self.out.clone()
+    }
+}
+
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.out)
+    }
+}
+
+/// Lines `key = value` (value already TOML) after a section's fixed keys.
+#[derive(Clone, Default)]
+struct Lines(String);
+
+impl Lines {
+    fn set(&mut self, key: &str, value: &str) {
+        let _ = writeln!(self.0, "{key} = {value}");
+    }
+    fn raw(&mut self, toml: &str) {
+        let t = toml.trim_matches('\n');
+        if !t.is_empty() {
+            self.0.push_str(t);
+            self.0.push('\n');
+        }
+    }
+}
+
+/// `[[pool]]`.
+#[derive(Clone)]
+#[must_use]
+pub struct Pool {
+    name: String,
+    backends: Vec<String>,
+    lines: Lines,
+}
+
+impl Pool {
+    pub fn new(name: &str) -> Pool {
+        Pool {
+            name: name.to_string(),
+            backends: Vec::new(),
+            lines: Lines::default(),
+        }
+    }
+
+    pub fn algorithm(self, a: &str) -> Pool {
+        self.set("algorithm", &quote(a))
+    }
+
+    /// `health = <table>`, e.g. `{ check = "tcp", interval = "200ms" }`.
+    pub fn health(self, table: &str) -> Pool {
+        self.set("health", table)
+    }
+
+    /// `{ name = .., address = .. }` in `backends`.
+    pub fn backend(self, name: &str, address: &str) -> Pool {
+        self.backend_with(name, address, "")
+    }
+
+    /// A backend with more keys of its inline table, e.g. `weight = 3`.
+    pub fn backend_with(mut self, name: &str, address: &str, more: &str) -> Pool {
+        let more = if more.is_empty() {
+            String::new()
+        } else {
+            format!(", {more}")
+        };
+        self.backends.push(format!(
+            "{{ name = {}, address = {}{more} }}",
+            quote(name),
+            quote(address)
+        ));
+        self
+    }
+
+    /// Any other key; `value` is TOML.
+    pub fn set(mut self, key: &str, value: &str) -> Pool {
+        self.lines.set(key, value);
+        self
+    }
+
+    /// Raw TOML lines at the end of the section.
+    pub fn raw(mut self, toml: &str) -> Pool {
+        self.lines.raw(toml);
+        self
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("[[pool]]\nname = {}\n", quote(&self.name));
+        s.push_str(&self.lines.0);
+        match self.backends.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(s, "backends = [{one}]");
+            }
+            many => {
+                s.push_str("backends = [\n");
+                for b in many {
+                    let _ = writeln!(s, "  {b},");
+                }
+                s.push_str("]\n");
+            }
+        }
+        s
+    }
+}
+
+/// `[[listener]]`.
+#[derive(Clone)]
+#[must_use]
+pub struct Listener {
+    name: String,
+    bind: String,
+    lines: Lines,
+}
+
+impl Listener {
+    /// A listener on `bind` in front of `pool` (TCP unless [`Listener::protocol`]).
+    pub fn new(name: &str, bind: &str, pool: &str) -> Listener {
+        Listener::bare(name, bind).set("pool", &quote(pool))
+    }
+
+    /// A listener with no pool line (HTTP routes, or keys given by hand).
+    pub fn bare(name: &str, bind: &str) -> Listener {
+        Listener {
+            name: name.to_string(),
+            bind: bind.to_string(),
+            lines: Lines::default(),
+        }
+    }
+
+    pub fn protocol(self, p: &str) -> Listener {
+        self.set("protocol", &quote(p))
+    }
+
+    /// Any other key; `value` is TOML.
+    pub fn set(mut self, key: &str, value: &str) -> Listener {
+        self.lines.set(key, value);
+        self
+    }
+
+    /// Raw TOML lines at the end of the section.
+    pub fn raw(mut self, toml: &str) -> Listener {
+        self.lines.raw(toml);
+        self
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "[[listener]]\nname = {}\nbind = {}\n{}",
+            quote(&self.name),
+            quote(&self.bind),
+            self.lines.0
+        )
+    }
+}
+
+/// `[[vrrp]]`, on `eth0` unless told otherwise.
+#[derive(Clone)]
+#[must_use]
+pub struct Vrrp {
+    name: String,
+    interface: String,
+    vrid: u8,
+    priority: u8,
+    advert: Option<String>,
+    vips: Vec<String>,
+    lines: Lines,
+}
+
+impl Vrrp {
+    pub fn new(name: &str, vrid: u8, priority: u8) -> Vrrp {
+        Vrrp {
+            name: name.to_string(),
+            interface: "eth0".into(),
+            vrid,
+            priority,
+            advert: None,
+            vips: Vec::new(),
+            lines: Lines::default(),
+        }
+    }
+
+    pub fn interface(mut self, dev: &str) -> Vrrp {
+        self.interface = dev.to_string();
+        self
+    }
+
+    /// `advert_interval`.
+    pub fn advert(mut self, interval: &str) -> Vrrp {
+        self.advert = Some(interval.to_string());
+        self
+    }
+
+    /// One more of `virtual_ips` (CIDR).
+    pub fn vip(mut self, cidr: &str) -> Vrrp {
+        self.vips.push(cidr.to_string());
+        self
+    }
+
+    pub fn preempt_delay(self, d: &str) -> Vrrp {
+        self.set("preempt_delay", &quote(d))
+    }
+
+    /// Any other key; `value` is TOML.
+    pub fn set(mut self, key: &str, value: &str) -> Vrrp {
+        self.lines.set(key, value);
+        self
+    }
+
+    /// Raw TOML lines at the end of the section (`extra_vrrp` of the tests).
+    pub fn raw(mut self, toml: &str) -> Vrrp {
+        self.lines.raw(toml);
+        self
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!(
+            "[[vrrp]]\nname = {}\ninterface = {}\nvrid = {}\npriority = {}\n",
+            quote(&self.name),
+            quote(&self.interface),
+            self.vrid,
+            self.priority
+        );
+        if let Some(a) = &self.advert {
+            let _ = writeln!(s, "advert_interval = {}", quote(a));
+        }
+        if !self.vips.is_empty() {
+            let vips: Vec<String> = self.vips.iter().map(|v| quote(v)).collect();
+            let _ = writeln!(s, "virtual_ips = [{}]", vips.join(", "));
+        }
+        s.push_str(&self.lines.0);
+        s
+    }
+}
