@@ -43,27 +43,19 @@ struct Sample {
 }
 
 fn tandem_cfg(priority: u8, interval_ms: u64) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "1s", timeout = "200ms" }}
-backends = [{{ name = "web1", address = "10.77.0.21:8080" }}]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "{interval_ms}ms"
-virtual_ips = ["{VIP}/24"]
-"#
-    )
+    Config::new()
+        .pool(
+            Pool::new("web")
+                .health(r#"{ check = "tcp", interval = "1s", timeout = "200ms" }"#)
+                .backend("web1", "10.77.0.21:8080"),
+        )
+        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
+        .vrrp(
+            Vrrp::new("vip1", 51, priority)
+                .advert(&format!("{interval_ms}ms"))
+                .vip(&format!("{VIP}/24")),
+        )
+        .render()
 }
 
 fn keepalived_cfg(priority: u8, interval_ms: u64) -> String {
@@ -121,30 +113,26 @@ fn kill_node(lab: &Lab, imp: Impl, node: &str, sig: Signal) {
 }
 
 fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
-    let mut lab = Lab::new("fo");
-    lab.add_host("lb1", "10.77.0.1/24");
-    lab.add_host("lb2", "10.77.0.2/24");
-    lab.add_host("client", "10.77.0.50/24");
-    lab.add_host("be1", "10.77.0.21/24");
-    let _be = Backend::in_lab(&lab, "be1", 8080, "web1");
+    let pair = Pair::new("fo", "10.77.0", 1);
+    let lab = &pair.lab;
     let mut responders: Vec<Backend> = if imp == Impl::Keepalived {
         vec![
-            Backend::in_lab(&lab, "lb1", 80, "lb1"),
-            Backend::in_lab(&lab, "lb2", 80, "lb2"),
+            Backend::in_lab(lab, "lb1", 80, "lb1"),
+            Backend::in_lab(lab, "lb2", 80, "lb2"),
         ]
     } else {
         Vec::new()
     };
-    start(&lab, imp, "lb1", 150, interval_ms);
+    start(lab, imp, "lb1", 150, interval_ms);
     lab.wait_for("lb1 holds the VIP", Duration::from_secs(10), || {
         lab.has_addr("lb1", VIP)
     });
-    start(&lab, imp, "lb2", 100, interval_ms);
+    start(lab, imp, "lb2", 100, interval_ms);
     std::thread::sleep(Duration::from_millis(interval_ms * 10 + 500));
     assert!(!lab.has_addr("lb2", VIP), "{imp:?}: lb2 must be backup");
     let vip = SocketAddr::from(([10, 77, 0, 100], 80));
     let client = ProbeClient::start_with_timeout(
-        &lab,
+        lab,
         "client",
         vip,
         Duration::from_millis(5),
@@ -155,7 +143,7 @@ fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
     let t = Instant::now();
     match sc {
         Scenario::Kill => {
-            kill_node(&lab, imp, "lb1", Signal::SIGKILL);
+            kill_node(lab, imp, "lb1", Signal::SIGKILL);
             // A crashed node serves nothing: with keepalived the proxy is a
             // separate process, so stop lb1's responder as well.
             if !responders.is_empty() {
@@ -163,7 +151,7 @@ fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
             }
         }
         Scenario::LinkDown => lab.cable("lb1", false),
-        Scenario::Graceful => kill_node(&lab, imp, "lb1", Signal::SIGTERM),
+        Scenario::Graceful => kill_node(lab, imp, "lb1", Signal::SIGTERM),
     }
     let takeover = lab.wait_for("lb2 holds the VIP", Duration::from_secs(10), || {
         lab.has_addr("lb2", VIP)

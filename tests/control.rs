@@ -12,12 +12,16 @@ use support::*;
 /// No active health checks: the backends' accept counters then count only
 /// proxied connections.
 fn config(a: &Backend, b: &Backend, port: u16, wb: u32) -> String {
-    format!(
-        "[[pool]]\nname = \"p\"\nalgorithm = \"weighted_round_robin\"\nhealth = {{ check = \"none\" }}\n\
-         backends = [{{ name = \"a\", address = \"{}\" }}, {{ name = \"b\", address = \"{}\", weight = {wb} }}]\n\
-         [[listener]]\nname = \"l\"\nbind = \"127.0.0.1:{port}\"\npool = \"p\"\n",
-        a.addr, b.addr
-    )
+    Config::new()
+        .pool(
+            Pool::new("p")
+                .algorithm("weighted_round_robin")
+                .health(r#"{ check = "none" }"#)
+                .backend("a", &a.addr.to_string())
+                .backend_with("b", &b.addr.to_string(), &format!("weight = {wb}")),
+        )
+        .listener(Listener::local("l", port, "p"))
+        .render()
 }
 
 fn echo_once(c: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {

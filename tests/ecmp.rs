@@ -38,25 +38,19 @@ fn bird_router(me: &str, nodes: &[&str]) -> String {
 }
 
 fn tandem_cfg(vip: &str, me: &str, peers: &[&str], backends: &[&str]) -> String {
-    let be: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ address = \"{b}:8080\" }}"))
-        .collect();
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}:7480\"")).collect();
-    format!(
-        r#"[[pool]]
-name = "web"
-algorithm = "maglev"
-backends = [{}]
-health = {{ check = "tcp", interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }}
-
-[[listener]]
-name = "web"
-bind = "{vip}:80"
-protocol = "http"
-pool = "web"
-
-[[anycast]]
+    Config::new()
+        .pool(
+            backends
+                .iter()
+                .fold(Pool::new("web").algorithm("maglev"), |p, b| {
+                    p.backend_table(&format!("{{ address = \"{b}:8080\" }}"))
+                })
+                .health(r#"{ check = "tcp", interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }"#),
+        )
+        .listener(Listener::new("web", &format!("{vip}:80"), "web").protocol("http"))
+        .raw(&format!(
+            r#"[[anycast]]
 name = "web"
 address = "{vip}"
 pools = ["web"]
@@ -68,9 +62,9 @@ listen = "{me}:7480"
 peers = [{}]
 key = "{KEY}"
 "#,
-        be.join(", "),
-        peers.join(", ")
-    )
+            peers.join(", ")
+        ))
+        .render()
 }
 
 /// Next hops the router has for the VIP.

@@ -18,58 +18,49 @@ fn vip_addr() -> SocketAddr {
 }
 
 /// The standard pair: switch, lb1/lb2, a client and three HTTP backends.
-struct Pair {
-    lab: Lab,
-    _backends: Vec<Backend>,
+fn pair(tag: &str) -> Pair {
+    Pair::new(tag, "10.77.0", 3)
 }
 
-fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.77.0.1/24");
-    lab.add_host("lb2", "10.77.0.2/24");
-    lab.add_host("client", "10.77.0.50/24");
-    for i in 1..=3 {
-        lab.add_host(&format!("be{i}"), &format!("10.77.0.2{i}/24"));
-    }
-    let backends = (1..=3)
-        .map(|i| Backend::in_lab(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
-        .collect();
-    Pair {
-        lab,
-        _backends: backends,
-    }
+/// The health check of the standard pool.
+const HTTP_CHECK: &str =
+    r#"{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
+
+/// Pool "web": round robin over `backends` (name, address).
+fn web_pool(backends: &[(&str, &str)]) -> Pool {
+    backends.iter().fold(
+        Pool::new("web").algorithm("round_robin").health(HTTP_CHECK),
+        |p, (name, address)| p.backend(name, address),
+    )
+}
+
+/// The three standard backends web1-3.
+const WEB123: [(&str, &str); 3] = [
+    ("web1", "10.77.0.21:8080"),
+    ("web2", "10.77.0.22:8080"),
+    ("web3", "10.77.0.23:8080"),
+];
+
+/// vip1 on eth0 (VRID 51, 100 ms adverts, preempt at once) with `priority`.
+fn vip1(priority: u8, extra_vrrp: &str) -> Vrrp {
+    Vrrp::new("vip1", 51, priority)
+        .advert("100ms")
+        .vip(&format!("{VIP}/24"))
+        .preempt_delay("0s")
+        .raw(extra_vrrp)
+}
+
+/// A node config: one VIP on eth0, a listener on it, a pool of `backends`.
+fn node_with(priority: u8, extra_vrrp: &str, backends: &[(&str, &str)]) -> Config {
+    Config::new()
+        .pool(web_pool(backends))
+        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
+        .vrrp(vip1(priority, extra_vrrp))
 }
 
 /// A node config: one VIP on eth0, a listener on it, a pool of 3 backends.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-algorithm = "round_robin"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "10.77.0.21:8080" }},
-  {{ name = "web2", address = "10.77.0.22:8080" }},
-  {{ name = "web3", address = "10.77.0.23:8080" }},
-]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
-    )
+    node_with(priority, extra_vrrp, &WEB123).render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -306,30 +297,16 @@ fn tracking_moves_the_address_when_the_pool_dies() {
     let p = pair("track");
     let lab = &p.lab;
     // Each node fronts its own app servers: lb1 → web1, lb2 → web2 + web3.
-    let cfg = |prio: u8, backends: &str| {
-        node_config(prio, "track = [{ pool = \"web\", weight = -60 }]").replace(
-            "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
-            backends,
-        )
+    let cfg = |prio: u8, backends: &[(&str, &str)]| {
+        node_with(prio, "track = [{ pool = \"web\", weight = -60 }]", backends).render()
     };
-    lab.tandem(
-        "lb1",
-        "lb1",
-        &cfg(
-            150,
-            "backends = [{ name = \"web1\", address = \"10.77.0.21:8080\" }]",
-        ),
-    );
+    lab.tandem("lb1", "lb1", &cfg(150, &WEB123[..1]));
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
-    lab.tandem(
-        "lb2",
-        "lb2",
-        &cfg(100, "backends = [{ name = \"web2\", address = \"10.77.0.22:8080\" }, { name = \"web3\", address = \"10.77.0.23:8080\" }]"),
-    );
+    lab.tandem("lb2", "lb2", &cfg(100, &WEB123[1..]));
     wait_state(lab, "lb2", "backup", Duration::from_secs(5));
     // Stop lb1's only backend: 150 - 60 = 90 < 100, lb2 preempts.
-    let Pair { lab, mut _backends } = p;
-    drop(_backends.remove(0));
+    let Pair { lab, mut backends } = p;
+    drop(backends.remove(0));
     let t = wait_state(&lab, "lb2", "master", Duration::from_secs(5));
     wait_state(&lab, "lb1", "backup", Duration::from_secs(2));
     eprintln!("tracking: address moved {t:?} after the backend died");
@@ -347,7 +324,7 @@ fn tracking_moves_the_address_when_the_pool_dies() {
         "{r:?}"
     );
     // Backend back: priority restored, lb1 preempts again.
-    _backends.insert(0, Backend::in_lab(&lab, "be1", 8080, "web1"));
+    backends.insert(0, Backend::in_lab(&lab, "be1", 8080, "web1"));
     wait_state(&lab, "lb1", "master", Duration::from_secs(5));
 }
 
@@ -356,10 +333,12 @@ fn tracking_without_weight_means_fault() {
     reenter!();
     let p = pair("trackf");
     let lab = &p.lab;
-    let cfg = node_config(150, "track = [{ pool = \"web\" }]").replace(
-        "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
-        "backends = [{ name = \"gone\", address = \"10.77.0.29:8080\" }]",
-    );
+    let cfg = node_with(
+        150,
+        "track = [{ pool = \"web\" }]",
+        &[("gone", "10.77.0.29:8080")],
+    )
+    .render();
     lab.tandem("lb1", "lb1", &cfg);
     wait_state(lab, "lb1", "fault", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
@@ -371,24 +350,15 @@ fn tracking_without_weight_means_fault() {
 }
 
 fn active_active_config(p1: u8, p2: u8) -> String {
-    node_config(p1, "")
-        + &format!(
-            r#"
-[[listener]]
-name = "web2"
-bind = "10.77.0.101:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip2"
-interface = "eth0"
-vrid = 52
-priority = {p2}
-advert_interval = "100ms"
-virtual_ips = ["10.77.0.101/24"]
-preempt_delay = "0s"
-"#
+    node_with(p1, "", &WEB123)
+        .listener(Listener::new("web2", "10.77.0.101:80", "web"))
+        .vrrp(
+            Vrrp::new("vip2", 52, p2)
+                .advert("100ms")
+                .vip("10.77.0.101/24")
+                .preempt_delay("0s"),
         )
+        .render()
 }
 
 #[test]
@@ -789,20 +759,16 @@ fn two_segments(tag: &str) -> Pair {
 /// group "g" when `grouped`, otherwise two independent instances.
 fn two_segment_config(priority: u8, grouped: bool) -> String {
     let group = if grouped { "sync_group = \"g\"" } else { "" };
-    node_config(priority, group)
-        + &format!(
-            r#"
-[[vrrp]]
-name = "vip2"
-interface = "eth1"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP_B}/24"]
-preempt_delay = "0s"
-{group}
-"#
+    node_with(priority, group, &WEB123)
+        .vrrp(
+            Vrrp::new("vip2", 52, priority)
+                .interface("eth1")
+                .advert("100ms")
+                .vip(&format!("{VIP_B}/24"))
+                .preempt_delay("0s")
+                .raw(group),
         )
+        .render()
 }
 
 /// Where the two VIPs are, as (lb1 has A, lb1 has B, lb2 has A, lb2 has B).
@@ -1021,7 +987,11 @@ fn missing_interface_is_waited_for() {
     let p = pair("wait");
     let lab = &p.lab;
     // lb1's instance lives on eth1, which does not exist yet.
-    let cfg = node_config(150, "").replace("interface = \"eth0\"", "interface = \"eth1\"");
+    let cfg = Config::new()
+        .pool(web_pool(&WEB123))
+        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
+        .vrrp(vip1(150, "").interface("eth1"))
+        .render();
     lab.tandem("lb1", "lb1", &cfg);
     lab.wait_for("waiting state", Duration::from_secs(3), || {
         lab.vrrp_state("lb1", "vip1") == "waiting"
@@ -1197,7 +1167,7 @@ fn status_page_in_headless_chromium() {
         .recv_timeout(Duration::from_secs(90))
         .unwrap_or_else(|_| panic!("browser thread failed: {:?}", lab.log("chromedriver")));
     eprintln!("web3 row before: {before:?}");
-    drop(p._backends.pop());
+    drop(p.backends.pop());
     let _ = tx.send(());
     let (row, h3, live, took, shots) = browser.join().expect("browser checks");
     for (name, png) in shots {

@@ -30,11 +30,6 @@ fn vip6(port: u16) -> SocketAddr {
 
 /// lb1, lb2, a client and two backends, all dual-stack; the backends echo
 /// what the proxy told them, on [::]:8080 (IPv4 and IPv6).
-struct Pair {
-    lab: Lab,
-    _backends: Vec<Backend>,
-}
-
 fn pair(tag: &str) -> Pair {
     let mut lab = Lab::new(tag);
     add_dual_host(&mut lab, "lb1", "10.77.0.1/24", "2001:db8:77::1/64");
@@ -57,60 +52,37 @@ fn pair(tag: &str) -> Pair {
                 .start()
         })
         .collect();
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair { lab, backends }
 }
 
 /// A dual-stack node: an IPv4 and an IPv6 instance in one sync group (same
 /// VRID: VRIDs are per address family), listeners on both VIPs in front of
 /// IPv6 backends health-checked over IPv6.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-algorithm = "round_robin"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "[2001:db8:77::21]:8080" }},
-  {{ name = "web2", address = "[2001:db8:77::22]:8080" }},
-]
+    let instance = |name: &str, vip: String| {
+        Vrrp::new(name, 51, priority)
+            .advert("100ms")
+            .vip(&vip)
+            .preempt_delay("0s")
+            .set("sync_group", "\"site\"")
+            .raw(extra_vrrp)
+    };
+    Config::new()
+        .pool(web6_pool("round_robin"))
+        .listener(Listener::new("web4", &format!("{VIP4}:80"), "web"))
+        .listener(Listener::new("web6", &format!("[{VIP6}]:80"), "web"))
+        .vrrp(instance("v4", format!("{VIP4}/24")))
+        .vrrp(instance("v6", format!("{VIP6}/64")))
+        .render()
+}
 
-[[listener]]
-name = "web4"
-bind = "{VIP4}:80"
-pool = "web"
-
-[[listener]]
-name = "web6"
-bind = "[{VIP6}]:80"
-pool = "web"
-
-[[vrrp]]
-name = "v4"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP4}/24"]
-preempt_delay = "0s"
-sync_group = "site"
-{extra_vrrp}
-
-[[vrrp]]
-name = "v6"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-preempt_delay = "0s"
-sync_group = "site"
-{extra_vrrp}
-"#
-    )
+/// Pool "web" over the two IPv6 backends, health-checked over IPv6.
+fn web6_pool(algorithm: &str) -> Pool {
+    Pool::new("web")
+        .algorithm(algorithm)
+        .health(r#"{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#)
+        .backend("web1", "[2001:db8:77::21]:8080")
+        .backend("web2", "[2001:db8:77::22]:8080")
 }
 
 fn wait_instance(
@@ -311,39 +283,25 @@ fn ipv6_data_plane_through_tandem() {
     lab.tandem(
         "lb1",
         "lb1",
-        &format!(
-            r#"
-[[pool]]
-name = "web"
-algorithm = "source_hash"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "[2001:db8:77::21]:8080" }},
-  {{ name = "web2", address = "[2001:db8:77::22]:8080" }},
-]
-
-[[listener]]
-name = "http6"
-bind = "[{VIP6}]:80"
-protocol = "http"
-forwarded = true
-pool = "web"
-
-[[listener]]
-name = "tcp6"
-bind = "[{VIP6}]:81"
-send_proxy = "v1"
-pool = "web"
-
-[[vrrp]]
-name = "v6"
-interface = "eth0"
-vrid = 7
-priority = 150
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-"#
-        ),
+        &Config::new()
+            .pool(web6_pool("source_hash"))
+            .listener(
+                Listener::bare("http6", &format!("[{VIP6}]:80"))
+                    .protocol("http")
+                    .set("forwarded", "true")
+                    .set("pool", "\"web\""),
+            )
+            .listener(
+                Listener::bare("tcp6", &format!("[{VIP6}]:81"))
+                    .set("send_proxy", "\"v1\"")
+                    .set("pool", "\"web\""),
+            )
+            .vrrp(
+                Vrrp::new("v6", 7, 150)
+                    .advert("100ms")
+                    .vip(&format!("{VIP6}/64")),
+            )
+            .render(),
     );
     wait_instance(lab, "lb1", "v6", "master", Duration::from_secs(5));
     lab.wait_for("both IPv6 backends healthy", Duration::from_secs(5), || {
@@ -526,18 +484,14 @@ vrrp_instance vip6 {{
 }
 
 fn tandem6(priority: u8) -> String {
-    format!(
-        r#"
-[[vrrp]]
-name = "vip6"
-interface = "eth0"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-preempt_delay = "0s"
-"#
-    )
+    Config::new()
+        .vrrp(
+            Vrrp::new("vip6", 52, priority)
+                .advert("100ms")
+                .vip(&format!("{VIP6}/64"))
+                .preempt_delay("0s"),
+        )
+        .render()
 }
 
 fn need(tool: &str, arg: &str) {

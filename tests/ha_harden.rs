@@ -17,49 +17,39 @@ fn vip_addr() -> SocketAddr {
     SocketAddr::from(([10, 78, 0, 100], 80))
 }
 
-struct Pair {
-    lab: Lab,
-    _backends: Vec<Backend>,
-}
-
 /// Switch, lb1/lb2, a client and one HTTP backend.
 fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.78.0.1/24");
-    lab.add_host("lb2", "10.78.0.2/24");
-    lab.add_host("client", "10.78.0.50/24");
-    lab.add_host("be1", "10.78.0.21/24");
-    let backends = vec![Backend::in_lab(&lab, "be1", 8080, "web1")];
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair::new(tag, "10.78.0", 1)
 }
 
+const TCP_CHECK: &str =
+    r#"{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
+
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [{{ name = "web1", address = "10.78.0.21:8080" }}]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
+    node(
+        priority,
+        extra_vrrp,
+        Listener::new("web", &format!("{VIP}:80"), "web"),
     )
+}
+
+/// [`node_config`] with this listener.
+fn node(priority: u8, extra_vrrp: &str, listener: Listener) -> String {
+    Config::new()
+        .pool(
+            Pool::new("web")
+                .health(TCP_CHECK)
+                .backend("web1", "10.78.0.21:8080"),
+        )
+        .listener(listener)
+        .vrrp(
+            Vrrp::new("vip1", 52, priority)
+                .advert("100ms")
+                .vip(&format!("{VIP}/24"))
+                .preempt_delay("0s")
+                .raw(extra_vrrp),
+        )
+        .render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -179,9 +169,10 @@ fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
     // HTTP: an idle client connection holds one descriptor and no backend connection, so
     // the flood keeps the table full until it ends.
     let http = |prio| {
-        node_config(prio, "").replace(
-            "pool = \"web\"\n\n",
-            "pool = \"web\"\nprotocol = \"http\"\n\n",
+        node(
+            prio,
+            "",
+            Listener::new("web", &format!("{VIP}:80"), "web").protocol("http"),
         )
     };
     assert!(http(150).contains("protocol = \"http\""));
@@ -283,9 +274,10 @@ fn saturate(tag: &str, rt: bool) -> LoadRun {
     let p = pair(tag);
     let lab = &p.lab;
     let http = |prio| {
-        node_config(prio, "").replace(
-            "pool = \"web\"\n\n",
-            "pool = \"web\"\nprotocol = \"http\"\n\n",
+        node(
+            prio,
+            "",
+            Listener::new("web", &format!("{VIP}:80"), "web").protocol("http"),
         )
     };
     // Without CAP_SYS_NICE the election thread cannot have SCHED_RR.

@@ -27,50 +27,31 @@ fn vip_addr() -> SocketAddr {
     SocketAddr::from((VIP_OCTETS, 80))
 }
 
-struct Pair {
-    lab: Lab,
-    _backends: Vec<Backend>,
-}
-
 /// Switch, lb1/lb2, a client and one HTTP backend.
 fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.79.0.1/24");
-    lab.add_host("lb2", "10.79.0.2/24");
-    lab.add_host("client", "10.79.0.50/24");
-    lab.add_host("be1", "10.79.0.21/24");
-    let backends = vec![Backend::in_lab(&lab, "be1", 8080, "web1")];
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair::new(tag, "10.79.0", 1)
 }
+
+const TCP_CHECK: &str =
+    r#"{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
 
 /// One VIP on eth0 (VRID 53, 100 ms adverts), a listener on it, one backend.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [{{ name = "web1", address = "10.79.0.21:8080" }}]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 53
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
-    )
+    Config::new()
+        .pool(
+            Pool::new("web")
+                .health(TCP_CHECK)
+                .backend("web1", "10.79.0.21:8080"),
+        )
+        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
+        .vrrp(
+            Vrrp::new("vip1", 53, priority)
+                .advert("100ms")
+                .vip(&format!("{VIP}/24"))
+                .preempt_delay("0s")
+                .raw(extra_vrrp),
+        )
+        .render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -104,18 +85,6 @@ fn tandem_cli(lab: &Lab, label: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Rewrites the config file [`Lab::tandem`] wrote for `label` (same `[global]` header).
-fn rewrite_config(lab: &Lab, label: &str, body: &str) {
-    let sock = lab.dir.join(format!("{label}.sock"));
-    lab.file(
-        &format!("{label}.toml"),
-        &format!(
-            "[global]\nadmin_socket = \"{}\"\nworkers = 1\nshutdown_timeout = \"3s\"\nlog_level = \"debug\"\n\n{body}",
-            sock.display()
-        ),
-    );
 }
 
 fn sleep_until(t: Instant) {
@@ -431,7 +400,7 @@ fn reload_turning_garp_refresh_off_stops_the_refresh() {
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
     let first = wait_first_garp(lab, &cap, &mac1);
     sleep_until(first + Duration::from_millis(1500));
-    rewrite_config(lab, "lb1", &node_config(150, ""));
+    lab.write_config("lb1", &node_config(150, ""));
     let out = tandem_cli(lab, "lb1", &["reload"]);
     assert!(out.contains("vrrp vip1: reconfigure in place"), "{out}");
     let reloaded = Instant::now();
@@ -813,7 +782,7 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
     for i in 0..6 {
         let (body, prio) = if i % 2 == 0 { (&b, 160) } else { (&a, 150) };
         let generation = lab.status("lb1").expect("status").generation;
-        rewrite_config(lab, "lb1", body);
+        lab.write_config("lb1", body);
         if i < 3 {
             let out = tandem_cli(lab, "lb1", &["reload"]);
             assert!(

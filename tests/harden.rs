@@ -6,23 +6,16 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use support::config::http_listener;
 use support::*;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nalgorithm = \"round_robin\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
-fn http_listener(port: u16, body: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\n{body}\n"
-    )
+    Pool::new(name)
+        .algorithm("round_robin")
+        .health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#)
+        .backends(webs)
+        .raw(extra)
+        .to_string()
 }
 
 // ------------------------------------------------------------- sticky ---

@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn pool(name: &str, backends: &[&Backend], extra: &str) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ name = \"{}\", address = \"{}\" }}", b.name, b.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
+    Pool::new(name).backends(backends).raw(extra).to_string()
 }
 
 fn listener(name: &str, port: u16, pool: &str, extra: &str) -> String {
-    format!("[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\npool = \"{pool}\"\n{extra}\n")
+    Listener::local(name, port, pool).raw(extra).to_string()
 }
 
 #[test]

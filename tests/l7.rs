@@ -9,23 +9,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::config::http_listener;
 use support::*;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
-fn http_listener(port: u16, body: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\n{body}\n"
-    )
+    Pool::new(name)
+        .health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#)
+        .backends(webs)
+        .raw(extra)
+        .to_string()
 }
 
 #[test]

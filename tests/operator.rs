@@ -15,20 +15,18 @@ use support::*;
 use tandem::admin::status::ListenerStatus;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\", rise = 1, fall = 1 }}\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
+    Pool::new(name)
+        .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }"#)
+        .backends(webs)
+        .raw(extra)
+        .to_string()
 }
 
 fn listener(name: &str, port: u16, protocol: &str, body: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\n{body}\n"
-    )
+    Listener::bare(name, &format!("127.0.0.1:{port}"))
+        .protocol(protocol)
+        .raw(body)
+        .to_string()
 }
 
 /// A connection from `src` (any 127.0.0.0/8 address works on loopback).

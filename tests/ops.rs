@@ -295,36 +295,43 @@ fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Backend]) -
     ];
     // Every config keeps at least two backends; some drop the third.
     let n = if i % 3 == 2 { 2 } else { 3 };
-    let list: Vec<String> = webs[..n]
-        .iter()
-        .enumerate()
-        .map(|(k, w)| {
-            format!(
-                "{{ name = \"{}\", address = \"{}\", weight = {} }}",
-                w.name,
-                w.addr,
-                1 + (i + k) % 3
+    let weighted = |p: Pool, n: usize| {
+        webs[..n].iter().enumerate().fold(p, |p, (k, w)| {
+            p.backend_with(
+                &w.name,
+                &w.addr.to_string(),
+                &format!("weight = {}", 1 + (i + k) % 3),
             )
         })
-        .collect();
+    };
     let interval = 100 + 50 * (i % 4);
-    let mut cfg = format!(
-        "[[pool]]\nname = \"web\"\nalgorithm = \"{}\"\nhealth = {{ check = \"http\", path = \"/health\", interval = \"{interval}ms\", timeout = \"80ms\" }}\nbackends = [{}]\n\
-         [[pool]]\nname = \"alt\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
-         routes = [{{ match = {{ path_prefix = \"/v{i}/\" }}, pool = \"alt\" }}, {{ match = {{ path_exact = \"/r{i}\" }}, respond = {{ status = 204 }} }}, {{ pool = \"{}\" }}]\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
-        algos[i % algos.len()],
-        list.join(", "),
-        list[..2].join(", "),
-        if i % 2 == 0 { "web" } else { "alt" },
-    );
+    let mut cfg = Config::new()
+        .pool(weighted(
+            Pool::new("web").algorithm(algos[i % algos.len()]).health(&format!(
+                r#"{{ check = "http", path = "/health", interval = "{interval}ms", timeout = "80ms" }}"#
+            )),
+            n,
+        ))
+        .pool(weighted(
+            Pool::new("alt").health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#),
+            2,
+        ))
+        .listener(
+            Listener::bare("front", &format!("127.0.0.1:{http}"))
+                .protocol("http")
+                .set(
+                    "routes",
+                    &format!(
+                        r#"[{{ match = {{ path_prefix = "/v{i}/" }}, pool = "alt" }}, {{ match = {{ path_exact = "/r{i}" }}, respond = {{ status = 204 }} }}, {{ pool = "{}" }}]"#,
+                        if i % 2 == 0 { "web" } else { "alt" }
+                    ),
+                ),
+        )
+        .listener(Listener::local("l4", tcp, "web"));
     if i % 2 == 1 {
-        cfg.push_str(&format!(
-            "[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:{extra}\"\npool = \"alt\"\n"
-        ));
+        cfg = cfg.listener(Listener::local("extra", extra, "alt"));
     }
-    cfg
+    cfg.render()
 }
 
 #[test]

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn listener(name: &str, port: u16, protocol: &str, pool: &str, extra: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\npool = \"{pool}\"\n{extra}\n"
-    )
+    Listener::local(name, port, pool)
+        .protocol(protocol)
+        .raw(extra)
+        .to_string()
 }
 
 /// A port with nothing listening: connecting to it is refused.

@@ -197,20 +197,17 @@ fn paced_echo(
     })
 }
 
+/// The health check of pool "web".
+const TCP_CHECK: &str = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+
 fn config(http: u16, tcp: u16, echo_port: u16, webs: &[&Backend], echo: &Backend) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n\
-         [[pool]]\nname = \"echo\"\nbackends = [{{ name = \"e1\", address = \"{}\" }}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\npool = \"web\"\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n\
-         [[listener]]\nname = \"stream\"\nbind = \"127.0.0.1:{echo_port}\"\npool = \"echo\"\n",
-        list.join(", "),
-        echo.addr
-    )
+    Config::new()
+        .pool(Pool::new("web").health(TCP_CHECK).backends(webs))
+        .pool(Pool::new("echo").backends(&[echo]))
+        .listener(Listener::local("front", http, "web").protocol("http"))
+        .listener(Listener::local("l4", tcp, "web"))
+        .listener(Listener::local("stream", echo_port, "echo"))
+        .render()
 }
 
 #[test]
@@ -449,20 +446,22 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
 fn upgrading_the_master_ten_times_never_moves_the_vip() {
     reenter!();
     const VIP: &str = "10.79.0.100";
-    let mut l = support::lab::Lab::new("upg");
-    l.add_host("lb1", "10.79.0.1/24");
-    l.add_host("lb2", "10.79.0.2/24");
-    l.add_host("client", "10.79.0.50/24");
-    l.add_host("be1", "10.79.0.21/24");
-    let _be = Backend::in_lab(&l, "be1", 8080, "web1");
+    let pair = support::lab::Pair::new("upg", "10.79.0", 1);
+    let l = &pair.lab;
     let node = |priority: u8| {
-        format!(
-            "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
-             backends = [{{ name = \"web1\", address = \"10.79.0.21:8080\" }}]\n\
-             [[listener]]\nname = \"web\"\nbind = \"{VIP}:80\"\npool = \"web\"\n\
-             [[vrrp]]\nname = \"vip1\"\ninterface = \"eth0\"\nvrid = 53\npriority = {priority}\n\
-             advert_interval = \"100ms\"\nvirtual_ips = [\"{VIP}/24\"]\n"
-        )
+        Config::new()
+            .pool(
+                Pool::new("web")
+                    .health(TCP_CHECK)
+                    .backend("web1", "10.79.0.21:8080"),
+            )
+            .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
+            .vrrp(
+                Vrrp::new("vip1", 53, priority)
+                    .advert("100ms")
+                    .vip(&format!("{VIP}/24")),
+            )
+            .render()
     };
     let pids = Pids::default();
     let sock1 = l.tandem("lb1", "lb1", &node(150));
@@ -490,7 +489,7 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     let mut silence = 0u64;
     let vip = SocketAddr::from(([10, 79, 0, 100], 80));
     let probes =
-        support::lab::ProbeClient::start(&l, "client", vip, Duration::from_millis(20), 2000);
+        support::lab::ProbeClient::start(l, "client", vip, Duration::from_millis(20), 2000);
     std::thread::sleep(Duration::from_millis(500));
     let since = Instant::now();
     for i in 1..=10 {
@@ -552,17 +551,17 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
         Backend::http("bravo"),
         Backend::http("charlie"),
     ];
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
+    let refs: Vec<&Backend> = webs.iter().collect();
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
-         backends = [{}]\nsticky = {{ mode = \"cookie\", name = \"TANDEM_SRV\" }}\n\
-         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\npool = \"web\"\n",
-        list.join(", ")
-    );
+    let body = Config::new()
+        .pool(
+            Pool::new("web")
+                .health(TCP_CHECK)
+                .backends(&refs)
+                .set("sticky", r#"{ mode = "cookie", name = "TANDEM_SRV" }"#),
+        )
+        .listener(Listener::local("web", port, "web").protocol("http"))
+        .render();
     let pids = Pids::default();
     let d = Daemon::start_bin(&dir, &installed, "", &body);
     pids.add(d.child.id());

@@ -14,6 +14,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::Backend;
+
 /// The `[global]` defaults of a loopback [`Daemon`](super::Daemon).
 pub const DAEMON_GLOBAL: [&str; 3] = [
     "workers = 2",
@@ -105,19 +107,44 @@ impl std::fmt::Display for Config {
     }
 }
 
-/// Lines `key = value` (value already TOML) after a section's fixed keys.
+/// A section alone, e.g. `pool(..).to_string() + &listener(..).to_string()`.
+macro_rules! display_section {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.render())
+            }
+        }
+    )*};
+}
+display_section!(Pool, Listener, Vrrp);
+
+/// The HTTP listener "web" on 127.0.0.1:`port`, `body` its further lines
+/// (routes, or `pool = ".."`).
+pub fn http_listener(port: u16, body: &str) -> String {
+    Listener::bare("web", &format!("127.0.0.1:{port}"))
+        .protocol("http")
+        .raw(body)
+        .to_string()
+}
+
+/// A section's further lines: `key = value` (value already TOML) after its
+/// fixed keys, and raw TOML last of all (it may open a sub-table).
 #[derive(Clone, Default)]
-struct Lines(String);
+struct Lines {
+    keys: String,
+    tail: String,
+}
 
 impl Lines {
     fn set(&mut self, key: &str, value: &str) {
-        let _ = writeln!(self.0, "{key} = {value}");
+        let _ = writeln!(self.keys, "{key} = {value}");
     }
     fn raw(&mut self, toml: &str) {
         let t = toml.trim_matches('\n');
         if !t.is_empty() {
-            self.0.push_str(t);
-            self.0.push('\n');
+            self.tail.push_str(t);
+            self.tail.push('\n');
         }
     }
 }
@@ -155,17 +182,29 @@ impl Pool {
     }
 
     /// A backend with more keys of its inline table, e.g. `weight = 3`.
-    pub fn backend_with(mut self, name: &str, address: &str, more: &str) -> Pool {
+    pub fn backend_with(self, name: &str, address: &str, more: &str) -> Pool {
         let more = if more.is_empty() {
             String::new()
         } else {
             format!(", {more}")
         };
-        self.backends.push(format!(
+        self.backend_table(&format!(
             "{{ name = {}, address = {}{more} }}",
             quote(name),
             quote(address)
-        ));
+        ))
+    }
+
+    /// Each running backend by its name and address.
+    pub fn backends(self, backends: &[&Backend]) -> Pool {
+        backends
+            .iter()
+            .fold(self, |p, b| p.backend(&b.name, &b.addr.to_string()))
+    }
+
+    /// A backend as a whole inline table, e.g. `{ address = "10.0.0.1:80" }`.
+    pub fn backend_table(mut self, table: &str) -> Pool {
+        self.backends.push(table.to_string());
         self
     }
 
@@ -183,7 +222,7 @@ impl Pool {
 
     fn render(&self) -> String {
         let mut s = format!("[[pool]]\nname = {}\n", quote(&self.name));
-        s.push_str(&self.lines.0);
+        s.push_str(&self.lines.keys);
         match self.backends.as_slice() {
             [] => {}
             [one] => {
@@ -197,6 +236,7 @@ impl Pool {
                 s.push_str("]\n");
             }
         }
+        s.push_str(&self.lines.tail);
         s
     }
 }
@@ -214,6 +254,11 @@ impl Listener {
     /// A listener on `bind` in front of `pool` (TCP unless [`Listener::protocol`]).
     pub fn new(name: &str, bind: &str, pool: &str) -> Listener {
         Listener::bare(name, bind).set("pool", &quote(pool))
+    }
+
+    /// A listener on 127.0.0.1:`port` in front of `pool`.
+    pub fn local(name: &str, port: u16, pool: &str) -> Listener {
+        Listener::new(name, &format!("127.0.0.1:{port}"), pool)
     }
 
     /// A listener with no pool line (HTTP routes, or keys given by hand).
@@ -243,10 +288,11 @@ impl Listener {
 
     fn render(&self) -> String {
         format!(
-            "[[listener]]\nname = {}\nbind = {}\n{}",
+            "[[listener]]\nname = {}\nbind = {}\n{}{}",
             quote(&self.name),
             quote(&self.bind),
-            self.lines.0
+            self.lines.keys,
+            self.lines.tail
         )
     }
 }
@@ -325,7 +371,8 @@ impl Vrrp {
             let vips: Vec<String> = self.vips.iter().map(|v| quote(v)).collect();
             let _ = writeln!(s, "virtual_ips = [{}]", vips.join(", "));
         }
-        s.push_str(&self.lines.0);
+        s.push_str(&self.lines.keys);
+        s.push_str(&self.lines.tail);
         s
     }
 }
