@@ -10,7 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -187,17 +187,6 @@ fn answers(front: std::net::SocketAddr, reqs: &[(&str, &str, &str)]) -> Vec<Stri
         .collect()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn imported_config_routes_like_haproxy() {
     let haproxy = haproxy_bin();
@@ -298,7 +287,7 @@ fn imported_config_routes_like_haproxy() {
     );
     wait_port(addr(front));
     // First probes mark backends up; wait until every route answers.
-    wait_until(
+    wait_for(
         "tandem to route to all three backends",
         Duration::from_secs(10),
         || {

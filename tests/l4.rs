@@ -488,18 +488,11 @@ fn sigterm_drains_open_connections_then_exits_zero() {
     c.read_exact(&mut buf).expect("r");
     d.signal("TERM");
     // New connections are no longer accepted...
-    let t0 = Instant::now();
-    loop {
-        let refused = TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_err();
-        if refused {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "still accepting after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "new connections refused after SIGTERM",
+        Duration::from_secs(3),
+        || TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_err(),
+    );
     // ...while the open one keeps working until the client closes it.
     c.write_all(b"pong").expect("w2");
     c.read_exact(&mut buf).expect("r2");

@@ -158,18 +158,11 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     // A backend dies: its gauge, the pool's and the failed checks follow.
     w2.stop_now();
     drop(w2);
-    let t0 = Instant::now();
-    let m2 = loop {
-        let (_, m2) = scrape(m);
-        if sum(&m2, "tandem_backend_up", &["backend=\"w2\""]) == 0.0 {
-            break m2;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "w2 never went down in /metrics"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut m2 = HashMap::new();
+    wait_for("w2 down in /metrics", Duration::from_secs(3), || {
+        m2 = scrape(m).1;
+        sum(&m2, "tandem_backend_up", &["backend=\"w2\""]) == 0.0
+    });
     assert_eq!(sum(&m2, "tandem_pool_backends_healthy", &[]), 1.0);
     assert!(
         sum(

@@ -133,24 +133,23 @@ impl Daemon {
     /// so a served request is the sign that every listener is up.
     fn wait_ready(&self) {
         use std::io::{Read, Write};
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
+        super::poll(
+            "tandem to start",
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) else {
+                    return false;
+                };
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut first = [0u8; 12];
-                if s.write_all(
-                    b"GET /v1/status HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n",
-                )
-                .is_ok()
+                s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: tandem\r\nConnection: close\r\n\r\n")
+                    .is_ok()
                     && s.read_exact(&mut first).is_ok()
                     && first.starts_with(b"HTTP/1.1 ")
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("tandem did not start; log:\n{}", self.log_text());
+            },
+            || format!("log:\n{}", self.log_text()),
+        );
     }
 
     pub fn log_text(&self) -> String {

@@ -494,14 +494,14 @@ impl Lab {
         let mut argv = wrapper.to_vec();
         argv.extend_from_slice(&[BIN, "run", "-c", &cfg]);
         self.spawn(host, label, &argv);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                return sock.display().to_string();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("tandem {label} did not start:\n{}", self.log(label));
+        super::poll(
+            &format!("tandem {label} to start"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+            || self.log(label),
+        );
+        sock.display().to_string()
     }
 
     /// Rewrites the config file of the tandem `label` (the same `[global]`

@@ -5,7 +5,7 @@
 //! is [`Mode::Forwarded`](crate::support::Mode::Forwarded).)
 
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Host, Lab};
 
@@ -30,21 +30,22 @@ pub fn add_dual_host(lab: &mut Lab, name: &str, ip4_cidr: &str, ip6_cidr: &str) 
         name,
         &["-6", "addr", "add", ip6_cidr, "dev", "eth0", "nodad"],
     );
-    let t0 = Instant::now();
-    loop {
-        let ll = lab.ip(
-            name,
-            &["-6", "addr", "show", "dev", "eth0", "scope", "link"],
-        );
-        if ll.contains("fe80") && !ll.contains("tentative") {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "{name}: no usable link-local address: {ll}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ll = std::cell::RefCell::new(String::new());
+    crate::support::poll(
+        &format!("{name}: a usable link-local address"),
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let now = lab.ip(
+                name,
+                &["-6", "addr", "show", "dev", "eth0", "scope", "link"],
+            );
+            let usable = now.contains("fe80") && !now.contains("tentative");
+            *ll.borrow_mut() = now;
+            usable
+        },
+        || ll.borrow().clone(),
+    );
     host
 }
 
