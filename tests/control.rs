@@ -131,8 +131,8 @@ fn disable_closes_open_connections_after_the_grace_period() {
 #[test]
 fn runtime_weight_changes_the_split_until_the_config_changes_it() {
     let dir = TempDir::new("weight");
-    let a = Backend::http("a");
-    let b = Backend::http("b");
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
     let port = free_port();
     let d = Daemon::start(&dir, &config(&a, &b, port, 1));
     d.wait_for("both up", Duration::from_secs(3), |d| {

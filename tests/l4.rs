@@ -161,9 +161,9 @@ fn udp_round_trip_replies_come_from_the_listener() {
 #[test]
 fn dead_backend_is_marked_down_and_traffic_continues() {
     let dir = TempDir::new("health");
-    let a = Backend::http("a");
-    let b = Backend::http("b");
-    let c = Backend::http("c");
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
+    let c = Backend::start("c", Mode::Plain);
     let port = free_port();
     let interval = Duration::from_millis(200);
     let timeout = Duration::from_millis(100);
@@ -215,7 +215,7 @@ fn dead_backend_is_marked_down_and_traffic_continues() {
     assert_eq!(seen.get("a"), Some(&30));
     assert_eq!(seen.get("c"), Some(&30));
     // It comes back after `rise` successful probes.
-    let b2 = Backend::spec("b").port(b_port).start();
+    let b2 = Backend::start_on("b", Mode::Plain, b_port);
     let back = d.wait_for("b back up", Duration::from_secs(5), |d| {
         d.health("p", "b") == "up"
     });
@@ -347,8 +347,8 @@ fn proxy_protocol_v2_header_reaches_backend() {
 #[test]
 fn sighup_moves_new_connections_and_keeps_open_ones() {
     let dir = TempDir::new("reload");
-    let a = Backend::http("a");
-    let b = Backend::http("b");
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
     let port = free_port();
     let hc = "health = { check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }";
     let d = Daemon::start(
@@ -413,8 +413,8 @@ fn sighup_moves_new_connections_and_keeps_open_ones() {
 #[test]
 fn tandem_reload_prints_what_changed() {
     let dir = TempDir::new("plan");
-    let a = Backend::http("a");
-    let b = Backend::http("b");
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
     let (p1, p2) = (free_port(), free_port());
     let hc = "health = { check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }";
     let d = Daemon::start(

@@ -101,7 +101,7 @@ fn metrics(port: u16) -> String {
 fn acl_refuses_before_any_backend_and_source_routes_pick_pools() {
     let dir = TempDir::new("acl");
     let (main, office) = (Backend::http("main"), Backend::http("office"));
-    let echo = Backend::spec("tcpb").newline().start();
+    let echo = Backend::start("tcpb", Mode::Plain);
     let (hport, tport, mport) = (free_port(), free_port(), free_port());
     let cfg = pool("main", &[&main], "")
         + &pool("office", &[&office], "")
@@ -172,7 +172,7 @@ routes = [
 fn accept_proxy_takes_the_client_address_from_the_header() {
     let dir = TempDir::new("acceptproxy");
     let w = Backend::http("w");
-    let echo = Backend::spec("tcpb").newline().start();
+    let echo = Backend::start("tcpb", Mode::Plain);
     let (hport, tport) = (free_port(), free_port());
     let cfg = pool("w", &[&w], "")
         + &format!(
@@ -252,7 +252,7 @@ deny = ["203.0.113.66"]
 fn rate_limits_answer_429_and_cap_connections_per_client() {
     let dir = TempDir::new("ratelimit");
     let w = Backend::http("w");
-    let echo = Backend::spec("tcpb").newline().start();
+    let echo = Backend::start("tcpb", Mode::Plain);
     let (hport, tport, mport) = (free_port(), free_port(), free_port());
     let cfg = pool("w", &[&w], "")
         + &format!(
@@ -532,7 +532,7 @@ fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
 fn access_logs_are_written_in_the_chosen_format_and_reopened_for_logrotate() {
     let dir = TempDir::new("accesslog");
     let w = Backend::http("w1");
-    let echo = Backend::spec("tcpb").newline().start();
+    let echo = Backend::start("tcpb", Mode::Plain);
     let (hport, tport) = (free_port(), free_port());
     let (alog, clog) = (dir.path("access.log"), dir.path("conn.log"));
     let cfg = pool("w", &[&w], "")

@@ -13,11 +13,15 @@
 //!   - `/text?n=N&type=T`: N bytes of repetitive text as `T` (text/plain),
 //!     `&encoded` adds Content-Encoding: gzip, `&notransform` Cache-Control: no-transform;
 //!   - `/notfound`: a 404 with the name;
-//!   - anything else: the backend's name (with a newline after it when
-//!     started with [`Spec::newline`]: raw TCP readers wait for it).
+//!   - anything else: the backend's name.
 //!
 //!   Every response carries `X-Backend: <name>`. While `broken` is set
-//!   every request gets a 500.
+//!   every request gets a 500. The head and the body go out in separate
+//!   writes, as a real server's may.
+//! - [`Mode::Plain`]: as `Http`, but the default answer is the name and a
+//!   newline (raw TCP readers wait for it), each answer is one write (a
+//!   client reading once has all of it), and a request's
+//!   `Connection: close` is answered in kind.
 //! - [`Mode::Forwarded`]: as `Http`, but one request per connection
 //!   (`Connection: close`), a PROXY v1 line before it is taken, and the
 //!   default answer is its name and what the proxy in front told it: the
@@ -41,6 +45,7 @@ use super::lab::Lab;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Http,
+    Plain,
     Forwarded,
     Echo,
     Sink,
@@ -67,7 +72,6 @@ pub struct Spec<'a> {
     name: String,
     mode: Mode,
     bind: SocketAddr,
-    newline: bool,
     ns: Option<(&'a Lab, &'a str)>,
 }
 
@@ -85,12 +89,6 @@ impl<'a> Spec<'a> {
 
     pub fn bind(mut self, bind: SocketAddr) -> Spec<'a> {
         self.bind = bind;
-        self
-    }
-
-    /// The default answer ends with a newline.
-    pub fn newline(mut self) -> Spec<'a> {
-        self.newline = true;
         self
     }
 
@@ -117,7 +115,6 @@ impl<'a> Spec<'a> {
         let ctx = Arc::new(Ctx {
             name: self.name.clone(),
             mode: self.mode,
-            newline: self.newline,
             stop: stop.clone(),
             requests: Arc::default(),
             connections: Arc::default(),
@@ -159,7 +156,6 @@ impl Backend {
             name: name.to_string(),
             mode: Mode::Http,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            newline: false,
             ns: None,
         }
     }
@@ -179,9 +175,13 @@ impl Backend {
         Self::spec(name).mode(mode).port(port).start()
     }
 
-    /// [`Mode::Http`] on 0.0.0.0:`port` in lab host `host`.
+    /// [`Mode::Plain`] on 0.0.0.0:`port` in lab host `host`.
     pub fn in_lab(lab: &Lab, host: &str, port: u16, name: &str) -> Backend {
-        Self::spec(name).port(port).in_ns(lab, host).start()
+        Self::spec(name)
+            .mode(Mode::Plain)
+            .port(port)
+            .in_ns(lab, host)
+            .start()
     }
 
     /// Stops accepting and closes the listening socket (the backend dies),
@@ -213,7 +213,6 @@ impl Drop for Backend {
 struct Ctx {
     name: String,
     mode: Mode,
-    newline: bool,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
@@ -229,7 +228,7 @@ fn accept_loop(l: &TcpListener, ctx: &Arc<Ctx>) {
                 let _ = s.set_nonblocking(false);
                 let ctx = ctx.clone();
                 std::thread::spawn(move || match ctx.mode {
-                    Mode::Http | Mode::Forwarded => {
+                    Mode::Http | Mode::Plain | Mode::Forwarded => {
                         let _ = serve_http(s, &ctx);
                     }
                     Mode::Echo => echo(s, &ctx.stop),
@@ -241,26 +240,39 @@ fn accept_loop(l: &TcpListener, ctx: &Arc<Ctx>) {
     }
 }
 
-fn echo(mut s: TcpStream, stop: &AtomicBool) {
+/// A read that timed out (the socket's read timeout): time to look at `stop`.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+fn echo(s: TcpStream, stop: &AtomicBool) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = vec![0u8; 64 * 1024];
+    if let Ok(mut w) = s.try_clone() {
+        let _ = relay(&mut &s, &mut w, &mut vec![0u8; 64 * 1024], stop);
+    }
+}
+
+/// Writes back to `w` every byte read from `r` until EOF, an error, or
+/// `stop` (seen when a read times out).
+fn relay(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    buf: &mut [u8],
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
+        match r.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => w.write_all(&buf[..n])?,
+            Err(e) if timed_out(&e) => {
                 if stop.load(Ordering::Relaxed) {
-                    return;
+                    return Ok(());
                 }
             }
-            Err(_) => return,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -326,12 +338,7 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                     }
                     head.push(line.trim_end().to_string());
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if timed_out(&e) => {
                     if stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
@@ -361,7 +368,7 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
         let close =
             forwarded || header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let mut extra = String::new();
-        if forwarded {
+        if forwarded || (close && ctx.mode == Mode::Plain) {
             extra.push_str("Connection: close\r\n");
         }
         let mut body: Vec<u8> = Vec::new();
@@ -387,14 +394,7 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                     let n = match r.read(&mut buf[..left.min(64 * 1024)]) {
                         Ok(0) => return Ok(()),
                         Ok(n) => n,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            continue
-                        }
+                        Err(e) if timed_out(&e) => continue,
                         Err(e) => return Err(e),
                     };
                     w.write_all(&buf[..n])?;
@@ -469,24 +469,7 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             }
             "/ws" => {
                 write!(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: {name}\r\n\r\n")?;
-                let mut buf = [0u8; 4096];
-                loop {
-                    match r.read(&mut buf) {
-                        Ok(0) => return Ok(()),
-                        Ok(n) => w.write_all(&buf[..n])?,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            if stop.load(Ordering::Relaxed) {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                return relay(&mut r, &mut w, &mut [0u8; 4096], stop);
             }
             _ => {
                 if path == "/notfound" {
@@ -508,7 +491,7 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                         all("forwarded")
                     )
                     .into_bytes()
-                } else if ctx.newline {
+                } else if ctx.mode == Mode::Plain {
                     format!("{name}\n").into_bytes()
                 } else {
                     name.as_bytes().to_vec()
@@ -537,14 +520,20 @@ fn serve_http(s: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                 off += k as u64;
             }
         } else {
-            // One write: a client reading once gets the whole answer.
-            let mut out = format!(
-                "HTTP/1.1 {status}\r\nX-Backend: {name}\r\nContent-Length: {}\r\n{extra}\r\n",
-                body.len()
-            )
-            .into_bytes();
-            out.extend_from_slice(&body);
-            w.write_all(&out)?;
+            if ctx.mode == Mode::Http {
+                write!(
+                    w,
+                    "HTTP/1.1 {status}\r\nX-Backend: {name}\r\nContent-Length: {}\r\n{extra}\r\n",
+                    body.len()
+                )?;
+                w.write_all(&body)?;
+            } else {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nX-Backend: {name}\r\nContent-Length: {}\r\n{extra}\r\n",
+                    body.len()
+                );
+                w.write_all(&[head.as_bytes(), &body].concat())?;
+            }
         }
         if close {
             return Ok(());
