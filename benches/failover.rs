@@ -43,18 +43,9 @@ struct Sample {
 }
 
 fn tandem_cfg(priority: u8, interval_ms: u64) -> String {
-    Config::new()
-        .pool(
-            Pool::new("web")
-                .health(r#"{ check = "tcp", interval = "1s", timeout = "200ms" }"#)
-                .backend("web1", "10.77.0.21:8080"),
-        )
-        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-        .vrrp(
-            Vrrp::new("vip1", 51, priority)
-                .advert(&format!("{interval_ms}ms"))
-                .vip(&format!("{VIP}/24")),
-        )
+    Node::new("10.77.0", 1, 51, priority)
+        .pool(|p| p.health(r#"{ check = "tcp", interval = "1s", timeout = "200ms" }"#))
+        .vrrp(|v| v.advert(&format!("{interval_ms}ms")))
         .render()
 }
 

@@ -17,24 +17,16 @@ use support::*;
 const VIP: &str = "10.77.0.100";
 
 fn config(priority: u8) -> String {
-    Config::new()
-        .pool(
-            Pool::new("web")
-                .algorithm("round_robin")
+    Node::new("10.77.0", 3, 51, priority)
+        .pool(|p| {
+            p.algorithm("round_robin")
                 .health(r#"{ check = "http", path = "/", interval = "500ms", timeout = "200ms" }"#)
-                .backend("web1", "10.77.0.21:8080")
-                .backend("web2", "10.77.0.22:8080")
-                .backend("web3", "10.77.0.23:8080"),
-        )
-        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-        .vrrp(
-            Vrrp::new("web-vip", 51, priority)
-                .advert("100ms")
-                .vip(&format!("{VIP}/24"))
-                // The default (30s) stops a crash-looping node from stealing
-                // the VIP back; the demo wants to show preemption at once.
-                .preempt_delay("0s"),
-        )
+        })
+        .vrrp(|v| {
+            // The default (30s) stops a crash-looping node from stealing
+            // the VIP back; the demo wants to show preemption at once.
+            v.name("web-vip").preempt_delay("0s")
+        })
         .render()
 }
 

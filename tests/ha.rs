@@ -26,14 +26,6 @@ fn pair(tag: &str) -> Pair {
 const HTTP_CHECK: &str =
     r#"{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
 
-/// Pool "web": round robin over `backends` (name, address).
-fn web_pool(backends: &[(&str, &str)]) -> Pool {
-    backends.iter().fold(
-        Pool::new("web").algorithm("round_robin").health(HTTP_CHECK),
-        |p, (name, address)| p.backend(name, address),
-    )
-}
-
 /// The three standard backends web1-3.
 const WEB123: [(&str, &str); 3] = [
     ("web1", "10.77.0.21:8080"),
@@ -41,26 +33,22 @@ const WEB123: [(&str, &str); 3] = [
     ("web3", "10.77.0.23:8080"),
 ];
 
-/// vip1 on eth0 (VRID 51, 100 ms adverts, preempt at once) with `priority`.
-fn vip1(priority: u8, extra_vrrp: &str) -> Vrrp {
-    Vrrp::new("vip1", 51, priority)
-        .advert("100ms")
-        .vip(&format!("{VIP}/24"))
-        .preempt_delay("0s")
-        .raw(extra_vrrp)
-}
-
-/// A node config: one VIP on eth0, a listener on it, a pool of `backends`.
-fn node_with(priority: u8, extra_vrrp: &str, backends: &[(&str, &str)]) -> Config {
-    Config::new()
-        .pool(web_pool(backends))
-        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-        .vrrp(vip1(priority, extra_vrrp))
+/// A node: vip1 on eth0 (VRID 51, 100 ms adverts, preempt at once), a
+/// listener on it, pool "web" (round robin, HTTP checks) of `backends`.
+fn node(priority: u8, extra_vrrp: &str, backends: &[(&str, &str)]) -> Node {
+    Node::new("10.77.0", 0, 51, priority)
+        .pool(|p| {
+            backends.iter().fold(
+                p.algorithm("round_robin").health(HTTP_CHECK),
+                |p, (name, address)| p.backend(name, address),
+            )
+        })
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
 }
 
 /// A node config: one VIP on eth0, a listener on it, a pool of 3 backends.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    node_with(priority, extra_vrrp, &WEB123).render()
+    node(priority, extra_vrrp, &WEB123).render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -298,7 +286,7 @@ fn tracking_moves_the_address_when_the_pool_dies() {
     let lab = &p.lab;
     // Each node fronts its own app servers: lb1 → web1, lb2 → web2 + web3.
     let cfg = |prio: u8, backends: &[(&str, &str)]| {
-        node_with(prio, "track = [{ pool = \"web\", weight = -60 }]", backends).render()
+        node(prio, "track = [{ pool = \"web\", weight = -60 }]", backends).render()
     };
     lab.tandem("lb1", "lb1", &cfg(150, &WEB123[..1]));
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
@@ -333,7 +321,7 @@ fn tracking_without_weight_means_fault() {
     reenter!();
     let p = pair("trackf");
     let lab = &p.lab;
-    let cfg = node_with(
+    let cfg = node(
         150,
         "track = [{ pool = \"web\" }]",
         &[("gone", "10.77.0.29:8080")],
@@ -350,7 +338,8 @@ fn tracking_without_weight_means_fault() {
 }
 
 fn active_active_config(p1: u8, p2: u8) -> String {
-    node_with(p1, "", &WEB123)
+    node(p1, "", &WEB123)
+        .config()
         .listener(Listener::new("web2", "10.77.0.101:80", "web"))
         .vrrp(
             Vrrp::new("vip2", 52, p2)
@@ -759,7 +748,8 @@ fn two_segments(tag: &str) -> Pair {
 /// group "g" when `grouped`, otherwise two independent instances.
 fn two_segment_config(priority: u8, grouped: bool) -> String {
     let group = if grouped { "sync_group = \"g\"" } else { "" };
-    node_with(priority, group, &WEB123)
+    node(priority, group, &WEB123)
+        .config()
         .vrrp(
             Vrrp::new("vip2", 52, priority)
                 .interface("eth1")
@@ -987,10 +977,8 @@ fn missing_interface_is_waited_for() {
     let p = pair("wait");
     let lab = &p.lab;
     // lb1's instance lives on eth1, which does not exist yet.
-    let cfg = Config::new()
-        .pool(web_pool(&WEB123))
-        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-        .vrrp(vip1(150, "").interface("eth1"))
+    let cfg = node(150, "", &WEB123)
+        .vrrp(|v| v.interface("eth1"))
         .render();
     lab.tandem("lb1", "lb1", &cfg);
     lab.wait_for("waiting state", Duration::from_secs(3), || {

@@ -26,30 +26,14 @@ const TCP_CHECK: &str =
     r#"{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
 
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    node(
-        priority,
-        extra_vrrp,
-        Listener::new("web", &format!("{VIP}:80"), "web"),
-    )
+    node(priority, extra_vrrp).render()
 }
 
-/// [`node_config`] with this listener.
-fn node(priority: u8, extra_vrrp: &str, listener: Listener) -> String {
-    Config::new()
-        .pool(
-            Pool::new("web")
-                .health(TCP_CHECK)
-                .backend("web1", "10.78.0.21:8080"),
-        )
-        .listener(listener)
-        .vrrp(
-            Vrrp::new("vip1", 52, priority)
-                .advert("100ms")
-                .vip(&format!("{VIP}/24"))
-                .preempt_delay("0s")
-                .raw(extra_vrrp),
-        )
-        .render()
+/// One VIP on eth0 (VRID 52, 100 ms adverts), a listener on it, one backend.
+fn node(priority: u8, extra_vrrp: &str) -> Node {
+    Node::new("10.78.0", 1, 52, priority)
+        .pool(|p| p.health(TCP_CHECK))
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -168,13 +152,7 @@ fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
     let lab = &p.lab;
     // HTTP: an idle client connection holds one descriptor and no backend connection, so
     // the flood keeps the table full until it ends.
-    let http = |prio| {
-        node(
-            prio,
-            "",
-            Listener::new("web", &format!("{VIP}:80"), "web").protocol("http"),
-        )
-    };
+    let http = |prio| node(prio, "").listener(|l| l.protocol("http")).render();
     assert!(http(150).contains("protocol = \"http\""));
     lab.tandem("lb1", "lb1", &http(150));
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
@@ -273,13 +251,7 @@ struct LoadRun {
 fn saturate(tag: &str, rt: bool) -> LoadRun {
     let p = pair(tag);
     let lab = &p.lab;
-    let http = |prio| {
-        node(
-            prio,
-            "",
-            Listener::new("web", &format!("{VIP}:80"), "web").protocol("http"),
-        )
-    };
+    let http = |prio| node(prio, "").listener(|l| l.protocol("http")).render();
     // Without CAP_SYS_NICE the election thread cannot have SCHED_RR.
     let wrapper: &[&str] = if rt {
         &[]

@@ -37,20 +37,9 @@ const TCP_CHECK: &str =
 
 /// One VIP on eth0 (VRID 53, 100 ms adverts), a listener on it, one backend.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    Config::new()
-        .pool(
-            Pool::new("web")
-                .health(TCP_CHECK)
-                .backend("web1", "10.79.0.21:8080"),
-        )
-        .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-        .vrrp(
-            Vrrp::new("vip1", 53, priority)
-                .advert("100ms")
-                .vip(&format!("{VIP}/24"))
-                .preempt_delay("0s")
-                .raw(extra_vrrp),
-        )
+    Node::new("10.79.0", 1, 53, priority)
+        .pool(|p| p.health(TCP_CHECK))
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
         .render()
 }
 

@@ -6,15 +6,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use support::config::http_listener;
+use support::config::{checked_pool, http_listener};
 use support::*;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    Pool::new(name)
+    let health = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+    checked_pool(name, health, webs, extra)
         .algorithm("round_robin")
-        .health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#)
-        .backends(webs)
-        .raw(extra)
         .to_string()
 }
 

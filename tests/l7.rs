@@ -9,15 +9,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::config::http_listener;
+use support::config::{checked_pool, http_listener};
 use support::*;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    Pool::new(name)
-        .health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#)
-        .backends(webs)
-        .raw(extra)
-        .to_string()
+    let health = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+    checked_pool(name, health, webs, extra).to_string()
 }
 
 #[test]

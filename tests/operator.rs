@@ -11,15 +11,13 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
+use support::config::checked_pool;
 use support::*;
 use tandem::admin::status::ListenerStatus;
 
 fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
-    Pool::new(name)
-        .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }"#)
-        .backends(webs)
-        .raw(extra)
-        .to_string()
+    let health = r#"{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }"#;
+    checked_pool(name, health, webs, extra).to_string()
 }
 
 fn listener(name: &str, port: u16, protocol: &str, body: &str) -> String {

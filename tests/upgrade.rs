@@ -449,18 +449,8 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     let pair = support::lab::Pair::new("upg", "10.79.0", 1);
     let l = &pair.lab;
     let node = |priority: u8| {
-        Config::new()
-            .pool(
-                Pool::new("web")
-                    .health(TCP_CHECK)
-                    .backend("web1", "10.79.0.21:8080"),
-            )
-            .listener(Listener::new("web", &format!("{VIP}:80"), "web"))
-            .vrrp(
-                Vrrp::new("vip1", 53, priority)
-                    .advert("100ms")
-                    .vip(&format!("{VIP}/24")),
-            )
+        Node::new("10.79.0", 1, 53, priority)
+            .pool(|p| p.health(TCP_CHECK))
             .render()
     };
     let pids = Pids::default();

@@ -119,6 +119,86 @@ macro_rules! display_section {
 }
 display_section!(Pool, Listener, Vrrp);
 
+/// `set` and `raw`, the same for every section.
+macro_rules! section_lines {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Any other key; `value` is TOML.
+            pub fn set(mut self, key: &str, value: &str) -> $t {
+                self.lines.set(key, value);
+                self
+            }
+
+            /// Raw TOML lines at the end of the section (`extra_vrrp` and
+            /// the like of the tests; they may open a sub-table).
+            pub fn raw(mut self, toml: &str) -> $t {
+                self.lines.raw(toml);
+                self
+            }
+        }
+    )*};
+}
+section_lines!(Pool, Listener, Vrrp);
+
+/// Pool `name` of `backends` with health check `health` and the raw TOML
+/// `extra` after them: the shape of the loopback tests' pools.
+pub fn checked_pool(name: &str, health: &str, backends: &[&Backend], extra: &str) -> Pool {
+    Pool::new(name).health(health).backends(backends).raw(extra)
+}
+
+/// The usual lab node on `<net>.0/24`: pool "web" of `backends` backends
+/// web1.. at `<net>.21:8080`.., listener "web" on `<net>.100:80` in front of
+/// it, and VRRP instance vip1 on eth0 (VRID `vrid`, 100 ms adverts) holding
+/// `<net>.100/24`. Each part can be changed before rendering.
+#[must_use]
+pub struct Node {
+    pool: Pool,
+    listener: Listener,
+    vrrp: Vrrp,
+}
+
+impl Node {
+    pub fn new(net: &str, backends: usize, vrid: u8, priority: u8) -> Node {
+        let pool = (1..=backends).fold(Pool::new("web"), |p, i| {
+            p.backend(&format!("web{i}"), &format!("{net}.2{i}:8080"))
+        });
+        Node {
+            pool,
+            listener: Listener::new("web", &format!("{net}.100:80"), "web"),
+            vrrp: Vrrp::new("vip1", vrid, priority)
+                .advert("100ms")
+                .vip(&format!("{net}.100/24")),
+        }
+    }
+
+    pub fn pool(mut self, f: impl FnOnce(Pool) -> Pool) -> Node {
+        self.pool = f(self.pool);
+        self
+    }
+
+    pub fn listener(mut self, f: impl FnOnce(Listener) -> Listener) -> Node {
+        self.listener = f(self.listener);
+        self
+    }
+
+    pub fn vrrp(mut self, f: impl FnOnce(Vrrp) -> Vrrp) -> Node {
+        self.vrrp = f(self.vrrp);
+        self
+    }
+
+    /// The three sections, for more to be added.
+    pub fn config(self) -> Config {
+        Config::new()
+            .pool(self.pool)
+            .listener(self.listener)
+            .vrrp(self.vrrp)
+    }
+
+    pub fn render(self) -> String {
+        self.config().render()
+    }
+}
+
 /// The HTTP listener "web" on 127.0.0.1:`port`, `body` its further lines
 /// (routes, or `pool = ".."`).
 pub fn http_listener(port: u16, body: &str) -> String {
@@ -208,18 +288,6 @@ impl Pool {
         self
     }
 
-    /// Any other key; `value` is TOML.
-    pub fn set(mut self, key: &str, value: &str) -> Pool {
-        self.lines.set(key, value);
-        self
-    }
-
-    /// Raw TOML lines at the end of the section.
-    pub fn raw(mut self, toml: &str) -> Pool {
-        self.lines.raw(toml);
-        self
-    }
-
     fn render(&self) -> String {
         let mut s = format!("[[pool]]\nname = {}\n", quote(&self.name));
         s.push_str(&self.lines.keys);
@@ -274,18 +342,6 @@ impl Listener {
         self.set("protocol", &quote(p))
     }
 
-    /// Any other key; `value` is TOML.
-    pub fn set(mut self, key: &str, value: &str) -> Listener {
-        self.lines.set(key, value);
-        self
-    }
-
-    /// Raw TOML lines at the end of the section.
-    pub fn raw(mut self, toml: &str) -> Listener {
-        self.lines.raw(toml);
-        self
-    }
-
     fn render(&self) -> String {
         format!(
             "[[listener]]\nname = {}\nbind = {}\n{}{}",
@@ -323,6 +379,11 @@ impl Vrrp {
         }
     }
 
+    pub fn name(mut self, name: &str) -> Vrrp {
+        self.name = name.to_string();
+        self
+    }
+
     pub fn interface(mut self, dev: &str) -> Vrrp {
         self.interface = dev.to_string();
         self
@@ -342,18 +403,6 @@ impl Vrrp {
 
     pub fn preempt_delay(self, d: &str) -> Vrrp {
         self.set("preempt_delay", &quote(d))
-    }
-
-    /// Any other key; `value` is TOML.
-    pub fn set(mut self, key: &str, value: &str) -> Vrrp {
-        self.lines.set(key, value);
-        self
-    }
-
-    /// Raw TOML lines at the end of the section (`extra_vrrp` of the tests).
-    pub fn raw(mut self, toml: &str) -> Vrrp {
-        self.lines.raw(toml);
-        self
     }
 
     fn render(&self) -> String {

@@ -56,30 +56,26 @@ pub trait StatusExt {
     fn instance(&self, name: &str) -> &VrrpStatus;
 }
 
+/// The item of `items` called `name`.
+fn named<'a, T>(items: &'a [T], name: &str, of: impl Fn(&T) -> &str) -> Option<&'a T> {
+    items.iter().find(|i| of(i) == name)
+}
+
 impl StatusExt for Status {
     fn listener(&self, name: &str) -> &ListenerStatus {
-        self.listeners
-            .iter()
-            .find(|l| l.name == name)
+        named(&self.listeners, name, |l| &l.name)
             .unwrap_or_else(|| panic!("no listener {name} in {self:?}"))
     }
     fn pool(&self, name: &str) -> &PoolStatus {
-        self.pools
-            .iter()
-            .find(|p| p.name == name)
+        named(&self.pools, name, |p| &p.name)
             .unwrap_or_else(|| panic!("no pool {name} in {self:?}"))
     }
     fn backend(&self, pool: &str, name: &str) -> &BackendStatus {
-        self.pool(pool)
-            .backends
-            .iter()
-            .find(|b| b.name == name)
+        named(&self.pool(pool).backends, name, |b| &b.name)
             .unwrap_or_else(|| panic!("no backend {pool}/{name} in {self:?}"))
     }
     fn instance(&self, name: &str) -> &VrrpStatus {
-        self.vrrp
-            .iter()
-            .find(|v| v.name == name)
+        named(&self.vrrp, name, |v| &v.name)
             .unwrap_or_else(|| panic!("no VRRP instance {name} in {self:?}"))
     }
 }

@@ -25,7 +25,7 @@ pub mod tls;
 #[allow(unused_imports)]
 pub use backend::{pattern, Backend, Mode};
 #[allow(unused_imports)]
-pub use config::{Config, Listener, Pool, Vrrp};
+pub use config::{Config, Listener, Node, Pool, Vrrp};
 #[allow(unused_imports)]
 pub use daemon::{cli, Daemon, StatusExt};
 #[allow(unused_imports)]
