@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use support::*;
 use tandem::admin::status::Status;
 
-const MARKER: &[u8] = b"BIN-BUILD-TAG:";
+const MARKER: &[u8] = b"TANDEM-BUILD-TAG:";
 
 /// A copy of the tested binary whose version string carries `tag`: the
 /// build tag bytes after the marker are patched in place.
