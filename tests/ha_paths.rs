@@ -367,15 +367,7 @@ fn without_garp_refresh_only_the_burst_is_sent() {
 /// refresh, as the reload reports "reconfigure in place".
 #[test]
 fn reload_turning_garp_refresh_off_stops_the_refresh() {
-    if !enter_with(&[
-        "reload_turning_garp_refresh_off_stops_the_refresh",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ]) {
-        return;
-    }
+    reenter!(ignored);
     // The instance keeps its refresh timer (`Io::refresh_next`) across the reconfigure and
     // re-arms it with `now + cfg.garp_refresh`: with the new value zero, the timer fires on
     // every turn of the event loop, a busy loop that sends gratuitous ARP as fast as the
@@ -645,15 +637,7 @@ impl Drop for KillOnDrop {
 /// started must go too, or every hung `curl` in a hook outlives the kill.
 #[test]
 fn notify_hook_timeout_also_kills_what_the_hook_started() {
-    if !enter_with(&[
-        "notify_hook_timeout_also_kills_what_the_hook_started",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ]) {
-        return;
-    }
+    reenter!(ignored);
     // `spawn_hook_runner` runs the hook in the daemon's process group and, on timeout,
     // `child.kill()`s the hook's PID alone: the shell dies, its `sleep` is reparented to
     // init and keeps running (measured: still alive after the daemon exited).

@@ -36,14 +36,27 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// The first line of every lab test: makes sure the test may build
 /// namespaces, or re-runs this very test (by its own function name, so the
 /// two cannot drift apart) inside `unshare -Urnm` and returns with that
-/// run's verdict. See [`enter`].
+/// run's verdict. See [`enter`]. `reenter!(ignored)` re-runs it with
+/// `--include-ignored` as well.
 #[macro_export]
 macro_rules! reenter {
     () => {
-        if !$crate::support::lab::enter($crate::support::lab::test_name({
-            fn here() {}
-            std::any::type_name_of_val(&here)
-        })) {
+        $crate::reenter!(@with [])
+    };
+    (ignored) => {
+        $crate::reenter!(@with ["--include-ignored"])
+    };
+    (@with [$($more:expr),*]) => {
+        if !$crate::support::lab::enter_with(&[
+            $crate::support::lab::test_name({
+                fn here() {}
+                std::any::type_name_of_val(&here)
+            }),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            $($more),*
+        ]) {
             return;
         }
     };
