@@ -12,6 +12,20 @@ fn pool(name: &str, backends: &[&Backend], extra: &str) -> String {
     Pool::new(name).backends(backends).raw(extra).to_string()
 }
 
+/// Pool `name`: the one nameless backend at `address`, no health checks.
+fn unchecked(name: &str, address: &str) -> Pool {
+    Pool::new(name)
+        .health(r#"{ check = "none" }"#)
+        .backend_table(&format!("{{ address = \"{address}\" }}"))
+}
+
+/// Pool `name`: the one nameless backend at 127.0.0.1:`port`, TCP checks every 100 ms.
+fn fast_checked(name: &str, port: u16) -> Pool {
+    Pool::new(name)
+        .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms" }"#)
+        .backend_table(&format!("{{ address = \"127.0.0.1:{port}\" }}"))
+}
+
 fn listener(name: &str, port: u16, pool: &str, extra: &str) -> String {
     Listener::local(name, port, pool).raw(extra).to_string()
 }
@@ -124,10 +138,10 @@ fn udp_round_trip_replies_come_from_the_listener() {
         peers.len()
     });
     let port = free_udp_port();
-    let body = format!(
-        "[[pool]]\nname = \"u\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{baddr}\" }}]\n\
-         [[listener]]\nname = \"u\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\npool = \"u\"\n"
-    );
+    let body = Config::new()
+        .pool(unchecked("u", &baddr.to_string()))
+        .listener(Listener::local("u", port, "u").protocol("udp"))
+        .render();
     let d = Daemon::start(&dir, &body);
     let clients: Vec<UdpSocket> = (0..3)
         .map(|_| {
@@ -236,11 +250,7 @@ fn no_healthy_backend_closes_at_once() {
     let dir = TempDir::new("nobackend");
     let dead = free_port();
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"p\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\" }}\n\
-         backends = [{{ address = \"127.0.0.1:{dead}\" }}]\n{}",
-        listener("l", port, "p", "")
-    );
+    let body = fast_checked("p", dead).to_string() + &listener("l", port, "p", "");
     let d = Daemon::start(&dir, &body);
     d.wait_for("backend down", Duration::from_secs(3), |d| {
         d.health("p", &format!("127.0.0.1:{dead}")) == "down"
@@ -324,10 +334,8 @@ fn proxy_protocol_v2_header_reaches_backend() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let baddr = l.local_addr().expect("addr");
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"p\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{baddr}\" }}]\n{}",
-        listener("l", port, "p", "send_proxy = \"v2\"")
-    );
+    let body = unchecked("p", &baddr.to_string()).to_string()
+        + &listener("l", port, "p", "send_proxy = \"v2\"");
     let _d = Daemon::start(&dir, &body);
     let mut c = TcpStream::connect(addr(port)).expect("connect");
     let client_port = c.local_addr().expect("local").port();
@@ -513,11 +521,10 @@ fn udp_with_no_healthy_backend_drops_and_counts() {
     let dir = TempDir::new("udpdown");
     let dead = free_port();
     let port = free_udp_port();
-    let body = format!(
-        "[[pool]]\nname = \"u\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\" }}\n\
-         backends = [{{ address = \"127.0.0.1:{dead}\" }}]\n\
-         [[listener]]\nname = \"u\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\npool = \"u\"\n"
-    );
+    let body = Config::new()
+        .pool(fast_checked("u", dead))
+        .listener(Listener::local("u", port, "u").protocol("udp"))
+        .render();
     let d = Daemon::start(&dir, &body);
     d.wait_for("backend down", Duration::from_secs(3), |d| {
         d.health("u", &format!("127.0.0.1:{dead}")) == "down"

@@ -66,15 +66,26 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     let dir = TempDir::new("metrics");
     let (w1, w2) = (Backend::http("w1"), Backend::http("w2"));
     let (http, tcp, mport, aport) = (free_port(), free_port(), free_port(), free_port());
-    let cfg = format!(
-        "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\"\n\n\
-         [[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\", rise = 1, fall = 1 }}\n\
-         backends = [{{ name = \"w1\", address = \"{}\" }}, {{ name = \"w2\", address = \"{}\" }}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
-         routes = [{{ match = {{ path_prefix = \"/gone\" }}, respond = {{ status = 404, body = \"no\" }} }}, {{ pool = \"web\" }}]\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
-        w1.addr, w2.addr
-    );
+    // [global] keys first, then the sections.
+    let cfg = Config::new()
+        .raw(&format!(
+            "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\""
+        ))
+        .pool(
+            Pool::new("web")
+                .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }"#)
+                .backends(&[&w1, &w2]),
+        )
+        .listener(
+            Listener::bare("front", &format!("127.0.0.1:{http}"))
+                .protocol("http")
+                .set(
+                    "routes",
+                    r#"[{ match = { path_prefix = "/gone" }, respond = { status = 404, body = "no" } }, { pool = "web" }]"#,
+                ),
+        )
+        .listener(Listener::local("l4", tcp, "web"))
+        .render();
     let d = Daemon::start(&dir, &cfg);
     d.wait_for("both up", Duration::from_secs(3), |d| {
         d.health("web", "w1") == "up" && d.health("web", "w2") == "up"
