@@ -11,14 +11,15 @@
 //!
 //! Run: `bash benches/failover.sh [--runs N]` (root or unshare).
 
-#[path = "../tests/lab/mod.rs"]
-mod lab;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "10.77.0.100";
 
@@ -42,27 +43,10 @@ struct Sample {
 }
 
 fn tandem_cfg(priority: u8, interval_ms: u64) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "1s", timeout = "200ms" }}
-backends = [{{ name = "web1", address = "10.77.0.21:8080" }}]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "{interval_ms}ms"
-virtual_ips = ["{VIP}/24"]
-"#
-    )
+    Node::new("10.77.0", 1, 51, priority)
+        .pool(|p| p.health(r#"{ check = "tcp", interval = "1s", timeout = "200ms" }"#))
+        .vrrp(|v| v.advert(&format!("{interval_ms}ms")))
+        .render()
 }
 
 fn keepalived_cfg(priority: u8, interval_ms: u64) -> String {
@@ -120,30 +104,26 @@ fn kill_node(lab: &Lab, imp: Impl, node: &str, sig: Signal) {
 }
 
 fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
-    let mut lab = Lab::new("fo");
-    lab.add_host("lb1", "10.77.0.1/24");
-    lab.add_host("lb2", "10.77.0.2/24");
-    lab.add_host("client", "10.77.0.50/24");
-    lab.add_host("be1", "10.77.0.21/24");
-    let _be = HttpBackend::start(&lab, "be1", 8080, "web1");
-    let mut responders: Vec<HttpBackend> = if imp == Impl::Keepalived {
+    let pair = Pair::new("fo", "10.77.0", 1);
+    let lab = &pair.lab;
+    let mut responders: Vec<Backend> = if imp == Impl::Keepalived {
         vec![
-            HttpBackend::start(&lab, "lb1", 80, "lb1"),
-            HttpBackend::start(&lab, "lb2", 80, "lb2"),
+            Backend::in_lab(lab, "lb1", 80, "lb1"),
+            Backend::in_lab(lab, "lb2", 80, "lb2"),
         ]
     } else {
         Vec::new()
     };
-    start(&lab, imp, "lb1", 150, interval_ms);
+    start(lab, imp, "lb1", 150, interval_ms);
     lab.wait_for("lb1 holds the VIP", Duration::from_secs(10), || {
         lab.has_addr("lb1", VIP)
     });
-    start(&lab, imp, "lb2", 100, interval_ms);
+    start(lab, imp, "lb2", 100, interval_ms);
     std::thread::sleep(Duration::from_millis(interval_ms * 10 + 500));
     assert!(!lab.has_addr("lb2", VIP), "{imp:?}: lb2 must be backup");
     let vip = SocketAddr::from(([10, 77, 0, 100], 80));
     let client = ProbeClient::start_with_timeout(
-        &lab,
+        lab,
         "client",
         vip,
         Duration::from_millis(5),
@@ -154,7 +134,7 @@ fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
     let t = Instant::now();
     match sc {
         Scenario::Kill => {
-            kill_node(&lab, imp, "lb1", Signal::SIGKILL);
+            kill_node(lab, imp, "lb1", Signal::SIGKILL);
             // A crashed node serves nothing: with keepalived the proxy is a
             // separate process, so stop lb1's responder as well.
             if !responders.is_empty() {
@@ -162,7 +142,7 @@ fn run_once(imp: Impl, sc: Scenario, interval_ms: u64) -> Sample {
             }
         }
         Scenario::LinkDown => lab.cable("lb1", false),
-        Scenario::Graceful => kill_node(&lab, imp, "lb1", Signal::SIGTERM),
+        Scenario::Graceful => kill_node(lab, imp, "lb1", Signal::SIGTERM),
     }
     let takeover = lab.wait_for("lb2 holds the VIP", Duration::from_secs(10), || {
         lab.has_addr("lb2", VIP)

@@ -1,11 +1,11 @@
 //! `tandem check`: every class of invalid config gives FILE:LINE:COL, the
 //! key path and what is wrong, with exit code 1; the shipped example passes.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::{TempDir, BIN};
+use support::{TempDir, BIN};
 
 const POOL: &str = "[[pool]]\nname = \"web\"\nbackends = [{ address = \"10.0.0.1:80\" }]\n";
 const LISTENER: &str = "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:8080\"\npool = \"web\"\n";
@@ -298,7 +298,7 @@ fn listener(name: &str, bind: &str, protocol: &str) -> String {
 fn binds_that_run_would_fail_on_are_config_errors() {
     // The bind value of the second listener is at line 11, column 8 (after POOL, 3 lines, and
     // a 5-line listener); of the first at line 6.
-    let p = common::free_port();
+    let p = support::free_port();
     let (any, lo, any6) = (
         format!("0.0.0.0:{p}"),
         format!("127.0.0.1:{p}"),
@@ -358,7 +358,7 @@ fn binds_that_run_would_fail_on_are_config_errors() {
     let (code, stderr, _) = check(&body);
     assert_eq!(code, 0, "{stderr}");
     let dir = TempDir::new("bindsok");
-    let mut d = common::Daemon::start(&dir, &body);
+    let mut d = support::Daemon::start(&dir, &body);
     assert!(
         d.wait_exit(std::time::Duration::from_millis(500)).is_none(),
         "run failed on a config check accepted:\n{}",
@@ -606,8 +606,8 @@ fn operator_parity_keys_are_checked_with_position() {
 #[test]
 fn tls_options_are_checked_with_position() {
     let dir = TempDir::new("tlsopts");
-    let ca = common::tls::certs::ca();
-    let (cert, key, _) = common::tls::certs::leaf(&ca, &["a.test"]);
+    let ca = support::tls::certs::ca();
+    let (cert, key, _) = support::tls::certs::leaf(&ca, &["a.test"]);
     let (c, k) = (dir.path("c.pem"), dir.path("c.key"));
     std::fs::write(&c, cert).expect("write");
     std::fs::write(&k, key).expect("write");

@@ -5,47 +5,29 @@
 //! taking over, brings the master back (preemption), then stops it
 //! gracefully (make-before-break). Run it with `bash tests/demo.sh`.
 
-#[path = "lab/mod.rs"]
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "10.77.0.100";
 
 fn config(priority: u8) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-algorithm = "round_robin"
-health = {{ check = "http", path = "/", interval = "500ms", timeout = "200ms" }}
-backends = [
-  {{ name = "web1", address = "10.77.0.21:8080" }},
-  {{ name = "web2", address = "10.77.0.22:8080" }},
-  {{ name = "web3", address = "10.77.0.23:8080" }},
-]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "web-vip"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-# The default (30s) stops a crash-looping node from stealing the VIP back;
-# the demo wants to show preemption at once.
-preempt_delay = "0s"
-"#
-    )
+    Node::new("10.77.0", 3, 51, priority)
+        .pool(|p| {
+            p.algorithm("round_robin")
+                .health(r#"{ check = "http", path = "/", interval = "500ms", timeout = "200ms" }"#)
+        })
+        .vrrp(|v| {
+            // The default (30s) stops a crash-looping node from stealing
+            // the VIP back; the demo wants to show preemption at once.
+            v.name("web-vip").preempt_delay("0s")
+        })
+        .render()
 }
 
 fn say(t0: Instant, msg: &str) {
@@ -101,16 +83,8 @@ fn main() {
     }
     let t0 = Instant::now();
     println!("tandem demo: two load balancers, one virtual IP ({VIP}), real processes in network namespaces\n");
-    let mut lab = Lab::new("demo");
-    lab.add_host("lb1", "10.77.0.1/24");
-    lab.add_host("lb2", "10.77.0.2/24");
-    lab.add_host("client", "10.77.0.50/24");
-    for i in 1..=3 {
-        lab.add_host(&format!("be{i}"), &format!("10.77.0.2{i}/24"));
-    }
-    let _backends: Vec<HttpBackend> = (1..=3)
-        .map(|i| HttpBackend::start(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
-        .collect();
+    let pair = Pair::new("demo", "10.77.0", 3);
+    let lab = &pair.lab;
     say(t0, "lab up: switch, lb1 10.77.0.1, lb2 10.77.0.2, client 10.77.0.50, backends web1-3 10.77.0.21-23:8080");
 
     lab.tandem("lb1", "lb1", &config(150));
@@ -120,30 +94,30 @@ fn main() {
         "started tandem on lb1 (priority 150) and lb2 (priority 100), adverts every 100 ms",
     );
     lab.wait_for("election", Duration::from_secs(5), || {
-        state(&lab, "lb1") == "master" && state(&lab, "lb2") == "backup"
+        state(lab, "lb1") == "master" && state(lab, "lb2") == "backup"
     });
     say(
         t0,
         &format!(
             "election: lb1 {}, lb2 {}; VIP held by {}",
-            state(&lab, "lb1"),
-            state(&lab, "lb2"),
-            who_has_vip(&lab)
+            state(lab, "lb1"),
+            state(lab, "lb2"),
+            who_has_vip(lab)
         ),
     );
     let vip = SocketAddr::from(([10, 77, 0, 100], 80));
-    let client = ProbeClient::start(&lab, "client", vip, Duration::from_millis(10), 100_000);
+    let client = ProbeClient::start(lab, "client", vip, Duration::from_millis(10), 100_000);
     std::thread::sleep(Duration::from_secs(1));
     summary("client through the VIP so far", &client.snapshot(), t0);
     say(
         t0,
         &format!(
             "client's ARP entry for the VIP: {}",
-            mac_owner(&lab, lab.neigh("client", VIP))
+            mac_owner(lab, lab.neigh("client", VIP))
         ),
     );
     println!("\n--- lb1: tandem status ---");
-    if let Ok(out) = std::process::Command::new(TANDEM)
+    if let Ok(out) = std::process::Command::new(BIN)
         .args(["status", "-s"])
         .arg(lab.dir.join("lb1.sock"))
         .output()
@@ -160,7 +134,7 @@ fn main() {
     );
     lab.kill("lb1", Signal::SIGKILL);
     let took = lab.wait_for("lb2 master", Duration::from_secs(5), || {
-        state(&lab, "lb2") == "master"
+        state(lab, "lb2") == "master"
     });
     say(
         t0,
@@ -174,7 +148,7 @@ fn main() {
         t0,
         &format!(
             "client's ARP entry for the VIP: {} (moved by gratuitous ARP)",
-            mac_owner(&lab, lab.neigh("client", VIP))
+            mac_owner(lab, lab.neigh("client", VIP))
         ),
     );
     summary("client since the kill", &client.snapshot(), killed);
@@ -198,14 +172,14 @@ fn main() {
     );
     lab.tandem("lb1", "lb1", &config(150));
     let back = lab.wait_for("lb1 master again", Duration::from_secs(5), || {
-        state(&lab, "lb1") == "master" && state(&lab, "lb2") == "backup"
+        state(lab, "lb1") == "master" && state(lab, "lb2") == "backup"
     });
     say(
         t0,
         &format!(
             "lb1 master again {:.0} ms after restart; VIP held by {}",
             back.as_secs_f64() * 1000.0,
-            who_has_vip(&lab)
+            who_has_vip(lab)
         ),
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -216,7 +190,7 @@ fn main() {
     say(t0, "stopping tandem on lb1 gracefully (SIGTERM): priority 0 advert, lb2 takes over, lb1 releases after hearing it");
     lab.kill("lb1", Signal::SIGTERM);
     let took = lab.wait_for("lb2 master", Duration::from_secs(5), || {
-        state(&lab, "lb2") == "master"
+        state(lab, "lb2") == "master"
     });
     let _ = lab.wait("lb1", Duration::from_secs(5));
     say(
@@ -224,13 +198,13 @@ fn main() {
         &format!(
             "lb2 master {:.0} ms after SIGTERM; lb1 exited; VIP held by {}",
             took.as_secs_f64() * 1000.0,
-            who_has_vip(&lab)
+            who_has_vip(lab)
         ),
     );
     std::thread::sleep(Duration::from_millis(500));
     let probes = client.stop();
     summary("client since the graceful stop", &probes, stopped);
     summary("client over the whole demo", &probes, t0);
-    drop(lab);
+    drop(pair);
     say(t0, "lab torn down: namespaces and processes removed");
 }

@@ -2,13 +2,14 @@
 //! nodes, each with its own BIRD speaking BGP to the router; two backends; a client that reaches
 //! the anycast address through the router. Real processes, real BGP, real SIGKILL.
 
-mod lab;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const KEY: &str = "ecmp-lab-shared-key-0123456789abcdef";
 
@@ -37,25 +38,19 @@ fn bird_router(me: &str, nodes: &[&str]) -> String {
 }
 
 fn tandem_cfg(vip: &str, me: &str, peers: &[&str], backends: &[&str]) -> String {
-    let be: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ address = \"{b}:8080\" }}"))
-        .collect();
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}:7480\"")).collect();
-    format!(
-        r#"[[pool]]
-name = "web"
-algorithm = "maglev"
-backends = [{}]
-health = {{ check = "tcp", interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }}
-
-[[listener]]
-name = "web"
-bind = "{vip}:80"
-protocol = "http"
-pool = "web"
-
-[[anycast]]
+    Config::new()
+        .pool(
+            backends
+                .iter()
+                .fold(Pool::new("web").algorithm("maglev"), |p, b| {
+                    p.backend_table(&format!("{{ address = \"{b}:8080\" }}"))
+                })
+                .health(r#"{ check = "tcp", interval = "200ms", timeout = "150ms", rise = 1, fall = 2 }"#),
+        )
+        .listener(Listener::new("web", &format!("{vip}:80"), "web").protocol("http"))
+        .raw(&format!(
+            r#"[[anycast]]
 name = "web"
 address = "{vip}"
 pools = ["web"]
@@ -67,9 +62,9 @@ listen = "{me}:7480"
 peers = [{}]
 key = "{KEY}"
 "#,
-        be.join(", "),
-        peers.join(", ")
-    )
+            peers.join(", ")
+        ))
+        .render()
 }
 
 /// Next hops the router has for the VIP.
@@ -85,15 +80,13 @@ fn nexthops(lab: &Lab, vip: &str) -> Vec<String> {
 
 fn listener_total(lab: &Lab, label: &str) -> u64 {
     lab.status(label)
-        .and_then(|s| s["listeners"][0]["total"].as_u64())
+        .and_then(|s| s.listeners.first().map(|l| l.total))
         .unwrap_or(0)
 }
 
 #[test]
 fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
-    if !enter("ecmp_three_nodes_bird_drain_sigkill_and_sync") {
-        return;
-    }
+    reenter!();
     if std::process::Command::new("bird")
         .arg("--version")
         .output()
@@ -129,8 +122,8 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     for n in nodes {
         lab.ip(n, &["route", "add", "default", "via", &a(1)]);
     }
-    let _b1 = HttpBackend::start(&lab, "b1", 8080, "b1");
-    let _b2 = HttpBackend::start(&lab, "b2", 8080, "b2");
+    let _b1 = Backend::in_lab(&lab, "b1", 8080, "b1");
+    let _b2 = Backend::in_lab(&lab, "b2", 8080, "b2");
     let refs: Vec<&str> = node_ip.iter().map(String::as_str).collect();
     let conf = lab.file("bird-r.conf", &bird_router(&a(1), &refs));
     let sock = lab.dir.join("bird-r.ctl").display().to_string();
@@ -167,7 +160,7 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     );
     eprintln!("ecmp: three paths installed {t:?} after the last node started");
     let st = lab.status("n1").expect("status");
-    assert_eq!(st["anycast"][0]["announced"], true, "{st}");
+    assert!(st.anycast[0].announced, "{st:?}");
 
     // 2. Flows from many source ports spread over all three nodes; every node picks the same
     // backend for this client (maglev over the same config).
@@ -176,7 +169,7 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     let bodies = lab
         .in_ns("c", move || {
             (0..150)
-                .map(|_| http_get(target, Duration::from_secs(2)))
+                .map(|_| http_get(target).timeout(Duration::from_secs(2)).body())
                 .collect::<Vec<_>>()
         })
         .join()
@@ -207,7 +200,7 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    let out = std::process::Command::new(TANDEM)
+    let out = std::process::Command::new(BIN)
         .args(["anycast", "drain", "web", "-s"])
         .arg(lab.dir.join("n1.sock"))
         .output()
@@ -223,14 +216,8 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let st = lab.status("n1").expect("status");
-    assert_eq!(st["anycast"][0]["announced"], false);
-    assert!(
-        st["anycast"][0]["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("drained"),
-        "{st}"
-    );
+    assert!(!st.anycast[0].announced);
+    assert!(st.anycast[0].reason.contains("drained"), "{st:?}");
     let probes = probe.stop();
     let (failed, _) = outage(&probes, t0);
     eprintln!(
@@ -316,8 +303,9 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     .expect("sender");
     lab.wait_for("rejections counted", Duration::from_secs(3), || {
         lab.status("n1").is_some_and(|s| {
-            s["sync"]["rejected_unauthenticated"].as_u64() == Some(2)
-                && s["sync"]["rejected_malformed"].as_u64() == Some(1)
+            s.sync
+                .as_ref()
+                .is_some_and(|y| y.rejected_unauthenticated == 2 && y.rejected_malformed == 1)
         })
     });
 }

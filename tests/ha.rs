@@ -2,13 +2,14 @@
 //! master for a virtual IP, and the tests kill, unplug, partition and stop
 //! them for real.
 
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "10.77.0.100";
 
@@ -17,58 +18,37 @@ fn vip_addr() -> SocketAddr {
 }
 
 /// The standard pair: switch, lb1/lb2, a client and three HTTP backends.
-struct Pair {
-    lab: Lab,
-    _backends: Vec<HttpBackend>,
+fn pair(tag: &str) -> Pair {
+    Pair::new(tag, "10.77.0", 3)
 }
 
-fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.77.0.1/24");
-    lab.add_host("lb2", "10.77.0.2/24");
-    lab.add_host("client", "10.77.0.50/24");
-    for i in 1..=3 {
-        lab.add_host(&format!("be{i}"), &format!("10.77.0.2{i}/24"));
-    }
-    let backends = (1..=3)
-        .map(|i| HttpBackend::start(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
-        .collect();
-    Pair {
-        lab,
-        _backends: backends,
-    }
+/// The health check of the standard pool.
+const HTTP_CHECK: &str =
+    r#"{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
+
+/// The three standard backends web1-3.
+const WEB123: [(&str, &str); 3] = [
+    ("web1", "10.77.0.21:8080"),
+    ("web2", "10.77.0.22:8080"),
+    ("web3", "10.77.0.23:8080"),
+];
+
+/// A node: vip1 on eth0 (VRID 51, 100 ms adverts, preempt at once), a
+/// listener on it, pool "web" (round robin, HTTP checks) of `backends`.
+fn node(priority: u8, extra_vrrp: &str, backends: &[(&str, &str)]) -> Node {
+    Node::new("10.77.0", 0, 51, priority)
+        .pool(|p| {
+            backends.iter().fold(
+                p.algorithm("round_robin").health(HTTP_CHECK),
+                |p, (name, address)| p.backend(name, address),
+            )
+        })
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
 }
 
 /// A node config: one VIP on eth0, a listener on it, a pool of 3 backends.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-algorithm = "round_robin"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "10.77.0.21:8080" }},
-  {{ name = "web2", address = "10.77.0.22:8080" }},
-  {{ name = "web3", address = "10.77.0.23:8080" }},
-]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
-    )
+    node(priority, extra_vrrp, &WEB123).render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -96,7 +76,9 @@ fn elect(lab: &Lab, extra1: &str, extra2: &str) {
     // The client has talked to the VIP, so it has a neighbour entry that
     // only a gratuitous ARP can move (arp_accept=0 ignores unknown IPs).
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "client reaches the VIP: {r:?}");
@@ -114,9 +96,7 @@ fn report(what: &str, probes: &[Probe], since: Instant) -> (usize, Duration) {
 
 #[test]
 fn election_higher_priority_wins_and_holds_the_address() {
-    if !enter("election_higher_priority_wins_and_holds_the_address") {
-        return;
-    }
+    reenter!();
     let p = pair("elect");
     let lab = &p.lab;
     lab.tandem("lb1", "lb1", &node_config(150, ""));
@@ -126,7 +106,9 @@ fn election_higher_priority_wins_and_holds_the_address() {
     assert!(lab.has_addr("lb1", VIP), "VIP on the master");
     assert!(!lab.has_addr("lb2", VIP), "no VIP on the backup");
     let body = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(
@@ -135,18 +117,16 @@ fn election_higher_priority_wins_and_holds_the_address() {
     );
     assert_eq!(lab.neigh("client", VIP), Some(lab.host("lb1").mac.clone()));
     let s = lab.status("lb2").expect("status");
-    let v = &s["vrrp"][0];
-    assert_eq!(v["master"], "10.77.0.1");
-    assert_eq!(v["effective_priority"], 100);
-    assert!(v["adverts_received"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(v["peers"][0]["checksum"], "pseudo-header");
+    let v = &s.vrrp[0];
+    assert_eq!(v.master.as_deref(), Some("10.77.0.1"));
+    assert_eq!(v.effective_priority, 100);
+    assert!(v.adverts_received > 0);
+    assert_eq!(v.peers[0].checksum, "pseudo-header");
 }
 
 #[test]
 fn sigkill_of_master_fails_over_with_gratuitous_arp() {
-    if !enter("sigkill_of_master_fails_over_with_gratuitous_arp") {
-        return;
-    }
+    reenter!();
     let p = pair("kill");
     let lab = &p.lab;
     elect(lab, "vip_lifetime = \"2s\"", "vip_lifetime = \"2s\"");
@@ -189,14 +169,12 @@ fn sigkill_of_master_fails_over_with_gratuitous_arp() {
     assert!(gap < Duration::from_secs(1), "outage {gap:?}");
     eprintln!("takeover {takeover:?}; dead node's VIP gone {gone:?} after the takeover was seen");
     let s = lab.status("lb2").expect("status");
-    assert_eq!(s["vrrp"][0]["reason"], "master down timer expired");
+    assert_eq!(s.vrrp[0].reason, "master down timer expired");
 }
 
 #[test]
 fn link_down_of_master_is_host_death() {
-    if !enter("link_down_of_master_is_host_death") {
-        return;
-    }
+    reenter!();
     let p = pair("link");
     let lab = &p.lab;
     elect(lab, "", "");
@@ -204,11 +182,7 @@ fn link_down_of_master_is_host_death() {
     lab.cable("lb1", false);
     let takeover = wait_state(lab, "lb2", "master", Duration::from_secs(3));
     let s = lab.status("lb2").expect("status");
-    let mdi = Duration::from_millis(
-        s["vrrp"][0]["master_down_interval_ms"]
-            .as_u64()
-            .unwrap_or(0),
-    );
+    let mdi = Duration::from_millis(s.vrrp[0].master_down_interval_ms);
     eprintln!("link down: lb2 master after {takeover:?} (Master_Down_Interval {mdi:?})");
     assert!(
         takeover <= mdi + Duration::from_millis(250),
@@ -216,7 +190,9 @@ fn link_down_of_master_is_host_death() {
     );
     assert!(lab.has_addr("lb2", VIP));
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "{r:?}");
@@ -232,9 +208,7 @@ fn link_down_of_master_is_host_death() {
 
 #[test]
 fn graceful_stop_hands_over_without_failed_connections() {
-    if !enter("graceful_stop_hands_over_without_failed_connections") {
-        return;
-    }
+    reenter!();
     let p = pair("term");
     let lab = &p.lab;
     elect(lab, "", "");
@@ -279,9 +253,7 @@ fn graceful_stop_hands_over_without_failed_connections() {
 
 #[test]
 fn preemption_and_preempt_false() {
-    if !enter("preemption_and_preempt_false") {
-        return;
-    }
+    reenter!();
     let p = pair("preempt");
     let lab = &p.lab;
     elect(lab, "", "");
@@ -303,50 +275,36 @@ fn preemption_and_preempt_false() {
     assert_eq!(lab.vrrp_state("lb1", "vip1"), "backup");
     assert_eq!(lab.vrrp_state("lb2", "vip1"), "master");
     let s = lab.status("lb1").expect("status");
-    let why = s["vrrp"][0]["reason"].as_str().unwrap_or("").to_string();
+    let why = s.vrrp[0].reason.to_string();
     assert!(why.contains("preempt disabled"), "{why}");
 }
 
 #[test]
 fn tracking_moves_the_address_when_the_pool_dies() {
-    if !enter("tracking_moves_the_address_when_the_pool_dies") {
-        return;
-    }
+    reenter!();
     let p = pair("track");
     let lab = &p.lab;
     // Each node fronts its own app servers: lb1 → web1, lb2 → web2 + web3.
-    let cfg = |prio: u8, backends: &str| {
-        node_config(prio, "track = [{ pool = \"web\", weight = -60 }]").replace(
-            "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
-            backends,
-        )
+    let cfg = |prio: u8, backends: &[(&str, &str)]| {
+        node(prio, "track = [{ pool = \"web\", weight = -60 }]", backends).render()
     };
-    lab.tandem(
-        "lb1",
-        "lb1",
-        &cfg(
-            150,
-            "backends = [{ name = \"web1\", address = \"10.77.0.21:8080\" }]",
-        ),
-    );
+    lab.tandem("lb1", "lb1", &cfg(150, &WEB123[..1]));
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
-    lab.tandem(
-        "lb2",
-        "lb2",
-        &cfg(100, "backends = [{ name = \"web2\", address = \"10.77.0.22:8080\" }, { name = \"web3\", address = \"10.77.0.23:8080\" }]"),
-    );
+    lab.tandem("lb2", "lb2", &cfg(100, &WEB123[1..]));
     wait_state(lab, "lb2", "backup", Duration::from_secs(5));
     // Stop lb1's only backend: 150 - 60 = 90 < 100, lb2 preempts.
-    let Pair { lab, mut _backends } = p;
-    drop(_backends.remove(0));
+    let Pair { lab, mut backends } = p;
+    drop(backends.remove(0));
     let t = wait_state(&lab, "lb2", "master", Duration::from_secs(5));
     wait_state(&lab, "lb1", "backup", Duration::from_secs(2));
     eprintln!("tracking: address moved {t:?} after the backend died");
     let s = lab.status("lb1").expect("status");
-    assert_eq!(s["vrrp"][0]["effective_priority"], 90);
+    assert_eq!(s.vrrp[0].effective_priority, 90);
     assert!(lab.has_addr("lb2", VIP) && !lab.has_addr("lb1", VIP));
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(
@@ -354,21 +312,21 @@ fn tracking_moves_the_address_when_the_pool_dies() {
         "{r:?}"
     );
     // Backend back: priority restored, lb1 preempts again.
-    _backends.insert(0, HttpBackend::start(&lab, "be1", 8080, "web1"));
+    backends.insert(0, Backend::in_lab(&lab, "be1", 8080, "web1"));
     wait_state(&lab, "lb1", "master", Duration::from_secs(5));
 }
 
 #[test]
 fn tracking_without_weight_means_fault() {
-    if !enter("tracking_without_weight_means_fault") {
-        return;
-    }
+    reenter!();
     let p = pair("trackf");
     let lab = &p.lab;
-    let cfg = node_config(150, "track = [{ pool = \"web\" }]").replace(
-        "backends = [\n  { name = \"web1\", address = \"10.77.0.21:8080\" },\n  { name = \"web2\", address = \"10.77.0.22:8080\" },\n  { name = \"web3\", address = \"10.77.0.23:8080\" },\n]",
-        "backends = [{ name = \"gone\", address = \"10.77.0.29:8080\" }]",
-    );
+    let cfg = node(
+        150,
+        "track = [{ pool = \"web\" }]",
+        &[("gone", "10.77.0.29:8080")],
+    )
+    .render();
     lab.tandem("lb1", "lb1", &cfg);
     wait_state(lab, "lb1", "fault", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
@@ -380,31 +338,21 @@ fn tracking_without_weight_means_fault() {
 }
 
 fn active_active_config(p1: u8, p2: u8) -> String {
-    node_config(p1, "")
-        + &format!(
-            r#"
-[[listener]]
-name = "web2"
-bind = "10.77.0.101:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip2"
-interface = "eth0"
-vrid = 52
-priority = {p2}
-advert_interval = "100ms"
-virtual_ips = ["10.77.0.101/24"]
-preempt_delay = "0s"
-"#
+    node(p1, "", &WEB123)
+        .config()
+        .listener(Listener::new("web2", "10.77.0.101:80", "web"))
+        .vrrp(
+            Vrrp::new("vip2", 52, p2)
+                .advert("100ms")
+                .vip("10.77.0.101/24")
+                .preempt_delay("0s"),
         )
+        .render()
 }
 
 #[test]
 fn active_active_each_node_masters_one_and_survivor_holds_both() {
-    if !enter("active_active_each_node_masters_one_and_survivor_holds_both") {
-        return;
-    }
+    reenter!();
     let p = pair("aa");
     let lab = &p.lab;
     lab.tandem("lb1", "lb1", &active_active_config(150, 100));
@@ -418,7 +366,9 @@ fn active_active_each_node_masters_one_and_survivor_holds_both() {
     for vip in [[10, 77, 0, 100], [10, 77, 0, 101]] {
         let r = lab
             .in_ns("client", move || {
-                http_get(SocketAddr::from((vip, 80)), Duration::from_secs(2))
+                http_get(SocketAddr::from((vip, 80)))
+                    .timeout(Duration::from_secs(2))
+                    .body()
             })
             .join()
             .expect("client");
@@ -433,7 +383,11 @@ fn active_active_each_node_masters_one_and_survivor_holds_both() {
             .in_ns("client", move || {
                 let t0 = Instant::now();
                 while t0.elapsed() < Duration::from_secs(3) {
-                    if http_get(SocketAddr::from((vip, 80)), Duration::from_millis(300)).is_ok() {
+                    if http_get(SocketAddr::from((vip, 80)))
+                        .timeout(Duration::from_millis(300))
+                        .body()
+                        .is_ok()
+                    {
                         return true;
                     }
                 }
@@ -447,9 +401,7 @@ fn active_active_each_node_masters_one_and_survivor_holds_both() {
 
 #[test]
 fn partition_then_heal_leaves_one_master_and_fixes_arp() {
-    if !enter("partition_then_heal_leaves_one_master_and_fixes_arp") {
-        return;
-    }
+    reenter!();
     let p = pair("split");
     let lab = &p.lab;
     elect(lab, "", "");
@@ -472,7 +424,9 @@ fn partition_then_heal_leaves_one_master_and_fixes_arp() {
     });
     assert!(!lab.has_addr("lb2", VIP));
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "{r:?}");
@@ -506,9 +460,7 @@ fn inject(lab: &Lab, host: &str, payload: Vec<u8>, ttl: u32) {
 
 #[test]
 fn malformed_and_hostile_adverts_are_counted_and_ignored() {
-    if !enter("malformed_and_hostile_adverts_are_counted_and_ignored") {
-        return;
-    }
+    reenter!();
     use tandem::vrrp::packet::{encode, Advert, ChecksumForm, Version};
     let mut p = pair("hostile");
     p.lab.add_host("evil", "10.77.0.66/24");
@@ -550,8 +502,8 @@ fn malformed_and_hostile_adverts_are_counted_and_ignored() {
         dst,
         ChecksumForm::PseudoHeader,
     );
-    let before1 = lab.status("lb1").expect("status")["vrrp"][0]["transitions"].clone();
-    let before2 = lab.status("lb2").expect("status")["vrrp"][0]["transitions"].clone();
+    let before1 = lab.status("lb1").expect("status").vrrp[0].transitions;
+    let before2 = lab.status("lb2").expect("status").vrrp[0].transitions;
     for _ in 0..20 {
         inject(lab, "evil", bad_sum.clone(), 255);
         inject(lab, "evil", evil255.clone(), 255);
@@ -564,26 +516,20 @@ fn malformed_and_hostile_adverts_are_counted_and_ignored() {
     std::thread::sleep(Duration::from_millis(500));
     for label in ["lb1", "lb2"] {
         let s = lab.status(label).expect("status");
-        let d = &s["vrrp"][0]["dropped"];
+        let d = &s.vrrp[0].dropped;
         for reason in ["checksum", "ttl", "truncated", "vrid", "addresses"] {
-            let n = d[reason].as_u64().unwrap_or(0);
+            let n = d.get(reason).copied().unwrap_or(0);
             let want = if reason == "checksum" { 40 } else { 20 };
             assert!(
                 n >= want,
-                "{label}: dropped[{reason}] = {n}, want ≥ {want}: {d}"
+                "{label}: dropped[{reason}] = {n}, want ≥ {want}: {d:?}"
             );
         }
     }
     assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
     assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
-    assert_eq!(
-        lab.status("lb1").expect("s")["vrrp"][0]["transitions"],
-        before1
-    );
-    assert_eq!(
-        lab.status("lb2").expect("s")["vrrp"][0]["transitions"],
-        before2
-    );
+    assert_eq!(lab.status("lb1").expect("s").vrrp[0].transitions, before1);
+    assert_eq!(lab.status("lb2").expect("s").vrrp[0].transitions, before2);
     // Logged once per peer and reason, not once per packet.
     let log = lab.log("lb2");
     let lines = log.matches("dropped VRRP packet").count();
@@ -640,9 +586,7 @@ fn keepalived(lab: &Lab, host: &str, label: &str, priority: u8) {
 
 #[test]
 fn interoperates_with_keepalived_both_ways() {
-    if !enter("interoperates_with_keepalived_both_ways") {
-        return;
-    }
+    reenter!();
     assert!(
         std::process::Command::new("keepalived")
             .arg("--version")
@@ -694,10 +638,10 @@ fn interoperates_with_keepalived_both_ways() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
     let s = lab.status("lb2").expect("status");
-    assert_eq!(s["vrrp"][0]["master"], "10.77.0.1");
-    assert_eq!(s["vrrp"][0]["peers"][0]["address"], "10.77.0.1");
+    assert_eq!(s.vrrp[0].master.as_deref(), Some("10.77.0.1"));
+    assert_eq!(s.vrrp[0].peers[0].address, "10.77.0.1");
     assert_eq!(
-        s["vrrp"][0]["peers"][0]["checksum"], "pseudo-header",
+        s.vrrp[0].peers[0].checksum, "pseudo-header",
         "keepalived's checksum form"
     );
     lab.kill("ka1", Signal::SIGKILL);
@@ -708,9 +652,7 @@ fn interoperates_with_keepalived_both_ways() {
 
 #[test]
 fn unicast_mode_elects_without_multicast() {
-    if !enter("unicast_mode_elects_without_multicast") {
-        return;
-    }
+    reenter!();
     let p = pair("ucast");
     let lab = &p.lab;
     lab.tandem(
@@ -732,7 +674,7 @@ fn unicast_mode_elects_without_multicast() {
         "unicast adverts keep lb2 backup"
     );
     let s = lab.status("lb2").expect("status");
-    assert_eq!(s["vrrp"][0]["master"], "10.77.0.1");
+    assert_eq!(s.vrrp[0].master.as_deref(), Some("10.77.0.1"));
     // A stranger on the segment is not a peer: its adverts are dropped.
     lab.kill("lb1", Signal::SIGKILL);
     wait_state(lab, "lb2", "master", Duration::from_secs(3));
@@ -741,9 +683,7 @@ fn unicast_mode_elects_without_multicast() {
 
 #[test]
 fn notify_hooks_run_in_order() {
-    if !enter("notify_hooks_run_in_order") {
-        return;
-    }
+    reenter!();
     let p = pair("notify");
     let lab = &p.lab;
     let out = lab.dir.join("transitions.txt");
@@ -808,20 +748,17 @@ fn two_segments(tag: &str) -> Pair {
 /// group "g" when `grouped`, otherwise two independent instances.
 fn two_segment_config(priority: u8, grouped: bool) -> String {
     let group = if grouped { "sync_group = \"g\"" } else { "" };
-    node_config(priority, group)
-        + &format!(
-            r#"
-[[vrrp]]
-name = "vip2"
-interface = "eth1"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP_B}/24"]
-preempt_delay = "0s"
-{group}
-"#
+    node(priority, group, &WEB123)
+        .config()
+        .vrrp(
+            Vrrp::new("vip2", 52, priority)
+                .interface("eth1")
+                .advert("100ms")
+                .vip(&format!("{VIP_B}/24"))
+                .preempt_delay("0s")
+                .raw(group),
         )
+        .render()
 }
 
 /// Where the two VIPs are, as (lb1 has A, lb1 has B, lb2 has A, lb2 has B).
@@ -856,7 +793,9 @@ fn elect_two_segments(lab: &Lab, grouped: bool) {
         vips(lab) == (true, true, false, false)
     });
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "client reaches VIP A: {r:?}");
@@ -887,9 +826,7 @@ fn cut_lb1_back(lab: &Lab) -> Instant {
 
 #[test]
 fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
-    if !enter("sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment") {
-        return;
-    }
+    reenter!();
     let p = two_segments("sync");
     let lab = &p.lab;
     let lb2_mac = lab.host("lb2").mac.clone();
@@ -909,18 +846,15 @@ fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
         vips(lab) == (false, false, true, true)
     });
     let s = lab.status("lb1").expect("lb1 status");
-    let a = s["vrrp"]
-        .as_array()
-        .and_then(|v| v.iter().find(|i| i["name"] == "vip1").cloned())
-        .expect("lb1 vip1");
+    let a = s.instance("vip1");
     eprintln!(
         "sync group: lb1/vip1 {} after {a1:?} ({}), lb2/vip1 master after {a2:?}",
-        a["state"], a["reason"]
+        a.state, a.reason
     );
-    if a["state"] == "fault" {
+    if a.state == "fault" {
         assert!(
-            a["reason"].as_str().unwrap_or("").contains("sync group"),
-            "the status says why a healthy member left master: {a}"
+            a.reason.contains("sync group"),
+            "the status says why a healthy member left master: {a:?}"
         );
     }
     // It holds while lb1's back cable stays out.
@@ -936,7 +870,9 @@ fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
     }
     // The front client follows A to lb2 (gratuitous ARP) and is served.
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "client reaches VIP A on lb2: {r:?}");
@@ -981,19 +917,16 @@ fn sync_group_moves_a_healthy_member_when_another_faults_on_its_own_segment() {
 /// B moves, A stays on lb1; so in the test above only the group moved A.
 #[test]
 fn sync_group_control_without_the_group_a_stays_master_on_lb1() {
-    if !enter("sync_group_control_without_the_group_a_stays_master_on_lb1") {
-        return;
-    }
+    reenter!();
     let p = two_segments("nosync");
     let lab = &p.lab;
     elect_two_segments(lab, false);
     let transitions = |label: &str| {
         lab.status(label).and_then(|s| {
-            s["vrrp"]
-                .as_array()?
+            s.vrrp
                 .iter()
-                .find(|i| i["name"] == "vip1")
-                .and_then(|i| i["transitions"].as_u64())
+                .find(|i| i.name == "vip1")
+                .map(|i| i.transitions)
         })
     };
     let (tr1, tr2) = (transitions("lb1"), transitions("lb2"));
@@ -1017,7 +950,9 @@ fn sync_group_control_without_the_group_a_stays_master_on_lb1() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let r = lab
-        .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+        .in_ns("client", || {
+            http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "client still reaches VIP A on lb1: {r:?}");
@@ -1038,13 +973,13 @@ fn sync_group_control_without_the_group_a_stays_master_on_lb1() {
 
 #[test]
 fn missing_interface_is_waited_for() {
-    if !enter("missing_interface_is_waited_for") {
-        return;
-    }
+    reenter!();
     let p = pair("wait");
     let lab = &p.lab;
     // lb1's instance lives on eth1, which does not exist yet.
-    let cfg = node_config(150, "").replace("interface = \"eth0\"", "interface = \"eth1\"");
+    let cfg = node(150, "", &WEB123)
+        .vrrp(|v| v.interface("eth1"))
+        .render();
     lab.tandem("lb1", "lb1", &cfg);
     lab.wait_for("waiting state", Duration::from_secs(3), || {
         lab.vrrp_state("lb1", "vip1") == "waiting"
@@ -1068,16 +1003,14 @@ fn missing_interface_is_waited_for() {
 
 #[test]
 fn planned_switchover_by_runtime_priority() {
-    if !enter("planned_switchover_by_runtime_priority") {
-        return;
-    }
+    reenter!();
     let p = pair("maint");
     let lab = &p.lab;
     elect(lab, "", "");
     let client = ProbeClient::start(lab, "client", vip_addr(), Duration::from_millis(2), 20000);
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let out = std::process::Command::new(TANDEM)
+    let out = std::process::Command::new(BIN)
         .args(["vrrp", "priority", "vip1", "50", "-s"])
         .arg(lab.dir.join("lb1.sock"))
         .output()
@@ -1100,11 +1033,11 @@ fn planned_switchover_by_runtime_priority() {
         .filter(|p| p.at >= t && !p.ok)
         .all(|p| p.body.contains("reset")));
     let s = lab.status("lb1").expect("status");
-    assert_eq!(s["vrrp"][0]["priority_override"], 50);
-    assert_eq!(s["vrrp"][0]["effective_priority"], 50);
+    assert_eq!(s.vrrp[0].priority_override, Some(50));
+    assert_eq!(s.vrrp[0].effective_priority, 50);
     eprintln!("planned switchover: lb2 master after {took:?}");
     // Back to the configured priority: lb1 preempts again.
-    let out = std::process::Command::new(TANDEM)
+    let out = std::process::Command::new(BIN)
         .args(["vrrp", "priority", "vip1", "config", "-s"])
         .arg(lab.dir.join("lb1.sock"))
         .output()
@@ -1151,9 +1084,7 @@ fn chromedriver(lab: &Lab) -> Option<String> {
 
 #[test]
 fn status_page_in_headless_chromium() {
-    if !enter("status_page_in_headless_chromium") {
-        return;
-    }
+    reenter!();
     let mut p = pair("page");
     let lab = &p.lab;
     let Some(driver) = chromedriver(lab) else {
@@ -1167,8 +1098,7 @@ fn status_page_in_headless_chromium() {
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
     wait_state(lab, "lb2", "backup", Duration::from_secs(5));
     lab.wait_for("3 backends up", Duration::from_secs(5), || {
-        lab.status("lb1")
-            .is_some_and(|s| s["pools"][0]["healthy"] == 3)
+        lab.status("lb1").is_some_and(|s| s.pools[0].healthy == 3)
     });
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts");
     let _ = std::fs::create_dir_all(&artifacts);
@@ -1225,7 +1155,7 @@ fn status_page_in_headless_chromium() {
         .recv_timeout(Duration::from_secs(90))
         .unwrap_or_else(|_| panic!("browser thread failed: {:?}", lab.log("chromedriver")));
     eprintln!("web3 row before: {before:?}");
-    drop(p._backends.pop());
+    drop(p.backends.pop());
     let _ = tx.send(());
     let (row, h3, live, took, shots) = browser.join().expect("browser checks");
     for (name, png) in shots {

@@ -6,14 +6,16 @@
 //! IPv6 VIP, IPv6 backends and health checks, X-Forwarded-For / Forwarded,
 //! PROXY v1, source-hash stickiness) through a real tandem process.
 
-mod lab;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use lab::v6::*;
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::v6::*;
+use support::lab::*;
+use support::*;
+use tandem::admin::status::VrrpStatus;
 
 const VIP4: &str = "10.77.0.100";
 const VIP6: &str = "2001:db8:77::100";
@@ -28,11 +30,6 @@ fn vip6(port: u16) -> SocketAddr {
 
 /// lb1, lb2, a client and two backends, all dual-stack; the backends echo
 /// what the proxy told them, on [::]:8080 (IPv4 and IPv6).
-struct Pair {
-    lab: Lab,
-    _backends: Vec<EchoBackend>,
-}
-
 fn pair(tag: &str) -> Pair {
     let mut lab = Lab::new(tag);
     add_dual_host(&mut lab, "lb1", "10.77.0.1/24", "2001:db8:77::1/64");
@@ -48,68 +45,44 @@ fn pair(tag: &str) -> Pair {
     }
     let backends = (1..=2)
         .map(|i| {
-            EchoBackend::start(
-                &lab,
-                &format!("be{i}"),
-                "[::]:8080".parse().expect("addr"),
-                &format!("web{i}"),
-            )
+            Backend::spec(&format!("web{i}"))
+                .mode(Mode::Forwarded)
+                .bind("[::]:8080".parse().expect("addr"))
+                .in_ns(&lab, &format!("be{i}"))
+                .start()
         })
         .collect();
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair { lab, backends }
 }
 
 /// A dual-stack node: an IPv4 and an IPv6 instance in one sync group (same
 /// VRID: VRIDs are per address family), listeners on both VIPs in front of
 /// IPv6 backends health-checked over IPv6.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-algorithm = "round_robin"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "[2001:db8:77::21]:8080" }},
-  {{ name = "web2", address = "[2001:db8:77::22]:8080" }},
-]
+    let instance = |name: &str, vip: String| {
+        Vrrp::new(name, 51, priority)
+            .advert("100ms")
+            .vip(&vip)
+            .preempt_delay("0s")
+            .set("sync_group", "\"site\"")
+            .raw(extra_vrrp)
+    };
+    Config::new()
+        .pool(web6_pool("round_robin"))
+        .listener(Listener::new("web4", &format!("{VIP4}:80"), "web"))
+        .listener(Listener::new("web6", &format!("[{VIP6}]:80"), "web"))
+        .vrrp(instance("v4", format!("{VIP4}/24")))
+        .vrrp(instance("v6", format!("{VIP6}/64")))
+        .render()
+}
 
-[[listener]]
-name = "web4"
-bind = "{VIP4}:80"
-pool = "web"
-
-[[listener]]
-name = "web6"
-bind = "[{VIP6}]:80"
-pool = "web"
-
-[[vrrp]]
-name = "v4"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP4}/24"]
-preempt_delay = "0s"
-sync_group = "site"
-{extra_vrrp}
-
-[[vrrp]]
-name = "v6"
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-preempt_delay = "0s"
-sync_group = "site"
-{extra_vrrp}
-"#
-    )
+/// Pool "web" over the two IPv6 backends, health-checked over IPv6.
+fn web6_pool(algorithm: &str) -> Pool {
+    Pool::new("web")
+        .algorithm(algorithm)
+        .health(r#"{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#)
+        .backend("web1", "[2001:db8:77::21]:8080")
+        .backend("web2", "[2001:db8:77::22]:8080")
 }
 
 fn wait_instance(
@@ -124,18 +97,16 @@ fn wait_instance(
     })
 }
 
-fn instance(lab: &Lab, label: &str, name: &str) -> serde_json::Value {
-    let s = lab.status(label).expect("status");
-    s["vrrp"]
-        .as_array()
-        .and_then(|a| a.iter().find(|v| v["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("{label} has no instance {name}: {s}"))
+fn instance(lab: &Lab, label: &str, name: &str) -> VrrpStatus {
+    lab.status(label).expect("status").instance(name).clone()
 }
 
 fn get(lab: &Lab, addr: SocketAddr) -> Result<String, String> {
-    lab.in_ns("client", move || get_body(addr, Duration::from_secs(2)))
-        .join()
-        .expect("client")
+    lab.in_ns("client", move || {
+        http_get(addr).timeout(Duration::from_secs(2)).body()
+    })
+    .join()
+    .expect("client")
 }
 
 /// lb1 (150) master of both, lb2 (100) backup of both; the client has
@@ -167,9 +138,7 @@ fn report(what: &str, probes: &[Probe], since: Instant) -> (usize, Duration) {
 
 #[test]
 fn dual_stack_pair_moves_both_families_together() {
-    if !enter("dual_stack_pair_moves_both_families_together") {
-        return;
-    }
+    reenter!();
     let p = pair("ds");
     let lab = &p.lab;
     elect(lab, "vip_lifetime = \"2s\"");
@@ -188,20 +157,18 @@ fn dual_stack_pair_moves_both_families_together() {
     lab.wait_for(
         "lb2 hears lb1's IPv6 adverts",
         Duration::from_secs(2),
-        || {
-            instance(lab, "lb2", "v6")["adverts_received"]
-                .as_u64()
-                .unwrap_or(0)
-                > 5
-        },
+        || instance(lab, "lb2", "v6").adverts_received > 5,
     );
     let v6 = instance(lab, "lb2", "v6");
-    assert_eq!(v6["virtual_ips"][0], format!("{VIP6}/64"));
-    assert_eq!(v6["master"], ll1.as_str(), "{v6}");
-    assert_eq!(v6["peers"][0]["address"], ll1.as_str());
-    assert_eq!(v6["peers"][0]["checksum"], "pseudo-header");
-    assert!(v6["adverts_received"].as_u64().unwrap_or(0) > 5, "{v6}");
-    assert_eq!(instance(lab, "lb2", "v4")["master"], "10.77.0.1");
+    assert_eq!(v6.virtual_ips[0], format!("{VIP6}/64"));
+    assert_eq!(v6.master.as_deref(), Some(ll1.as_str()), "{v6:?}");
+    assert_eq!(v6.peers[0].address, ll1.as_str());
+    assert_eq!(v6.peers[0].checksum, "pseudo-header");
+    assert!(v6.adverts_received > 5, "{v6:?}");
+    assert_eq!(
+        instance(lab, "lb2", "v4").master.as_deref(),
+        Some("10.77.0.1")
+    );
 
     // SIGKILL: both instances move to lb2.
     let client = ProbeClient::start_with_timeout(
@@ -255,7 +222,7 @@ fn dual_stack_pair_moves_both_families_together() {
         "SIGKILL left the address behind"
     );
     let cfg = lab.dir.join("lb2.toml").display().to_string();
-    let out = lab.exec("lb2", &[TANDEM, "cleanup", "-c", &cfg]);
+    let out = lab.exec("lb2", &[BIN, "cleanup", "-c", &cfg]);
     assert!(
         out.status.success(),
         "{}",
@@ -273,9 +240,7 @@ fn dual_stack_pair_moves_both_families_together() {
 /// deprecated (preferred_lft 0) and are never a source (`net::vip::add_vip`).
 #[test]
 fn ipv6_graceful_stop_fails_no_new_connection() {
-    if !enter("ipv6_graceful_stop_fails_no_new_connection") {
-        return;
-    }
+    reenter!();
     let p = pair("term6");
     let lab = &p.lab;
     elect(lab, "");
@@ -303,59 +268,46 @@ fn ipv6_graceful_stop_fails_no_new_connection() {
     assert!(probes.iter().filter(|p| p.at > stopped).count() > 50);
     eprintln!("IPv6 graceful stop: lb2 master after {t:?}");
     assert!(!has_addr6(lab, "lb1", VIP6), "lb1 released its IPv6 VIP");
-    assert_eq!(instance(lab, "lb2", "v4")["state"], "master");
+    assert_eq!(instance(lab, "lb2", "v4").state, "master");
 }
 
 #[test]
 fn ipv6_data_plane_through_tandem() {
-    if !enter("ipv6_data_plane_through_tandem") {
-        return;
-    }
+    reenter!();
     let p = pair("dp6");
     let lab = &p.lab;
     lab.tandem(
         "lb1",
         "lb1",
-        &format!(
-            r#"
-[[pool]]
-name = "web"
-algorithm = "source_hash"
-health = {{ check = "http", path = "/", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [
-  {{ name = "web1", address = "[2001:db8:77::21]:8080" }},
-  {{ name = "web2", address = "[2001:db8:77::22]:8080" }},
-]
-
-[[listener]]
-name = "http6"
-bind = "[{VIP6}]:80"
-protocol = "http"
-forwarded = true
-pool = "web"
-
-[[listener]]
-name = "tcp6"
-bind = "[{VIP6}]:81"
-send_proxy = "v1"
-pool = "web"
-
-[[vrrp]]
-name = "v6"
-interface = "eth0"
-vrid = 7
-priority = 150
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-"#
-        ),
+        &Config::new()
+            .pool(web6_pool("source_hash"))
+            .listener(
+                Listener::bare("http6", &format!("[{VIP6}]:80"))
+                    .protocol("http")
+                    .set("forwarded", "true")
+                    .set("pool", "\"web\""),
+            )
+            .listener(
+                Listener::bare("tcp6", &format!("[{VIP6}]:81"))
+                    .set("send_proxy", "\"v1\"")
+                    .set("pool", "\"web\""),
+            )
+            .vrrp(
+                Vrrp::new("v6", 7, 150)
+                    .advert("100ms")
+                    .vip(&format!("{VIP6}/64")),
+            )
+            .render(),
     );
     wait_instance(lab, "lb1", "v6", "master", Duration::from_secs(5));
     lab.wait_for("both IPv6 backends healthy", Duration::from_secs(5), || {
         lab.status("lb1").is_some_and(|s| {
-            s["pools"][0]["backends"]
-                .as_array()
-                .is_some_and(|b| b.iter().filter(|b| b["health"] == "up").count() == 2)
+            s.pools[0]
+                .backends
+                .iter()
+                .filter(|b| b.health == "up")
+                .count()
+                == 2
         })
     });
     // HTTP: the backend hears the IPv6 client in both headers; Forwarded
@@ -388,16 +340,18 @@ virtual_ips = ["{VIP6}/64"]
     assert_eq!(f[5], "81");
     // Status and metrics show the IPv6 instance and address.
     let v6 = instance(lab, "lb1", "v6");
-    assert_eq!(v6["virtual_ips"][0], format!("{VIP6}/64"));
-    assert_eq!(v6["family"], "ipv6", "{v6}");
-    assert_eq!(v6["source"], link_local(lab, "lb1").to_string(), "{v6}");
+    assert_eq!(v6.virtual_ips[0], format!("{VIP6}/64"));
+    assert_eq!(v6.family, "ipv6", "{v6:?}");
+    assert_eq!(
+        v6.source,
+        Some(link_local(lab, "lb1").to_string()),
+        "{v6:?}"
+    );
 }
 
 #[test]
 fn hostile_ipv6_adverts_are_counted_and_dropped() {
-    if !enter("hostile_ipv6_adverts_are_counted_and_dropped") {
-        return;
-    }
+    reenter!();
     use tandem::vrrp::packet::{encode, Advert, ChecksumForm, Version, VRRP_GROUP_V6};
     let mut p = pair("evil6");
     add_dual_host(&mut p.lab, "evil", "10.77.0.66/24", "2001:db8:77::66/64");
@@ -439,9 +393,9 @@ fn hostile_ipv6_adverts_are_counted_and_dropped() {
         vrrp6_frame(evil_mac, ll, VRRP_GROUP_V6, 255, &bad_sum),
         vrrp6_frame(evil_mac, ll, VRRP_GROUP_V6, 255, &good_from(ll, 99)),
     ];
-    let before: Vec<serde_json::Value> = ["lb1", "lb2"]
+    let before: Vec<u64> = ["lb1", "lb2"]
         .iter()
-        .map(|l| instance(lab, l, "v6")["transitions"].clone())
+        .map(|l| instance(lab, l, "v6").transitions)
         .collect();
     for _ in 0..20 {
         send_frames(lab, "evil", frames.clone());
@@ -450,17 +404,18 @@ fn hostile_ipv6_adverts_are_counted_and_dropped() {
     std::thread::sleep(Duration::from_millis(500));
     for (k, label) in ["lb1", "lb2"].iter().enumerate() {
         let v = instance(lab, label, "v6");
-        let d = &v["dropped"];
+        let d = &v.dropped;
         for reason in ["hop_limit", "source", "checksum", "vrid"] {
-            let n = d[reason].as_u64().unwrap_or(0);
-            assert!(n >= 20, "{label}: dropped[{reason}] = {n}, want ≥ 20: {d}");
+            let n = d.get(reason).copied().unwrap_or(0);
+            assert!(
+                n >= 20,
+                "{label}: dropped[{reason}] = {n}, want ≥ 20: {d:?}"
+            );
         }
-        assert_eq!(v["transitions"], before[k], "{label} changed state: {v}");
+        assert_eq!(v.transitions, before[k], "{label} changed state: {v:?}");
         assert!(
-            v["peers"]
-                .as_array()
-                .is_some_and(|p| p.iter().all(|p| p["priority"] != 254)),
-            "{label}: the attacker became a peer: {v}"
+            v.peers.iter().all(|p| p.priority != 254),
+            "{label}: the attacker became a peer: {v:?}"
         );
     }
     assert_eq!(lab.vrrp_state("lb1", "v6"), "master");
@@ -525,18 +480,14 @@ vrrp_instance vip6 {{
 }
 
 fn tandem6(priority: u8) -> String {
-    format!(
-        r#"
-[[vrrp]]
-name = "vip6"
-interface = "eth0"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP6}/64"]
-preempt_delay = "0s"
-"#
-    )
+    Config::new()
+        .vrrp(
+            Vrrp::new("vip6", 52, priority)
+                .advert("100ms")
+                .vip(&format!("{VIP6}/64"))
+                .preempt_delay("0s"),
+        )
+        .render()
 }
 
 fn need(tool: &str, arg: &str) {
@@ -548,9 +499,7 @@ fn need(tool: &str, arg: &str) {
 
 #[test]
 fn interoperates_with_keepalived_over_ipv6_both_ways() {
-    if !enter("interoperates_with_keepalived_over_ipv6_both_ways") {
-        return;
-    }
+    reenter!();
     need("keepalived", "--version");
     need("tshark", "--version");
     let p = pair("kad6");
@@ -650,12 +599,9 @@ fn interoperates_with_keepalived_over_ipv6_both_ways() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(lab.vrrp_state("lb2", "vip6"), "backup");
     let v = instance(lab, "lb2", "vip6");
-    assert_eq!(v["master"], ll1.as_str(), "{v}");
-    assert_eq!(v["peers"][0]["address"], ll1.as_str(), "{v}");
-    assert!(
-        v["dropped"].as_object().is_none_or(|d| d.is_empty()),
-        "keepalived's adverts dropped: {v}"
-    );
+    assert_eq!(v.master.as_deref(), Some(ll1.as_str()), "{v:?}");
+    assert_eq!(v.peers[0].address, ll1.as_str(), "{v:?}");
+    assert!(v.dropped.is_empty(), "keepalived's adverts dropped: {v:?}");
     lab.kill("ka1", Signal::SIGKILL);
     let t = wait_instance(lab, "lb2", "vip6", "master", Duration::from_secs(3));
     eprintln!("tandem took the IPv6 VIP from keepalived after {t:?}");

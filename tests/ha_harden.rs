@@ -1,13 +1,15 @@
 //! Hardening of the HA pair in the network-namespace lab (issue 17): a crash hands over like a
 //! graceful stop, and paths no other lab test reaches.
 
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
+use tandem::admin::status::VrrpStatus;
 
 const VIP: &str = "10.78.0.100";
 
@@ -15,49 +17,23 @@ fn vip_addr() -> SocketAddr {
     SocketAddr::from(([10, 78, 0, 100], 80))
 }
 
-struct Pair {
-    lab: Lab,
-    _backends: Vec<HttpBackend>,
-}
-
 /// Switch, lb1/lb2, a client and one HTTP backend.
 fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.78.0.1/24");
-    lab.add_host("lb2", "10.78.0.2/24");
-    lab.add_host("client", "10.78.0.50/24");
-    lab.add_host("be1", "10.78.0.21/24");
-    let backends = vec![HttpBackend::start(&lab, "be1", 8080, "web1")];
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair::new(tag, "10.78.0", 1)
 }
 
+const TCP_CHECK: &str =
+    r#"{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
+
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [{{ name = "web1", address = "10.78.0.21:8080" }}]
+    node(priority, extra_vrrp).render()
+}
 
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 52
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
-    )
+/// One VIP on eth0 (VRID 52, 100 ms adverts), a listener on it, one backend.
+fn node(priority: u8, extra_vrrp: &str) -> Node {
+    Node::new("10.78.0", 1, 52, priority)
+        .pool(|p| p.health(TCP_CHECK))
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -76,7 +52,7 @@ fn elect(lab: &Lab) {
 /// `tandem cleanup` as systemd's ExecStopPost runs it, inside the host's namespace.
 fn cleanup(lab: &Lab, host: &str) -> String {
     let cfg = lab.dir.join(format!("{host}.toml"));
-    let out = lab.exec(host, &[TANDEM, "cleanup", "-c", &cfg.display().to_string()]);
+    let out = lab.exec(host, &[BIN, "cleanup", "-c", &cfg.display().to_string()]);
     assert!(
         out.status.success(),
         "cleanup failed: {}",
@@ -101,14 +77,12 @@ fn crash(lab: &Lab, run_cleanup: bool) -> (Instant, Duration, String) {
 
 #[test]
 fn crash_then_cleanup_hands_over_after_skew_time() {
-    if !enter("crash_then_cleanup_hands_over_after_skew_time") {
-        return;
-    }
+    reenter!();
     // Without the farewell: Master_Down_Interval (3 × 100 ms + Skew_Time = 360.9 ms).
     let p = pair("crash0");
     elect(&p.lab);
     let (_, plain, _) = crash(&p.lab, false);
-    let reason = p.lab.status("lb2").expect("status")["vrrp"][0]["reason"].clone();
+    let reason = p.lab.status("lb2").expect("status").vrrp[0].reason.clone();
     assert_eq!(reason, "master down timer expired");
     drop(p);
 
@@ -130,8 +104,8 @@ fn crash_then_cleanup_hands_over_after_skew_time() {
     );
     let s = lab.status("lb2").expect("status");
     assert_eq!(
-        s["vrrp"][0]["reason"], "master 10.78.0.1 resigned (priority 0)",
-        "{s}"
+        s.vrrp[0].reason, "master 10.78.0.1 resigned (priority 0)",
+        "{s:?}"
     );
     assert!(!lab.has_addr("lb1", VIP), "cleanup removed the VIP");
     std::thread::sleep(Duration::from_millis(300));
@@ -173,19 +147,12 @@ fn limit_fds(pid: u32, n: u64) {
 
 #[test]
 fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
-    if !enter("fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers") {
-        return;
-    }
+    reenter!();
     let p = pair("fdex");
     let lab = &p.lab;
     // HTTP: an idle client connection holds one descriptor and no backend connection, so
     // the flood keeps the table full until it ends.
-    let http = |prio| {
-        node_config(prio, "").replace(
-            "pool = \"web\"\n\n",
-            "pool = \"web\"\nprotocol = \"http\"\n\n",
-        )
-    };
+    let http = |prio| node(prio, "").listener(|l| l.protocol("http")).render();
     assert!(http(150).contains("protocol = \"http\""));
     lab.tandem("lb1", "lb1", &http(150));
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
@@ -211,10 +178,10 @@ fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
         let n = held.len();
         drop(held);
         std::thread::sleep(Duration::from_millis(500));
-        let first = http_get(vip_addr(), Duration::from_secs(3));
+        let first = http_get(vip_addr()).timeout(Duration::from_secs(3)).body();
         // A second second of normal accepts ends the burst in the log.
         std::thread::sleep(Duration::from_millis(1100));
-        let _ = http_get(vip_addr(), Duration::from_secs(3));
+        let _ = http_get(vip_addr()).timeout(Duration::from_secs(3)).body();
         (n, first)
     });
     // The peer never sees the master go quiet.
@@ -253,17 +220,12 @@ fn fd_exhaustion_is_logged_once_keeps_the_vip_and_health_and_recovers() {
     assert_eq!(lab.vrrp_state("lb1", "vip1"), "master");
 }
 
-/// A field of instance vip1 in `label`'s status.
-fn vrrp_field(lab: &Lab, label: &str, key: &str) -> u64 {
+/// Instance vip1 in `label`'s status.
+fn vip1(lab: &Lab, label: &str) -> VrrpStatus {
     lab.status(label)
-        .and_then(|s| {
-            s["vrrp"]
-                .as_array()?
-                .iter()
-                .find(|v| v["name"] == "vip1")
-                .and_then(|v| v[key].as_u64())
-        })
-        .unwrap_or_else(|| panic!("no {key} for vip1 on {label}"))
+        .unwrap_or_else(|| panic!("no status from {label}"))
+        .instance("vip1")
+        .clone()
 }
 
 /// Scheduling policy of the thread named `name` in process `pid`.
@@ -289,12 +251,7 @@ struct LoadRun {
 fn saturate(tag: &str, rt: bool) -> LoadRun {
     let p = pair(tag);
     let lab = &p.lab;
-    let http = |prio| {
-        node_config(prio, "").replace(
-            "pool = \"web\"\n\n",
-            "pool = \"web\"\nprotocol = \"http\"\n\n",
-        )
-    };
+    let http = |prio| node(prio, "").listener(|l| l.protocol("http")).render();
     // Without CAP_SYS_NICE the election thread cannot have SCHED_RR.
     let wrapper: &[&str] = if rt {
         &[]
@@ -307,8 +264,8 @@ fn saturate(tag: &str, rt: bool) -> LoadRun {
     wait_state(lab, "lb2", "backup", Duration::from_secs(5));
     let policy = thread_policy(lab.pid("lb1"), "tandem-vrrp").expect("election thread");
     std::thread::sleep(Duration::from_secs(2));
-    let lateness_idle_us = vrrp_field(lab, "lb1", "timer_lateness_max_us");
-    let before = vrrp_field(lab, "lb2", "transitions");
+    let lateness_idle_us = vip1(lab, "lb1").timer_lateness_max_us;
+    let before = vip1(lab, "lb2").transitions;
     let out = lab.exec(
         "client",
         &[
@@ -333,10 +290,10 @@ fn saturate(tag: &str, rt: bool) -> LoadRun {
     LoadRun {
         policy,
         lateness_idle_us,
-        lateness_load_us: vrrp_field(lab, "lb1", "timer_lateness_max_us"),
+        lateness_load_us: vip1(lab, "lb1").timer_lateness_max_us,
         requests,
         peer_states,
-        peer_transitions: vrrp_field(lab, "lb2", "transitions") - before,
+        peer_transitions: vip1(lab, "lb2").transitions - before,
     }
 }
 
@@ -346,9 +303,7 @@ fn saturate(tag: &str, rt: bool) -> LoadRun {
 /// CAP_SYS_NICE is reported next to it.
 #[test]
 fn a_saturated_master_keeps_its_adverts_on_time() {
-    if !enter("a_saturated_master_keeps_its_adverts_on_time") {
-        return;
-    }
+    reenter!();
     assert!(
         std::path::Path::new("/usr/bin/wrk").exists(),
         "this test needs wrk (apt install wrk; .ci/run installs it)"

@@ -5,7 +5,7 @@
 //! What the wire carries is watched from the client's namespace with an AF_PACKET socket
 //! (`Capture`): every gratuitous ARP and every VRRP advert, with its arrival time.
 
-mod lab;
+mod support;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
+use tandem::admin::status::VrrpStatus;
 
 const VIP: &str = "10.79.0.100";
 const VIP_OCTETS: [u8; 4] = [10, 79, 0, 100];
@@ -25,50 +27,20 @@ fn vip_addr() -> SocketAddr {
     SocketAddr::from((VIP_OCTETS, 80))
 }
 
-struct Pair {
-    lab: Lab,
-    _backends: Vec<HttpBackend>,
-}
-
 /// Switch, lb1/lb2, a client and one HTTP backend.
 fn pair(tag: &str) -> Pair {
-    let mut lab = Lab::new(tag);
-    lab.add_host("lb1", "10.79.0.1/24");
-    lab.add_host("lb2", "10.79.0.2/24");
-    lab.add_host("client", "10.79.0.50/24");
-    lab.add_host("be1", "10.79.0.21/24");
-    let backends = vec![HttpBackend::start(&lab, "be1", 8080, "web1")];
-    Pair {
-        lab,
-        _backends: backends,
-    }
+    Pair::new(tag, "10.79.0", 1)
 }
+
+const TCP_CHECK: &str =
+    r#"{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }"#;
 
 /// One VIP on eth0 (VRID 53, 100 ms adverts), a listener on it, one backend.
 fn node_config(priority: u8, extra_vrrp: &str) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "web"
-health = {{ check = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }}
-backends = [{{ name = "web1", address = "10.79.0.21:8080" }}]
-
-[[listener]]
-name = "web"
-bind = "{VIP}:80"
-pool = "web"
-
-[[vrrp]]
-name = "vip1"
-interface = "eth0"
-vrid = 53
-priority = {priority}
-advert_interval = "100ms"
-virtual_ips = ["{VIP}/24"]
-preempt_delay = "0s"
-{extra_vrrp}
-"#
-    )
+    Node::new("10.79.0", 1, 53, priority)
+        .pool(|p| p.health(TCP_CHECK))
+        .vrrp(|v| v.preempt_delay("0s").raw(extra_vrrp))
+        .render()
 }
 
 fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duration {
@@ -77,16 +49,19 @@ fn wait_state(lab: &Lab, label: &str, state: &str, timeout: Duration) -> Duratio
     })
 }
 
-/// The first VRRP instance of a node's status document (Null if the daemon does not answer).
-fn vrrp_status(lab: &Lab, label: &str) -> serde_json::Value {
-    lab.status(label)
-        .map(|s| s["vrrp"][0].clone())
-        .unwrap_or(serde_json::Value::Null)
+/// The first VRRP instance of a node's status document (None if the daemon does not answer).
+fn vrrp_status(lab: &Lab, label: &str) -> Option<VrrpStatus> {
+    lab.status(label).and_then(|s| s.vrrp.first().cloned())
+}
+
+/// [`vrrp_status`] of a node that must answer.
+fn vrrp(lab: &Lab, label: &str) -> VrrpStatus {
+    vrrp_status(lab, label).unwrap_or_else(|| panic!("{label}: no VRRP status"))
 }
 
 /// Runs `tandem ARGS -s <label's admin socket>` and returns stdout; panics on failure.
 fn tandem_cli(lab: &Lab, label: &str, args: &[&str]) -> String {
-    let out = Command::new(TANDEM)
+    let out = Command::new(BIN)
         .args(args)
         .arg("-s")
         .arg(lab.dir.join(format!("{label}.sock")))
@@ -99,18 +74,6 @@ fn tandem_cli(lab: &Lab, label: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Rewrites the config file [`Lab::tandem`] wrote for `label` (same `[global]` header).
-fn rewrite_config(lab: &Lab, label: &str, body: &str) {
-    let sock = lab.dir.join(format!("{label}.sock"));
-    lab.file(
-        &format!("{label}.toml"),
-        &format!(
-            "[global]\nadmin_socket = \"{}\"\nworkers = 1\nshutdown_timeout = \"3s\"\nlog_level = \"debug\"\n\n{body}",
-            sock.display()
-        ),
-    );
 }
 
 fn sleep_until(t: Instant) {
@@ -311,9 +274,7 @@ fn wait_first_garp(lab: &Lab, cap: &Capture, mac: &str) -> Instant {
 
 #[test]
 fn garp_refresh_repeats_announcements_while_master_and_moves_with_the_master() {
-    if !enter("garp_refresh_repeats_announcements_while_master_and_moves_with_the_master") {
-        return;
-    }
+    reenter!();
     let p = pair("garp");
     let lab = &p.lab;
     let (mac1, mac2) = (lab.host("lb1").mac.clone(), lab.host("lb2").mac.clone());
@@ -375,9 +336,7 @@ fn garp_refresh_repeats_announcements_while_master_and_moves_with_the_master() {
 
 #[test]
 fn without_garp_refresh_only_the_burst_is_sent() {
-    if !enter("without_garp_refresh_only_the_burst_is_sent") {
-        return;
-    }
+    reenter!();
     let p = pair("garp0");
     let lab = &p.lab;
     let mac1 = lab.host("lb1").mac.clone();
@@ -408,15 +367,7 @@ fn without_garp_refresh_only_the_burst_is_sent() {
 /// refresh, as the reload reports "reconfigure in place".
 #[test]
 fn reload_turning_garp_refresh_off_stops_the_refresh() {
-    if !enter_with(&[
-        "reload_turning_garp_refresh_off_stops_the_refresh",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ]) {
-        return;
-    }
+    reenter!(ignored);
     // The instance keeps its refresh timer (`Io::refresh_next`) across the reconfigure and
     // re-arms it with `now + cfg.garp_refresh`: with the new value zero, the timer fires on
     // every turn of the event loop, a busy loop that sends gratuitous ARP as fast as the
@@ -430,7 +381,7 @@ fn reload_turning_garp_refresh_off_stops_the_refresh() {
     wait_state(lab, "lb1", "master", Duration::from_secs(5));
     let first = wait_first_garp(lab, &cap, &mac1);
     sleep_until(first + Duration::from_millis(1500));
-    rewrite_config(lab, "lb1", &node_config(150, ""));
+    lab.write_config("lb1", &node_config(150, ""));
     let out = tandem_cli(lab, "lb1", &["reload"]);
     assert!(out.contains("vrrp vip1: reconfigure in place"), "{out}");
     let reloaded = Instant::now();
@@ -452,9 +403,7 @@ fn reload_turning_garp_refresh_off_stops_the_refresh() {
 
 #[test]
 fn tracked_interface_down_faults_the_instance_and_recovery_preempts() {
-    if !enter("tracked_interface_down_faults_the_instance_and_recovery_preempts") {
-        return;
-    }
+    reenter!();
     let p = pair("trkif");
     let lab = &p.lab;
     // No dummy driver here: a veth pair inside lb1 (trk0 is tracked, oth0 is not).
@@ -503,16 +452,16 @@ fn tracked_interface_down_faults_the_instance_and_recovery_preempts() {
             f < Duration::from_millis(500),
             "{what}: fault took {f:?} (tracking runs every 100 ms and on link events)"
         );
-        let s1 = vrrp_status(lab, "lb1");
+        let s1 = vrrp(lab, "lb1");
         assert_eq!(
-            s1["reason"], "fault: interface down or tracking failure",
-            "{s1}"
+            s1.reason, "fault: interface down or tracking failure",
+            "{s1:?}"
         );
         // The master resigned (priority 0): lb2 did not wait Master_Down_Interval.
-        let s2 = vrrp_status(lab, "lb2");
+        let s2 = vrrp(lab, "lb2");
         assert_eq!(
-            s2["reason"], "master 10.79.0.1 resigned (priority 0)",
-            "{s2}"
+            s2.reason, "master 10.79.0.1 resigned (priority 0)",
+            "{s2:?}"
         );
         lab.wait_for("VIP on lb2 only", Duration::from_secs(1), || {
             lab.has_addr("lb2", VIP) && !lab.has_addr("lb1", VIP)
@@ -521,7 +470,9 @@ fn tracked_interface_down_faults_the_instance_and_recovery_preempts() {
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(lab.vrrp_state("lb1", "vip1"), "fault", "{what}");
         let r = lab
-            .in_ns("client", || http_get(vip_addr(), Duration::from_secs(2)))
+            .in_ns("client", || {
+                http_get(vip_addr()).timeout(Duration::from_secs(2)).body()
+            })
             .join()
             .expect("client");
         assert!(r.is_ok(), "{what}: VIP served by lb2: {r:?}");
@@ -554,8 +505,8 @@ fn tracked_interface_down_faults_the_instance_and_recovery_preempts() {
     lab.ip("lb1", &["link", "set", "trk0p", "up"]);
     lab.ip("lb1", &["link", "set", "trk0", "up"]);
     recover("trk0 re-created");
-    let s = vrrp_status(lab, "lb1");
-    assert_eq!(s["effective_priority"], 150, "{s}");
+    let s = vrrp(lab, "lb1");
+    assert_eq!(s.effective_priority, 150, "{s:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,9 +530,7 @@ fn read_pid(path: &std::path::Path) -> Option<u32> {
 
 #[test]
 fn notify_hook_that_hangs_is_killed_after_notify_timeout_and_the_election_goes_on() {
-    if !enter("notify_hook_that_hangs_is_killed_after_notify_timeout_and_the_election_goes_on") {
-        return;
-    }
+    reenter!();
     let p = pair("ntfto");
     let lab = &p.lab;
     let calls = lab.dir.join("calls.txt");
@@ -624,12 +573,12 @@ fn notify_hook_that_hangs_is_killed_after_notify_timeout_and_the_election_goes_o
     );
     assert!(lab.has_addr("lb1", VIP));
     // Killed after notify_timeout (1.5 s after it started), not before.
-    let t0 = Instant::now();
-    while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        &format!("hook {pid} killed"),
+        Duration::from_secs(5),
+        || !alive(pid),
+    );
     let lived = started.elapsed();
-    assert!(!alive(pid), "hook {pid} still running after {lived:?}");
     eprintln!("hung hook killed {lived:?} after it wrote its PID (notify_timeout 1.5 s)");
     assert!(
         lived >= Duration::from_millis(1200) && lived <= Duration::from_millis(2500),
@@ -688,15 +637,7 @@ impl Drop for KillOnDrop {
 /// started must go too, or every hung `curl` in a hook outlives the kill.
 #[test]
 fn notify_hook_timeout_also_kills_what_the_hook_started() {
-    if !enter_with(&[
-        "notify_hook_timeout_also_kills_what_the_hook_started",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ]) {
-        return;
-    }
+    reenter!(ignored);
     // `spawn_hook_runner` runs the hook in the daemon's process group and, on timeout,
     // `child.kill()`s the hook's PID alone: the shell dies, its `sleep` is reparented to
     // init and keeps running (measured: still alive after the daemon exited).
@@ -751,9 +692,7 @@ fn notify_hook_timeout_also_kills_what_the_hook_started() {
 
 #[test]
 fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
-    if !enter("reload_on_the_master_keeps_the_vip_and_the_adverts_flowing") {
-        return;
-    }
+    reenter!();
     let p = pair("reload");
     let lab = &p.lab;
     let cap = Capture::start(lab, "client", Duration::from_secs(60));
@@ -768,9 +707,9 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
         &["ip", "-o", "-4", "monitor", "address", "dev", "eth0"],
     );
     std::thread::sleep(Duration::from_millis(500));
-    let t1 = vrrp_status(lab, "lb1")["transitions"].clone();
-    let t2 = vrrp_status(lab, "lb2")["transitions"].clone();
-    assert!(t1.as_u64().is_some() && t2.as_u64().is_some());
+    let t1 = vrrp_status(lab, "lb1").map(|v| v.transitions);
+    let t2 = vrrp_status(lab, "lb2").map(|v| v.transitions);
+    assert!(t1.is_some() && t2.is_some());
 
     // Two configs that differ in the VRRP instance (priority, GARP burst, hook timeout)
     // and in the data plane (health-check interval), but not in anything that restarts the
@@ -791,17 +730,13 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
                 (std::collections::BTreeSet::new(), 0u64, 0usize);
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
-                let out = Command::new(TANDEM)
-                    .args(["status", "--json", "-s"])
-                    .arg(&sock2)
-                    .output();
-                if let Some(v) = out
-                    .ok()
-                    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-                {
-                    let i = &v["vrrp"][0];
-                    states.insert(i["state"].as_str().unwrap_or("?").to_string());
-                    max_age = max_age.max(i["peers"][0]["last_seen_ms_ago"].as_u64().unwrap_or(0));
+                if let Some(v) = support::daemon::status_at(&sock2) {
+                    let i = v.vrrp.first();
+                    states.insert(i.map_or("?", |i| i.state.as_str()).to_string());
+                    max_age = max_age.max(
+                        i.and_then(|i| i.peers.first())
+                            .map_or(0, |p| p.last_seen_ms_ago),
+                    );
                 }
                 let addrs = Command::new("ip")
                     .args(["-n", &ns1, "-br", "-4", "addr", "show", "dev", "eth0"])
@@ -819,10 +754,8 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
     let reload_start = Instant::now();
     for i in 0..6 {
         let (body, prio) = if i % 2 == 0 { (&b, 160) } else { (&a, 150) };
-        let generation = lab.status("lb1").expect("status")["generation"]
-            .as_u64()
-            .expect("generation");
-        rewrite_config(lab, "lb1", body);
+        let generation = lab.status("lb1").expect("status").generation;
+        lab.write_config("lb1", body);
         if i < 3 {
             let out = tandem_cli(lab, "lb1", &["reload"]);
             assert!(
@@ -837,11 +770,12 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
             Duration::from_secs(3),
             || {
                 let s = lab.status("lb1");
-                let g = s.as_ref().and_then(|s| s["generation"].as_u64());
+                let g = s.as_ref().map(|s| s.generation);
                 g == Some(generation + 1)
                     && s.as_ref()
-                        .is_some_and(|s| s["vrrp"][0]["effective_priority"] == prio)
-                    && vrrp_status(lab, "lb2")["peers"][0]["priority"] == prio
+                        .is_some_and(|s| s.vrrp[0].effective_priority == prio)
+                    && vrrp_status(lab, "lb2").and_then(|v| v.peers.first().map(|p| p.priority))
+                        == Some(prio)
             },
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -851,12 +785,20 @@ fn reload_on_the_master_keeps_the_vip_and_the_adverts_flowing() {
     stop.store(true, Ordering::Relaxed);
     let (states, max_age, vip_missing) = watch.join().expect("watch thread");
 
-    let s1 = vrrp_status(lab, "lb1");
-    let s2 = vrrp_status(lab, "lb2");
-    assert_eq!(s1["state"], "master", "{s1}");
-    assert_eq!(s2["state"], "backup", "{s2}");
-    assert_eq!(s1["transitions"], t1, "the master had a transition: {s1}");
-    assert_eq!(s2["transitions"], t2, "the backup had a transition: {s2}");
+    let s1 = vrrp(lab, "lb1");
+    let s2 = vrrp(lab, "lb2");
+    assert_eq!(s1.state, "master", "{s1:?}");
+    assert_eq!(s2.state, "backup", "{s2:?}");
+    assert_eq!(
+        Some(s1.transitions),
+        t1,
+        "the master had a transition: {s1:?}"
+    );
+    assert_eq!(
+        Some(s2.transitions),
+        t2,
+        "the backup had a transition: {s2:?}"
+    );
     assert_eq!(
         states,
         ["backup".to_string()].into(),
@@ -986,9 +928,7 @@ fn clear_vip(lab: &Lab, host: &str) {
 
 #[test]
 fn interoperates_with_keepalived_vrrp_v2_both_ways() {
-    if !enter("interoperates_with_keepalived_vrrp_v2_both_ways") {
-        return;
-    }
+    reenter!();
     assert!(
         Command::new("keepalived").arg("--version").output().is_ok(),
         "THIS TEST NEEDS keepalived (apt install keepalived; .ci/run installs it)"
@@ -1039,15 +979,15 @@ fn interoperates_with_keepalived_vrrp_v2_both_ways() {
     // Past tandem's own Master_Down_Interval (3.6 s).
     std::thread::sleep(Duration::from_millis(4500));
     assert_eq!(lab.vrrp_state("lb2", "vip1"), "backup");
-    let s = vrrp_status(lab, "lb2");
-    assert_eq!(s["master"], "10.79.0.1", "{s}");
-    assert_eq!(s["peers"][0]["address"], "10.79.0.1", "{s}");
-    assert_eq!(s["peers"][0]["priority"], 150, "{s}");
+    let s = vrrp(lab, "lb2");
+    assert_eq!(s.master.as_deref(), Some("10.79.0.1"), "{s:?}");
+    assert_eq!(s.peers[0].address, "10.79.0.1", "{s:?}");
+    assert_eq!(s.peers[0].priority, 150, "{s:?}");
     assert_eq!(
-        s["peers"][0]["checksum"], "plain",
-        "VRRPv2's one checksum form: {s}"
+        s.peers[0].checksum, "plain",
+        "VRRPv2's one checksum form: {s:?}"
     );
-    assert_eq!(s["advert_interval_ms"], 1000, "{s}");
+    assert_eq!(s.advert_interval_ms, 1000, "{s:?}");
     assert!(!lab.has_addr("lb2", VIP));
     lab.kill("ka1", Signal::SIGKILL);
     let t = wait_state(lab, "lb2", "master", Duration::from_secs(6));
@@ -1056,7 +996,7 @@ fn interoperates_with_keepalived_vrrp_v2_both_ways() {
     // keepalived's VRRP child outlives its SIGKILLed parent just long enough to resign with
     // a VRRPv2 priority-0 advert: tandem then takes over after Skew_Time ((256 - 100) / 256 s
     // at 1 s adverts), otherwise after Master_Down_Interval (3.6 s).
-    let reason = vrrp_status(lab, "lb2")["reason"].clone();
+    let reason = vrrp(lab, "lb2").reason;
     if lab.log("ka1").contains("sent 0 priority") {
         assert_eq!(reason, "master 10.79.0.1 resigned (priority 0)");
         assert!(
@@ -1081,8 +1021,8 @@ fn interoperates_with_keepalived_vrrp_v2_both_ways() {
         "keepalived preempted tandem {:?} after it started",
         back.elapsed()
     );
-    let s = vrrp_status(lab, "lb2");
-    assert_eq!(s["master"], "10.79.0.1", "{s}");
+    let s = vrrp(lab, "lb2");
+    assert_eq!(s.master.as_deref(), Some("10.79.0.1"), "{s:?}");
     let frames = cap.stop();
 
     // Both speakers sent version 2 on the wire.

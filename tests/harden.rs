@@ -2,28 +2,18 @@
 //! outside (forged sticky cookies, unbounded admin/metrics connections), faults (fd
 //! exhaustion, many idle connections) and paths no other suite reaches.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::web::{get, header, Web};
-use common::*;
+use support::config::{checked_pool, http_listener};
+use support::*;
 
-fn pool(name: &str, webs: &[&Web], extra: &str) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nalgorithm = \"round_robin\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
-fn http_listener(port: u16, body: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\n{body}\n"
-    )
+fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
+    let health = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+    checked_pool(name, health, webs, extra)
+        .algorithm("round_robin")
+        .to_string()
 }
 
 // ------------------------------------------------------------- sticky ---
@@ -39,7 +29,7 @@ fn issued(h: &[(String, String)]) -> Option<String> {
 /// A sticky tandem on a fresh port with `secret`, and backend → cookie as it issues them.
 fn sticky_node(
     tag: &str,
-    webs: &[&Web],
+    webs: &[&Backend],
     secret: &str,
 ) -> (Daemon, TempDir, u16, BTreeMap<String, String>) {
     let dir = TempDir::new(tag);
@@ -53,7 +43,7 @@ fn sticky_node(
     let mut cookies = BTreeMap::new();
     // Round robin: fresh clients visit every backend within a few requests.
     for _ in 0..(4 * webs.len()) {
-        let (s, h, body) = get(addr(port), "/", "").expect("fresh request");
+        let (s, h, body) = http_get(addr(port)).send().expect("fresh request");
         assert_eq!(s, 200);
         let c = issued(&h).unwrap_or_else(|| panic!("no sticky cookie for a fresh client: {h:?}"));
         if let Some(old) = cookies.insert(body.clone(), c.clone()) {
@@ -67,9 +57,9 @@ fn sticky_node(
 #[test]
 fn sticky_cookie_cannot_be_forged() {
     let (a, b, c) = (
-        Web::start("alpha"),
-        Web::start("bravo"),
-        Web::start("charlie"),
+        Backend::http("alpha"),
+        Backend::http("bravo"),
+        Backend::http("charlie"),
     );
     let webs = [&a, &b, &c];
     let secret = "pair-shared-secret-0123456789";
@@ -89,7 +79,10 @@ fn sticky_cookie_cannot_be_forged() {
         // A valid cookie pins, on either node, and is not re-issued.
         for port in [p1, p2] {
             for _ in 0..6 {
-                let (_, h, body) = get(addr(port), "/", &format!("Cookie: {t}\r\n")).expect("get");
+                let (_, h, body) = http_get(addr(port))
+                    .headers(&format!("Cookie: {t}\r\n"))
+                    .send()
+                    .expect("get");
                 assert_eq!(&body, backend, "valid cookie {t} pins on :{port}");
                 assert_eq!(issued(&h), None, "a valid cookie is not re-issued");
             }
@@ -113,7 +106,10 @@ fn sticky_cookie_cannot_be_forged() {
     forged.push(format!("TANDEM_SRV={}", &value[..16]));
     let mut served = BTreeSet::new();
     for f in &forged {
-        let (s, h, body) = get(addr(p1), "/", &format!("Cookie: {f}\r\n")).expect("forged");
+        let (s, h, body) = http_get(addr(p1))
+            .headers(&format!("Cookie: {f}\r\n"))
+            .send()
+            .expect("forged");
         assert_eq!(s, 200);
         let reissued = issued(&h).unwrap_or_else(|| panic!("forged {f} not re-issued"));
         assert_eq!(
@@ -145,7 +141,13 @@ fn admin_and_metrics_tcp_listeners_bound_slow_and_huge_heads() {
     let (m, a) = (addr(mport), addr(aport));
     wait_port(m);
     wait_port(a);
-    let ok = |to: std::net::SocketAddr| get(to, "/metrics", "").map(|(s, _, _)| s).unwrap_or(0);
+    let ok = |to: std::net::SocketAddr| {
+        http_get(to)
+            .path("/metrics")
+            .send()
+            .map(|(s, _, _)| s)
+            .unwrap_or(0)
+    };
     assert_eq!(ok(m), 200);
     // 80 slowloris connections (partial heads) on each listener: beyond
     // the cap of 64, new connections are closed at once.
@@ -339,7 +341,7 @@ fn ten_thousand_idle_connections_cost_bounded_memory_and_are_given_back() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let active = |name: &str| d.listener_stat(name, "active");
+    let active = |name: &str| d.status().listener(name).active;
     let mut report = Vec::new();
     for (name, port) in [("web", hport), ("tcp", tport)] {
         std::thread::sleep(Duration::from_millis(300));
@@ -397,7 +399,7 @@ fn ten_thousand_idle_connections_cost_bounded_memory_and_are_given_back() {
 fn keep_alive_connection_quiet_past_the_buffer_release_is_served_again() {
     use std::io::{BufReader, Write};
     use std::time::Duration;
-    let web = Web::start("kept");
+    let web = Backend::http("kept");
     let dir = TempDir::new("idlerel");
     let port = free_port();
     let _d = Daemon::start(
@@ -413,7 +415,7 @@ fn keep_alive_connection_quiet_past_the_buffer_release_is_served_again() {
     let req = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     for round in 0..3 {
         w.write_all(req.as_bytes()).expect("write");
-        let (status, _, body) = common::web::read_response(&mut r).expect("response");
+        let (status, _, body) = read_response(&mut r).expect("response");
         assert_eq!(
             (status, body.as_slice()),
             (200, &b"kept"[..]),
@@ -425,14 +427,14 @@ fn keep_alive_connection_quiet_past_the_buffer_release_is_served_again() {
     w.write_all(format!("{req}{req}").as_bytes())
         .expect("pipelined");
     for i in 0..2 {
-        let (status, _, _) = common::web::read_response(&mut r).expect("pipelined response");
+        let (status, _, _) = read_response(&mut r).expect("pipelined response");
         assert_eq!(status, 200, "pipelined request {i}");
     }
     std::thread::sleep(Duration::from_millis(400));
     w.write_all(b"GET / HTTP/1.1\r\nHo").expect("first half");
     std::thread::sleep(Duration::from_millis(100));
     w.write_all(b"st: t\r\n\r\n").expect("second half");
-    let (status, _, body) = common::web::read_response(&mut r).expect("split head");
+    let (status, _, body) = read_response(&mut r).expect("split head");
     assert_eq!((status, body.as_slice()), (200, &b"kept"[..]));
 }
 
@@ -555,7 +557,7 @@ fn h2_flood(
 /// is refused without taking the daemon's memory.
 #[test]
 fn http2_floods_are_closed_and_counted_and_others_are_served() {
-    let web = Web::start("h2web");
+    let web = Backend::http("h2web");
     let dir = TempDir::new("h2flood");
     let port = free_port();
     let d = Daemon::start(
@@ -608,7 +610,7 @@ fn http2_floods_are_closed_and_counted_and_others_are_served() {
     ];
     let mut report = Vec::new();
     for (name, setup, next) in floods {
-        let before = d.listener_stat("web", "dropped");
+        let before = d.status().listener("web").dropped;
         let (sent, seen) = h2_flood(port, &setup, 200_000, next);
         peak = peak.max(rss_kib(pid));
         report.push(format!("{name}: closed after {sent} frames ({seen:?})"));
@@ -619,17 +621,17 @@ fn http2_floods_are_closed_and_counted_and_others_are_served() {
             "{name}: the whole flood was taken ({sent} frames)"
         );
         let t0 = std::time::Instant::now();
-        while d.listener_stat("web", "dropped") == before
+        while d.status().listener("web").dropped == before
             && t0.elapsed() < std::time::Duration::from_secs(3)
         {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert_eq!(
-            d.listener_stat("web", "dropped"),
+            d.status().listener("web").dropped,
             before + 1,
             "{name}: not counted once"
         );
-        let (status, _, body) = get(addr(port), "/", "").expect("a normal client");
+        let (status, _, body) = http_get(addr(port)).send().expect("a normal client");
         assert_eq!(
             (status, body.as_str()),
             (200, "h2web"),
@@ -670,7 +672,7 @@ fn http2_floods_are_closed_and_counted_and_others_are_served() {
 fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() {
     use std::io::Read;
     use std::time::{Duration, Instant};
-    let web = Web::start("big");
+    let web = Backend::http("big");
     let dir = TempDir::new("slowread");
     let port = free_port();
     let d = Daemon::start(
@@ -687,7 +689,7 @@ fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() 
     let mut s: std::net::TcpStream = sock.into();
     std::io::Write::write_all(&mut s, b"GET /big?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("request");
-    let active = || d.listener_stat("web", "active");
+    let active = || d.status().listener("web").active;
     let t0 = Instant::now();
     let mut peak = base;
     while active() > 0 && t0.elapsed() < Duration::from_secs(15) {
@@ -722,7 +724,7 @@ fn a_client_that_never_reads_is_closed_after_idle_timeout_with_bounded_memory() 
         grown < 16 * 1024,
         "RSS grew {grown} KiB for one slow reader"
     );
-    let (status, _, _) = get(addr(port), "/", "").expect("others");
+    let (status, _, _) = http_get(addr(port)).send().expect("others");
     assert_eq!(status, 200);
 }
 
@@ -736,8 +738,8 @@ fn raw_exchange(port: u16, raw: &[u8]) -> (u16, bool) {
         .expect("timeout");
     s.write_all(raw).expect("write");
     let mut r = BufReader::new(s);
-    let (status, h, _) = common::web::read_response(&mut r)
-        .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
+    let (status, h, _) =
+        read_response(&mut r).unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(raw)));
     let mut rest = Vec::new();
     let closed = header(&h, "connection") == Some("close") && r.read_to_end(&mut rest).is_ok();
     assert!(rest.is_empty(), "bytes after the answer: {rest:?}");
@@ -751,7 +753,7 @@ fn raw_exchange(port: u16, raw: &[u8]) -> (u16, bool) {
 #[test]
 fn hostile_requests_answer_4xx_close_and_never_blame_the_backend() {
     use std::io::{BufReader, Write};
-    let web = Web::start("web");
+    let web = Backend::http("web");
     let dir = TempDir::new("hostile");
     let port = free_port();
     let d = Daemon::start(
@@ -783,11 +785,11 @@ fn hostile_requests_answer_4xx_close_and_never_blame_the_backend() {
     let mut r = BufReader::new(s.try_clone().expect("clone"));
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .expect("upgrade");
-    let (status, _, _) = common::web::read_response(&mut r).expect("not upgraded");
+    let (status, _, _) = read_response(&mut r).expect("not upgraded");
     assert_eq!(status, 200, "the backend answered without switching");
     s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         .expect("smuggle");
-    let (status, _, _) = common::web::read_response(&mut r).expect("second answer");
+    let (status, _, _) = read_response(&mut r).expect("second answer");
     assert_eq!(status, 400, "CL+TE after an unhonoured Upgrade");
     assert_eq!(
         web.requests.load(std::sync::atomic::Ordering::Relaxed),
@@ -795,13 +797,16 @@ fn hostile_requests_answer_4xx_close_and_never_blame_the_backend() {
         "only the Upgrade request reached the backend"
     );
     let st = d.status();
-    let b = Daemon::backend(&st, "p", "web");
+    let b = st.backend("p", "web");
     assert_eq!(
-        b["health"], "up",
-        "a client's bad request blamed the backend: {b}"
+        b.health, "up",
+        "a client's bad request blamed the backend: {b:?}"
     );
-    assert_eq!(b["connect_failures"].as_u64(), Some(0), "{b}");
-    assert!(d.listener_stat("web", "dropped") >= 9, "rejections counted");
+    assert_eq!(b.connect_failures, 0, "{b:?}");
+    assert!(
+        d.status().listener("web").dropped >= 9,
+        "rejections counted"
+    );
 }
 
 /// A request body that trickles in makes the backend wait, but the wait is the client's
@@ -834,7 +839,7 @@ fn slow_request_bodies_get_408_and_never_take_a_healthy_backend_down() {
                 s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
                     .expect("head");
                 let t0 = Instant::now();
-                let r = common::web::read_response(&mut BufReader::new(s))
+                let r = read_response(&mut BufReader::new(s))
                     .map(|(st, h, _)| (st, header(&h, "connection").map(str::to_string)));
                 (r, t0.elapsed())
             })
@@ -851,9 +856,9 @@ fn slow_request_bodies_get_408_and_never_take_a_healthy_backend_down() {
         );
     }
     let st = d.status();
-    let b = Daemon::backend(&st, "p", "web");
-    assert_eq!(b["health"], "up", "slow clients took the backend down: {b}");
-    assert_eq!(b["connect_failures"].as_u64(), Some(0), "{b}");
+    let b = st.backend("p", "web");
+    assert_eq!(b.health, "up", "slow clients took the backend down: {b:?}");
+    assert_eq!(b.connect_failures, 0, "{b:?}");
     assert!(
         patient.held.load(std::sync::atomic::Ordering::Relaxed) >= 4,
         "the slow bodies never reached the backend"
@@ -869,8 +874,7 @@ fn slow_request_bodies_get_408_and_never_take_a_healthy_backend_down() {
     std::thread::sleep(Duration::from_millis(700));
     s.write_all(b"56789").expect("rest of the body");
     let t0 = Instant::now();
-    let (status, _, _) =
-        common::web::read_response(&mut BufReader::new(s)).expect("an answer, not a hang");
+    let (status, _, _) = read_response(&mut BufReader::new(s)).expect("an answer, not a hang");
     let waited = t0.elapsed();
     assert_eq!(status, 504, "after {waited:?}");
     assert!(
@@ -879,8 +883,8 @@ fn slow_request_bodies_get_408_and_never_take_a_healthy_backend_down() {
     );
     let st = d.status();
     assert_eq!(
-        Daemon::backend(&st, "p", "web")["connect_failures"].as_u64(),
-        Some(1),
+        st.backend("p", "web").connect_failures,
+        1,
         "the backend's own silence is counted"
     );
 }

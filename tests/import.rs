@@ -6,14 +6,13 @@
 //!   the imported one, on the same loopback ports, answer a fixed set of
 //!   requests from the same backends.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::web::{request, Web};
-use common::*;
+use support::*;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/import")
@@ -180,7 +179,7 @@ fn answers(front: std::net::SocketAddr, reqs: &[(&str, &str, &str)]) -> Vec<Stri
                 "{m} {p} HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
             match request(front, &raw) {
-                Ok((200, hdrs, _)) => web::header(&hdrs, "x-backend").unwrap_or("?").to_string(),
+                Ok((200, hdrs, _)) => header(&hdrs, "x-backend").unwrap_or("?").to_string(),
                 Ok((s, _, _)) => format!("status {s}"),
                 Err(e) => format!("error {e}"),
             }
@@ -188,25 +187,12 @@ fn answers(front: std::net::SocketAddr, reqs: &[(&str, &str, &str)]) -> Vec<Stri
         .collect()
 }
 
-use common::web;
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn imported_config_routes_like_haproxy() {
     let haproxy = haproxy_bin();
-    let api = Web::start("api");
-    let admin = Web::start("admin");
-    let web1 = Web::start("web");
+    let api = Backend::http("api");
+    let admin = Backend::http("admin");
+    let web1 = Backend::http("web");
     let front = free_port();
     let tmp = TempDir::new("import-e2e");
     let cfg = format!(
@@ -301,7 +287,7 @@ fn imported_config_routes_like_haproxy() {
     );
     wait_port(addr(front));
     // First probes mark backends up; wait until every route answers.
-    wait_until(
+    wait_for(
         "tandem to route to all three backends",
         Duration::from_secs(10),
         || {

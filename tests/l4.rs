@@ -1,26 +1,33 @@
 //! L4 forwarding through a real `tandem` process on loopback.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 fn pool(name: &str, backends: &[&Backend], extra: &str) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ name = \"{}\", address = \"{}\" }}", b.name, b.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
+    Pool::new(name).backends(backends).raw(extra).to_string()
+}
+
+/// Pool `name`: the one nameless backend at `address`, no health checks.
+fn unchecked(name: &str, address: &str) -> Pool {
+    Pool::new(name)
+        .health(r#"{ check = "none" }"#)
+        .backend_table(&format!("{{ address = \"{address}\" }}"))
+}
+
+/// Pool `name`: the one nameless backend at 127.0.0.1:`port`, TCP checks every 100 ms.
+fn fast_checked(name: &str, port: u16) -> Pool {
+    Pool::new(name)
+        .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms" }"#)
+        .backend_table(&format!("{{ address = \"127.0.0.1:{port}\" }}"))
 }
 
 fn listener(name: &str, port: u16, pool: &str, extra: &str) -> String {
-    format!("[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\npool = \"{pool}\"\n{extra}\n")
+    Listener::local(name, port, pool).raw(extra).to_string()
 }
 
 #[test]
@@ -131,10 +138,10 @@ fn udp_round_trip_replies_come_from_the_listener() {
         peers.len()
     });
     let port = free_udp_port();
-    let body = format!(
-        "[[pool]]\nname = \"u\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{baddr}\" }}]\n\
-         [[listener]]\nname = \"u\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\npool = \"u\"\n"
-    );
+    let body = Config::new()
+        .pool(unchecked("u", &baddr.to_string()))
+        .listener(Listener::local("u", port, "u").protocol("udp"))
+        .render();
     let d = Daemon::start(&dir, &body);
     let clients: Vec<UdpSocket> = (0..3)
         .map(|_| {
@@ -158,8 +165,8 @@ fn udp_round_trip_replies_come_from_the_listener() {
         }
     }
     let s = d.status();
-    let l = &s["listeners"][0];
-    assert_eq!(l["total"], 3, "one flow per client: {l}");
+    let l = &s.listeners[0];
+    assert_eq!(l.total, 3, "one flow per client: {l:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     // Three clients → three flows → three distinct backend-side sockets.
     assert_eq!(t.join().expect("backend"), 3);
@@ -168,9 +175,9 @@ fn udp_round_trip_replies_come_from_the_listener() {
 #[test]
 fn dead_backend_is_marked_down_and_traffic_continues() {
     let dir = TempDir::new("health");
-    let a = Backend::start("a", Mode::Http);
-    let b = Backend::start("b", Mode::Http);
-    let c = Backend::start("c", Mode::Http);
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
+    let c = Backend::start("c", Mode::Plain);
     let port = free_port();
     let interval = Duration::from_millis(200);
     let timeout = Duration::from_millis(100);
@@ -192,7 +199,7 @@ fn dead_backend_is_marked_down_and_traffic_continues() {
     // Traffic keeps working from the first moment (retries cover the gap).
     let mut failures = 0;
     let down_after = loop {
-        if http_get(addr(port)).is_err() {
+        if http_get(addr(port)).body().is_err() {
             failures += 1;
         }
         if d.health("p", "b") == "down" {
@@ -212,7 +219,7 @@ fn dead_backend_is_marked_down_and_traffic_continues() {
     eprintln!("backend marked down {down_after:?} after it died (budget {budget:?})");
     let mut seen = std::collections::HashMap::new();
     for _ in 0..60 {
-        match http_get(addr(port)) {
+        match http_get(addr(port)).body() {
             Ok(body) => *seen.entry(body).or_insert(0) += 1,
             Err(e) => panic!("request failed after the backend was marked down: {e}"),
         }
@@ -222,7 +229,7 @@ fn dead_backend_is_marked_down_and_traffic_continues() {
     assert_eq!(seen.get("a"), Some(&30));
     assert_eq!(seen.get("c"), Some(&30));
     // It comes back after `rise` successful probes.
-    let b2 = Backend::start_on("b", Mode::Http, b_port);
+    let b2 = Backend::start_on("b", Mode::Plain, b_port);
     let back = d.wait_for("b back up", Duration::from_secs(5), |d| {
         d.health("p", "b") == "up"
     });
@@ -230,7 +237,9 @@ fn dead_backend_is_marked_down_and_traffic_continues() {
         back >= interval.mul_f64(0.9),
         "rejoined too early: {back:?} (rise = 2)"
     );
-    let bodies: Vec<String> = (0..30).filter_map(|_| http_get(addr(port)).ok()).collect();
+    let bodies: Vec<String> = (0..30)
+        .filter_map(|_| http_get(addr(port)).body().ok())
+        .collect();
     assert_eq!(bodies.len(), 30);
     assert!(bodies.iter().any(|b| b == "b"), "b gets traffic again");
     drop(b2);
@@ -241,11 +250,7 @@ fn no_healthy_backend_closes_at_once() {
     let dir = TempDir::new("nobackend");
     let dead = free_port();
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"p\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\" }}\n\
-         backends = [{{ address = \"127.0.0.1:{dead}\" }}]\n{}",
-        listener("l", port, "p", "")
-    );
+    let body = fast_checked("p", dead).to_string() + &listener("l", port, "p", "");
     let d = Daemon::start(&dir, &body);
     d.wait_for("backend down", Duration::from_secs(3), |d| {
         d.health("p", &format!("127.0.0.1:{dead}")) == "down"
@@ -264,7 +269,7 @@ fn no_healthy_backend_closes_at_once() {
         );
     }
     let s = d.status();
-    assert!(s["listeners"][0]["no_backend"].as_u64().unwrap_or(0) >= 5);
+    assert!(s.listeners[0].no_backend >= 5);
 }
 
 #[test]
@@ -300,7 +305,7 @@ fn listener_limit_queues_then_refuses() {
         .expect("t");
     second.write_all(b"two").expect("write second");
     d.wait_for("second queued", Duration::from_secs(2), |d| {
-        d.status()["listeners"][0]["queued"] == 1
+        d.status().listeners[0].queued == 1
     });
     // Third finds the queue full: closed at once.
     let mut third = TcpStream::connect(addr(port)).expect("third");
@@ -320,7 +325,7 @@ fn listener_limit_queues_then_refuses() {
         .read_exact(&mut got)
         .expect("second served after first closed");
     assert_eq!(&got, b"two");
-    assert_eq!(d.status()["listeners"][0]["rejected"], 1);
+    assert_eq!(d.status().listeners[0].rejected, 1);
 }
 
 #[test]
@@ -329,10 +334,8 @@ fn proxy_protocol_v2_header_reaches_backend() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let baddr = l.local_addr().expect("addr");
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"p\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{baddr}\" }}]\n{}",
-        listener("l", port, "p", "send_proxy = \"v2\"")
-    );
+    let body = unchecked("p", &baddr.to_string()).to_string()
+        + &listener("l", port, "p", "send_proxy = \"v2\"");
     let _d = Daemon::start(&dir, &body);
     let mut c = TcpStream::connect(addr(port)).expect("connect");
     let client_port = c.local_addr().expect("local").port();
@@ -352,15 +355,15 @@ fn proxy_protocol_v2_header_reaches_backend() {
 #[test]
 fn sighup_moves_new_connections_and_keeps_open_ones() {
     let dir = TempDir::new("reload");
-    let a = Backend::start("a", Mode::Http);
-    let b = Backend::start("b", Mode::Http);
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
     let port = free_port();
     let hc = "health = { check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }";
     let d = Daemon::start(
         &dir,
         &(pool("p", &[&a], hc) + &listener("l", port, "p", "")),
     );
-    assert_eq!(http_get(addr(port)).expect("get"), "a");
+    assert_eq!(http_get(addr(port)).body().expect("get"), "a");
     // An open keep-alive connection on the old pool.
     let mut open = TcpStream::connect(addr(port)).expect("connect");
     open.set_read_timeout(Some(Duration::from_secs(3)))
@@ -380,10 +383,10 @@ fn sighup_moves_new_connections_and_keeps_open_ones() {
     d.write_config(&(pool("p", &[&b], hc) + &listener("l", port, "p", "")));
     d.signal("HUP");
     d.wait_for("generation 2", Duration::from_secs(3), |d| {
-        d.status()["generation"] == 2
+        d.status().generation == 2
     });
     for _ in 0..5 {
-        assert_eq!(http_get(addr(port)).expect("get"), "b");
+        assert_eq!(http_get(addr(port)).body().expect("get"), "b");
     }
     assert_eq!(
         ka(&mut open),
@@ -397,8 +400,8 @@ fn sighup_moves_new_connections_and_keeps_open_ones() {
     d.wait_for("reload rejection logged", Duration::from_secs(3), |d| {
         d.log_text().contains("reload rejected")
     });
-    assert_eq!(d.status()["generation"], 2);
-    assert_eq!(http_get(addr(port)).expect("still serving"), "b");
+    assert_eq!(d.status().generation, 2);
+    assert_eq!(http_get(addr(port)).body().expect("still serving"), "b");
     // `tandem reload` reports the errors and exits 1.
     let out = std::process::Command::new(BIN)
         .args(["reload", "-s"])
@@ -418,8 +421,8 @@ fn sighup_moves_new_connections_and_keeps_open_ones() {
 #[test]
 fn tandem_reload_prints_what_changed() {
     let dir = TempDir::new("plan");
-    let a = Backend::start("a", Mode::Http);
-    let b = Backend::start("b", Mode::Http);
+    let a = Backend::start("a", Mode::Plain);
+    let b = Backend::start("b", Mode::Plain);
     let (p1, p2) = (free_port(), free_port());
     let hc = "health = { check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }";
     let d = Daemon::start(
@@ -461,7 +464,10 @@ fn tandem_reload_prints_what_changed() {
         !out.contains(&format!("p/{}", a.addr)),
         "a's checker is kept:\n{out}"
     );
-    assert!(http_get(addr(p2)).is_ok(), "the added listener serves");
+    assert!(
+        http_get(addr(p2)).body().is_ok(),
+        "the added listener serves"
+    );
     d.write_config(&(pool("p", &[&a], hc) + &listener("one", p1, "p", "")));
     let out = reload();
     assert!(
@@ -490,18 +496,11 @@ fn sigterm_drains_open_connections_then_exits_zero() {
     c.read_exact(&mut buf).expect("r");
     d.signal("TERM");
     // New connections are no longer accepted...
-    let t0 = Instant::now();
-    loop {
-        let refused = TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_err();
-        if refused {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "still accepting after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "new connections refused after SIGTERM",
+        Duration::from_secs(3),
+        || TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)).is_err(),
+    );
     // ...while the open one keeps working until the client closes it.
     c.write_all(b"pong").expect("w2");
     c.read_exact(&mut buf).expect("r2");
@@ -522,11 +521,10 @@ fn udp_with_no_healthy_backend_drops_and_counts() {
     let dir = TempDir::new("udpdown");
     let dead = free_port();
     let port = free_udp_port();
-    let body = format!(
-        "[[pool]]\nname = \"u\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\" }}\n\
-         backends = [{{ address = \"127.0.0.1:{dead}\" }}]\n\
-         [[listener]]\nname = \"u\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\npool = \"u\"\n"
-    );
+    let body = Config::new()
+        .pool(fast_checked("u", dead))
+        .listener(Listener::local("u", port, "u").protocol("udp"))
+        .render();
     let d = Daemon::start(&dir, &body);
     d.wait_for("backend down", Duration::from_secs(3), |d| {
         d.health("u", &format!("127.0.0.1:{dead}")) == "down"
@@ -540,7 +538,7 @@ fn udp_with_no_healthy_backend_drops_and_counts() {
     let mut buf = [0u8; 64];
     assert!(c.recv_from(&mut buf).is_err(), "no reply without a backend");
     d.wait_for("5 drops counted", Duration::from_secs(2), |d| {
-        d.status()["listeners"][0]["dropped"] == 5
+        d.status().listeners[0].dropped == 5
     });
-    assert_eq!(d.status()["listeners"][0]["no_backend"], 5);
+    assert_eq!(d.status().listeners[0].no_backend, 5);
 }

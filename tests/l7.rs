@@ -2,41 +2,29 @@
 //! proxy headers, errors, smuggling and slowloris defences, streaming,
 //! WebSockets, HTTP/2, TLS with SNI, sticky sessions and the cache.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::web::{self, get, header, request, Web};
-use common::*;
+use support::config::{checked_pool, http_listener};
+use support::*;
 
-fn pool(name: &str, webs: &[&Web], extra: &str) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"{name}\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
-fn http_listener(port: u16, body: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\n{body}\n"
-    )
+fn pool(name: &str, webs: &[&Backend], extra: &str) -> String {
+    let health = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+    checked_pool(name, health, webs, extra).to_string()
 }
 
 #[test]
 fn routes_match_and_act() {
     let dir = TempDir::new("routes");
     let (api, stat, web, admin) = (
-        Web::start("api"),
-        Web::start("static"),
-        Web::start("web"),
-        Web::start("admin"),
+        Backend::http("api"),
+        Backend::http("static"),
+        Backend::http("web"),
+        Backend::http("admin"),
     );
     let port = free_port();
     let cfg = pool("api", &[&api], "")
@@ -136,7 +124,7 @@ fn routes_match_and_act() {
 #[test]
 fn untrusted_clients_cannot_spoof_forwarding_headers() {
     let dir = TempDir::new("untrusted");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let cfg = pool("web", &[&w], "")
         + &http_listener(
@@ -148,7 +136,7 @@ fn untrusted_clients_cannot_spoof_forwarding_headers() {
     let mut s = TcpStream::connect(addr(port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
     s.write_all(raw.as_bytes()).expect("write");
-    let (status, _h, body) = web::read_response(&mut BufReader::new(s)).expect("response");
+    let (status, _h, body) = read_response(&mut BufReader::new(s)).expect("response");
     assert_eq!(status, 200);
     let seen = String::from_utf8_lossy(&body).to_ascii_lowercase();
     assert!(
@@ -169,7 +157,7 @@ fn untrusted_clients_cannot_spoof_forwarding_headers() {
 #[test]
 fn proxy_headers_are_rewritten() {
     let dir = TempDir::new("hdrs");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let cfg = pool("web", &[&w], "")
         + &http_listener(
@@ -183,7 +171,7 @@ routes = [{ pool = "web", request_headers = { set = { "X-Env" = "prod" }, remove
     let mut s = TcpStream::connect(addr(port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
     s.write_all(raw.as_bytes()).expect("write");
-    let (status, h, body) = web::read_response(&mut BufReader::new(s)).expect("response");
+    let (status, h, body) = read_response(&mut BufReader::new(s)).expect("response");
     assert_eq!(status, 200);
     let seen = String::from_utf8_lossy(&body).to_ascii_lowercase();
     assert!(
@@ -214,7 +202,7 @@ routes = [{ pool = "web", request_headers = { set = { "X-Env" = "prod" }, remove
 #[test]
 fn errors_are_502_503_504_never_a_hang() {
     let dir = TempDir::new("errs");
-    let slow = Web::start("slow");
+    let slow = Backend::http("slow");
     let dead = free_port();
     let port = free_port();
     let cfg = format!(
@@ -236,13 +224,16 @@ routes = [
         d.health("down", &format!("127.0.0.1:{dead}")) == "down"
     });
     let t = Instant::now();
-    let (s, _, _) = get(addr(port), "/dead", "").expect("dead");
+    let (s, _, _) = http_get(addr(port)).path("/dead").send().expect("dead");
     assert_eq!(s, 502, "connection refused by the backend");
-    let (s, h, body) = get(addr(port), "/down", "").expect("down");
+    let (s, h, body) = http_get(addr(port)).path("/down").send().expect("down");
     assert_eq!(s, 503, "no healthy backend");
     assert!(header(&h, "retry-after").is_some());
     assert_eq!(body, "sorry, try later", "configured error body");
-    let (s, _, _) = get(addr(port), "/slow?ms=2000", "").expect("slow");
+    let (s, _, _) = http_get(addr(port))
+        .path("/slow?ms=2000")
+        .send()
+        .expect("slow");
     assert_eq!(s, 504, "upstream timeout");
     assert!(
         t.elapsed() < Duration::from_secs(2),
@@ -254,7 +245,7 @@ routes = [
 #[test]
 fn smuggling_and_malformed_requests_are_rejected_and_closed() {
     let dir = TempDir::new("smuggle");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let _d = Daemon::start(
         &dir,
@@ -271,7 +262,7 @@ fn smuggling_and_malformed_requests_are_rejected_and_closed() {
         s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
         s.write_all(raw.as_bytes()).expect("write");
         let mut r = BufReader::new(s);
-        let (status, h, _) = web::read_response(&mut r).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        let (status, h, _) = read_response(&mut r).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
         assert_eq!(status, 400, "{raw:?}");
         assert_eq!(header(&h, "connection"), Some("close"), "{raw:?}");
         // The connection is closed after the 400: nothing smuggled behind it.
@@ -289,7 +280,7 @@ fn smuggling_and_malformed_requests_are_rejected_and_closed() {
 #[test]
 fn slowloris_is_cut_while_normal_clients_are_served() {
     let dir = TempDir::new("slowloris");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let _d = Daemon::start(
         &dir,
@@ -304,7 +295,9 @@ fn slowloris_is_cut_while_normal_clients_are_served() {
     let mut cut = false;
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(100));
-        let (s, _, body) = get(addr(port), "/", "").expect("normal client served meanwhile");
+        let (s, _, body) = http_get(addr(port))
+            .send()
+            .expect("normal client served meanwhile");
         assert_eq!((s, body.as_str()), (200, "web"));
         if slow.write_all(b"X-Drip: 1\r\n").is_err() {
             cut = true;
@@ -331,7 +324,7 @@ fn slowloris_is_cut_while_normal_clients_are_served() {
 fn large_streaming_upload_and_download_are_byte_exact() {
     const N: u64 = 256 * 1024 * 1024;
     let dir = TempDir::new("l7big");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let _d = Daemon::start(
         &dir,
@@ -365,7 +358,7 @@ fn large_streaming_upload_and_download_are_byte_exact() {
         for (k, b) in buf[..n].iter().enumerate() {
             assert_eq!(
                 *b,
-                web::pattern(got + k as u64),
+                pattern(got + k as u64),
                 "download byte {}",
                 got + k as u64
             );
@@ -389,7 +382,7 @@ fn large_streaming_upload_and_download_are_byte_exact() {
         while off < N {
             let k = (N - off).min(buf.len() as u64) as usize;
             for (j, b) in buf[..k].iter_mut().enumerate() {
-                *b = web::pattern(off + j as u64);
+                *b = pattern(off + j as u64);
             }
             wr.write_all(&buf[..k]).expect("upload");
             off += k as u64;
@@ -410,7 +403,7 @@ fn large_streaming_upload_and_download_are_byte_exact() {
         for (k, b) in buf[..n].iter().enumerate() {
             assert_eq!(
                 *b,
-                web::pattern(got + k as u64),
+                pattern(got + k as u64),
                 "upload byte {}",
                 got + k as u64
             );
@@ -424,7 +417,7 @@ fn large_streaming_upload_and_download_are_byte_exact() {
 #[test]
 fn websocket_upgrade_is_tunnelled() {
     let dir = TempDir::new("ws");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let _d = Daemon::start(
         &dir,
@@ -465,7 +458,7 @@ fn websocket_upgrade_is_tunnelled() {
 #[test]
 fn http2_prior_knowledge_and_pooled_upstream_connections() {
     let dir = TempDir::new("h2c");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let cfg = format!(
         "[[pool]]\nname = \"web\"\nhealth = {{ check = \"none\" }}\nbackends = [{{ address = \"{}\" }}]\n",
@@ -487,7 +480,7 @@ fn http2_prior_knowledge_and_pooled_upstream_connections() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
     // 50 requests from fresh client connections reuse a few upstream ones.
     for _ in 0..50 {
-        let (s, _, body) = get(addr(port), "/", "").expect("get");
+        let (s, _, body) = http_get(addr(port)).send().expect("get");
         assert_eq!((s, body.as_str()), (200, "web"));
     }
     let conns = w.connections.load(std::sync::atomic::Ordering::Relaxed);
@@ -499,7 +492,7 @@ fn http2_prior_knowledge_and_pooled_upstream_connections() {
 
 // ---------------------------------------------------------------- TLS ---
 
-use common::tls::{certs, AnyCert};
+use support::tls::{certs, AnyCert};
 
 /// A TLS client with our CA: returns (served certificate DER, ALPN, stream).
 fn tls_connect(
@@ -549,14 +542,14 @@ fn tls_get(
 ) -> (u16, String) {
     write!(tls, "GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("write");
     let mut r = BufReader::new(tls);
-    let (s, _, body) = web::read_response(&mut r).expect("response");
+    let (s, _, body) = read_response(&mut r).expect("response");
     (s, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[test]
 fn https_sni_wildcard_alpn_and_certificate_reload() {
     let dir = TempDir::new("https");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let ca = certs::ca();
     let a = certs::leaf(&ca, &["a.example.com"]);
     let wild = certs::leaf(&ca, &["*.example.com"]);
@@ -627,7 +620,7 @@ fn https_sni_wildcard_alpn_and_certificate_reload() {
     std::fs::write(dir.path("a.key"), &renewed.1).expect("write");
     d.signal("HUP");
     d.wait_for("reload", Duration::from_secs(3), |d| {
-        d.status()["generation"] == 2
+        d.status().generation == 2
     });
     let (der, _, _) = tls_connect_any(port, "a.example.com", &ca.pem);
     assert!(der == renewed.2, "renewed certificate served after SIGHUP");
@@ -669,9 +662,9 @@ fn tls_connect_any(
 fn sticky_cookie_keeps_a_client_on_its_backend_and_falls_back() {
     let dir = TempDir::new("stickyc");
     let (a, b, c) = (
-        Web::start("alpha"),
-        Web::start("bravo"),
-        Web::start("charlie"),
+        Backend::http("alpha"),
+        Backend::http("bravo"),
+        Backend::http("charlie"),
     );
     let port = free_port();
     let cfg = pool(
@@ -680,7 +673,7 @@ fn sticky_cookie_keeps_a_client_on_its_backend_and_falls_back() {
         "sticky = { mode = \"cookie\", name = \"TANDEM_SRV\" }",
     ) + &http_listener(port, "pool = \"web\"");
     let d = Daemon::start(&dir, &cfg);
-    let (_, h, first) = get(addr(port), "/", "").expect("first");
+    let (_, h, first) = http_get(addr(port)).send().expect("first");
     let set = header(&h, "set-cookie")
         .expect("sticky cookie set")
         .to_string();
@@ -694,7 +687,10 @@ fn sticky_cookie_keeps_a_client_on_its_backend_and_falls_back() {
         "opaque: {token}"
     );
     for _ in 0..10 {
-        let (_, h, body) = get(addr(port), "/", &format!("Cookie: {token}\r\n")).expect("get");
+        let (_, h, body) = http_get(addr(port))
+            .headers(&format!("Cookie: {token}\r\n"))
+            .send()
+            .expect("get");
         assert_eq!(body, first, "sticky");
         assert!(
             header(&h, "set-cookie").is_none(),
@@ -712,7 +708,10 @@ fn sticky_cookie_keeps_a_client_on_its_backend_and_falls_back() {
     d.wait_for("victim down", Duration::from_secs(3), |d| {
         d.health("web", &first) == "down"
     });
-    let (s, h, body) = get(addr(port), "/", &format!("Cookie: {token}\r\n")).expect("fallback");
+    let (s, h, body) = http_get(addr(port))
+        .headers(&format!("Cookie: {token}\r\n"))
+        .send()
+        .expect("fallback");
     assert_eq!(s, 200);
     assert_ne!(body, first);
     assert!(
@@ -724,7 +723,7 @@ fn sticky_cookie_keeps_a_client_on_its_backend_and_falls_back() {
 
 /// Stops a backend that is borrowed elsewhere in the test (its listener
 /// thread notices the stop flag).
-fn drop_backend(w: &Web) {
+fn drop_backend(w: &Backend) {
     w.stop_now();
 }
 
@@ -732,9 +731,9 @@ fn drop_backend(w: &Web) {
 fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
     let dir = TempDir::new("stickya");
     let (a, b, c) = (
-        Web::start("alpha"),
-        Web::start("bravo"),
-        Web::start("charlie"),
+        Backend::http("alpha"),
+        Backend::http("bravo"),
+        Backend::http("charlie"),
     );
     let port = free_port();
     let cfg = pool(
@@ -750,11 +749,16 @@ fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
         r#"routes = [{ match = { path_prefix = "/src" }, pool = "src" }, { pool = "app" }]"#,
     );
     let d = Daemon::start(&dir, &cfg);
-    let (_, h, owner) =
-        get(addr(port), "/setcookie?name=JSESSIONID&value=s3ss10n", "").expect("login");
+    let (_, h, owner) = http_get(addr(port))
+        .path("/setcookie?name=JSESSIONID&value=s3ss10n")
+        .send()
+        .expect("login");
     assert!(header(&h, "set-cookie").is_some_and(|c| c.contains("JSESSIONID=s3ss10n")));
     for _ in 0..12 {
-        let (_, _, body) = get(addr(port), "/", "Cookie: JSESSIONID=s3ss10n\r\n").expect("get");
+        let (_, _, body) = http_get(addr(port))
+            .headers("Cookie: JSESSIONID=s3ss10n\r\n")
+            .send()
+            .expect("get");
         assert_eq!(body, owner, "the learned session stays on its backend");
     }
     // The owner goes down: the session falls back to the pool's algorithm.
@@ -768,7 +772,10 @@ fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
     });
     let mut moved = None;
     for _ in 0..20 {
-        if let Ok((200, _, body)) = get(addr(port), "/", "Cookie: JSESSIONID=s3ss10n\r\n") {
+        if let Ok((200, _, body)) = http_get(addr(port))
+            .headers("Cookie: JSESSIONID=s3ss10n\r\n")
+            .send()
+        {
             moved = Some(body);
             break;
         }
@@ -778,7 +785,7 @@ fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
     assert_ne!(moved, owner);
     // Without the cookie requests spread.
     let spread: std::collections::HashSet<String> = (0..9)
-        .map(|_| get(addr(port), "/", "").expect("get").2)
+        .map(|_| http_get(addr(port)).send().expect("get").2)
         .collect();
     assert!(spread.len() > 1, "no affinity without the cookie");
     // source_ip: one source → one backend; several sources → several.
@@ -792,7 +799,7 @@ fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
         t.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
         t.write_all(b"GET /src HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             .expect("w");
-        let (_, _, body) = web::read_response(&mut BufReader::new(t)).expect("resp");
+        let (_, _, body) = read_response(&mut BufReader::new(t)).expect("resp");
         String::from_utf8_lossy(&body).into_owned()
     };
     let first = from([127, 0, 0, 7]);
@@ -812,7 +819,7 @@ fn sticky_app_cookie_learns_the_session_and_source_ip_hashes() {
 #[test]
 fn cache_hits_misses_expiry_exclusions_vary_and_coalescing() {
     let dir = TempDir::new("cache");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let port = free_port();
     let cfg = pool("web", &[&w], "")
         + &http_listener(port, r#"routes = [{ pool = "web", cache = true }]"#);
@@ -820,41 +827,60 @@ fn cache_hits_misses_expiry_exclusions_vary_and_coalescing() {
     let a = addr(port);
     let xc = |h: &[(String, String)]| header(h, "x-cache").unwrap_or("").to_string();
     // miss, then hit with Age
-    let (_, h, body) = get(a, "/cache?max-age=60", "").expect("1");
+    let (_, h, body) = http_get(a).path("/cache?max-age=60").send().expect("1");
     assert_eq!((xc(&h).as_str(), body.as_str()), ("MISS", "web fetch 1"));
-    let (_, h, body) = get(a, "/cache?max-age=60", "").expect("2");
+    let (_, h, body) = http_get(a).path("/cache?max-age=60").send().expect("2");
     assert_eq!((xc(&h).as_str(), body.as_str()), ("HIT", "web fetch 1"));
     assert!(header(&h, "age").is_some());
     assert_eq!(w.hits("/cache?max-age=60"), 1);
     // expiry
-    get(a, "/cache?max-age=1", "").expect("e1");
-    assert_eq!(xc(&get(a, "/cache?max-age=1", "").expect("e2").1), "HIT");
+    http_get(a).path("/cache?max-age=1").send().expect("e1");
+    assert_eq!(
+        xc(&http_get(a).path("/cache?max-age=1").send().expect("e2").1),
+        "HIT"
+    );
     std::thread::sleep(Duration::from_millis(1300));
-    assert_eq!(xc(&get(a, "/cache?max-age=1", "").expect("e3").1), "MISS");
+    assert_eq!(
+        xc(&http_get(a).path("/cache?max-age=1").send().expect("e3").1),
+        "MISS"
+    );
     assert_eq!(w.hits("/cache?max-age=1"), 2);
     // no-store, Set-Cookie and Authorization are never cached
     for _ in 0..3 {
-        get(a, "/cache?nostore", "").expect("ns");
-        get(a, "/cache?max-age=60&cookie", "").expect("ck");
-        get(a, "/cache?max-age=60&auth", "Authorization: Bearer x\r\n").expect("auth");
+        http_get(a).path("/cache?nostore").send().expect("ns");
+        http_get(a)
+            .path("/cache?max-age=60&cookie")
+            .send()
+            .expect("ck");
+        http_get(a)
+            .path("/cache?max-age=60&auth")
+            .headers("Authorization: Bearer x\r\n")
+            .send()
+            .expect("auth");
     }
     assert_eq!(w.hits("/cache?nostore"), 3);
     assert_eq!(w.hits("/cache?max-age=60&cookie"), 3);
     assert_eq!(w.hits("/cache?max-age=60&auth"), 3);
     // Vary: one entry per Accept-Language
     for lang in ["fr", "de", "fr", "de", "fr"] {
-        let (_, _, body) = get(
-            a,
-            "/cache?max-age=60&vary=Accept-Language",
-            &format!("Accept-Language: {lang}\r\n"),
-        )
-        .expect("vary");
+        let (_, _, body) = http_get(a)
+            .path("/cache?max-age=60&vary=Accept-Language")
+            .headers(&format!("Accept-Language: {lang}\r\n"))
+            .send()
+            .expect("vary");
         assert!(body.ends_with(&format!("Accept-Language={lang}")), "{body}");
     }
     assert_eq!(w.hits("/cache?max-age=60&vary=Accept-Language"), 2);
     // coalescing: 20 concurrent misses → one upstream request
     let threads: Vec<_> = (0..20)
-        .map(|_| std::thread::spawn(move || get(a, "/cache?max-age=60&delay=400", "").map(|r| r.0)))
+        .map(|_| {
+            std::thread::spawn(move || {
+                http_get(a)
+                    .path("/cache?max-age=60&delay=400")
+                    .send()
+                    .map(|r| r.0)
+            })
+        })
         .collect();
     for t in threads {
         assert_eq!(t.join().expect("join"), Ok(200));
@@ -871,7 +897,7 @@ fn upstream_tls_re_encryption_verifies_the_backend() {
     // One daemon: an http listener whose pool speaks TLS to the daemon's
     // own https listener, which forwards to a plain backend.
     let dir = TempDir::new("reenc");
-    let w = Web::start("web");
+    let w = Backend::http("web");
     let ca = certs::ca();
     let leaf = certs::leaf(&ca, &["backend.internal"]);
     std::fs::write(dir.path("b.pem"), &leaf.0).expect("w");
@@ -897,16 +923,16 @@ fn upstream_tls_re_encryption_verifies_the_backend() {
             p("b.key")
         );
     let _d = Daemon::start(&dir, &cfg);
-    let (s, _, body) = get(addr(front), "/", "").expect("re-encrypted");
+    let (s, _, body) = http_get(addr(front)).send().expect("re-encrypted");
     assert_eq!((s, body.as_str()), (200, "web"));
-    let (s, _, _) = get(addr(bad), "/", "").expect("wrong CA");
+    let (s, _, _) = http_get(addr(bad)).send().expect("wrong CA");
     assert_eq!(s, 502, "a backend certificate from another CA is refused");
 }
 
 #[test]
 fn listener_queue_holds_several_waiting_connections() {
     let dir = TempDir::new("l7-queue");
-    let web = Web::start("w");
+    let web = Backend::http("w");
     let port = free_port();
     let d = Daemon::start(
         &dir,
@@ -924,23 +950,23 @@ fn listener_queue_holds_several_waiting_connections() {
     first
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("write first");
-    let (status, _, _) = web::read_response(&mut BufReader::new(&first)).expect("first served");
+    let (status, _, _) = read_response(&mut BufReader::new(&first)).expect("first served");
     assert_eq!(status, 200);
     // Two more wait in the queue at the same time: waiting happens in each
     // connection's task, not in the accept loop.
     let waiting: Vec<_> = (0..2)
-        .map(|_| std::thread::spawn(move || get(addr(port), "/", "").map(|(s, _, _)| s)))
+        .map(|_| std::thread::spawn(move || http_get(addr(port)).send().map(|(s, _, _)| s)))
         .collect();
     d.wait_for("two queued", Duration::from_secs(2), |d| {
-        d.status()["listeners"][0]["queued"] == 2
+        d.status().listeners[0].queued == 2
     });
     // A fourth finds the queue full and is closed at once.
-    assert!(get(addr(port), "/", "").is_err(), "queue full: refused");
+    assert!(http_get(addr(port)).send().is_err(), "queue full: refused");
     drop(first);
     for w in waiting {
         assert_eq!(w.join().expect("thread"), Ok(200), "queued request served");
     }
     let s = d.status();
-    assert_eq!(s["listeners"][0]["rejected"], 1);
-    assert_eq!(s["listeners"][0]["queued"], 0);
+    assert_eq!(s.listeners[0].rejected, 1);
+    assert_eq!(s.listeners[0].queued, 0);
 }

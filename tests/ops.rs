@@ -2,7 +2,7 @@
 //! health (checked by `promtool`), the token-protected TCP admin API, and
 //! reloads under load with zero failed requests.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::web::{get, request, Web};
-use common::*;
+use support::*;
 
 /// `name{labels}` → value, from one scrape.
 fn scrape(metrics: SocketAddr) -> (String, HashMap<String, f64>) {
-    let (status, _, body) = get(metrics, "/metrics", "").expect("scrape");
+    let (status, _, body) = http_get(metrics).path("/metrics").send().expect("scrape");
     assert_eq!(status, 200, "{body}");
     let mut m = HashMap::new();
     for line in body
@@ -65,17 +64,28 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 #[test]
 fn metrics_follow_traffic_and_health_and_pass_promtool() {
     let dir = TempDir::new("metrics");
-    let (w1, w2) = (Web::start("w1"), Web::start("w2"));
+    let (w1, w2) = (Backend::http("w1"), Backend::http("w2"));
     let (http, tcp, mport, aport) = (free_port(), free_port(), free_port(), free_port());
-    let cfg = format!(
-        "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\"\n\n\
-         [[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"100ms\", timeout = \"50ms\", rise = 1, fall = 1 }}\n\
-         backends = [{{ name = \"w1\", address = \"{}\" }}, {{ name = \"w2\", address = \"{}\" }}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
-         routes = [{{ match = {{ path_prefix = \"/gone\" }}, respond = {{ status = 404, body = \"no\" }} }}, {{ pool = \"web\" }}]\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
-        w1.addr, w2.addr
-    );
+    // [global] keys first, then the sections.
+    let cfg = Config::new()
+        .raw(&format!(
+            "metrics_listen = \"127.0.0.1:{mport}\"\nadmin_listen = \"127.0.0.1:{aport}\"\nadmin_token = \"{TOKEN}\""
+        ))
+        .pool(
+            Pool::new("web")
+                .health(r#"{ check = "tcp", interval = "100ms", timeout = "50ms", rise = 1, fall = 1 }"#)
+                .backends(&[&w1, &w2]),
+        )
+        .listener(
+            Listener::bare("front", &format!("127.0.0.1:{http}"))
+                .protocol("http")
+                .set(
+                    "routes",
+                    r#"[{ match = { path_prefix = "/gone" }, respond = { status = 404, body = "no" } }, { pool = "web" }]"#,
+                ),
+        )
+        .listener(Listener::local("l4", tcp, "web"))
+        .render();
     let d = Daemon::start(&dir, &cfg);
     d.wait_for("both up", Duration::from_secs(3), |d| {
         d.health("web", "w1") == "up" && d.health("web", "w2") == "up"
@@ -87,15 +97,18 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     assert_eq!(sum(&m0, "tandem_pool_backends_healthy", &[]), 2.0);
 
     for i in 0..20 {
-        let (s, _, _) = get(addr(http), &format!("/page{i}"), "").expect("http");
+        let (s, _, _) = http_get(addr(http))
+            .path(&format!("/page{i}"))
+            .send()
+            .expect("http");
         assert_eq!(s, 200);
     }
     for _ in 0..3 {
-        let (s, _, _) = get(addr(http), "/gone", "").expect("http");
+        let (s, _, _) = http_get(addr(http)).path("/gone").send().expect("http");
         assert_eq!(s, 404);
     }
     for _ in 0..5 {
-        let (s, _, _) = get(addr(tcp), "/", "").expect("tcp");
+        let (s, _, _) = http_get(addr(tcp)).send().expect("tcp");
         assert_eq!(s, 200);
     }
     let (_, m1) = scrape(m);
@@ -156,18 +169,11 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     // A backend dies: its gauge, the pool's and the failed checks follow.
     w2.stop_now();
     drop(w2);
-    let t0 = Instant::now();
-    let m2 = loop {
-        let (_, m2) = scrape(m);
-        if sum(&m2, "tandem_backend_up", &["backend=\"w2\""]) == 0.0 {
-            break m2;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "w2 never went down in /metrics"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut m2 = HashMap::new();
+    wait_for("w2 down in /metrics", Duration::from_secs(3), || {
+        m2 = scrape(m).1;
+        sum(&m2, "tandem_backend_up", &["backend=\"w2\""]) == 0.0
+    });
     assert_eq!(sum(&m2, "tandem_pool_backends_healthy", &[]), 1.0);
     assert!(
         sum(
@@ -195,16 +201,16 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     promtool(&text3);
 
     // The status page and JSON are on the metrics listener too.
-    let (s, h, page) = get(m, "/", "").expect("page");
+    let (s, h, page) = http_get(m).send().expect("page");
     assert_eq!(s, 200);
-    assert!(common::web::header(&h, "content-type").is_some_and(|v| v.starts_with("text/html")));
+    assert!(header(&h, "content-type").is_some_and(|v| v.starts_with("text/html")));
     assert!(page.contains("data-backend=\"w1\"") && page.contains(">draining<"));
-    let (s, _, js) = get(m, "/status.json", "").expect("json");
+    let (s, _, js) = http_get(m).path("/status.json").send().expect("json");
     assert_eq!(s, 200);
-    let v: serde_json::Value = serde_json::from_str(&js).expect("status json");
-    assert_eq!(v["pools"][0]["healthy"], 0, "w1 draining, w2 down: {v}");
+    let v: tandem::admin::status::Status = serde_json::from_str(&js).expect("status json");
+    assert_eq!(v.pools[0].healthy, 0, "w1 draining, w2 down: {v:?}");
     // ... but it is read-only: no admin API there.
-    let (s, _, _) = get(m, "/v1/status", "").expect("metrics /v1");
+    let (s, _, _) = http_get(m).path("/v1/status").send().expect("metrics /v1");
     assert_eq!(s, 404);
     let (s, _, _) = request(
         m,
@@ -215,17 +221,20 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
 
     // The TCP admin API wants the token.
     let a = addr(aport);
-    let (s, _, body) = get(a, "/v1/status", "").expect("admin");
+    let (s, _, body) = http_get(a).path("/v1/status").send().expect("admin");
     assert_eq!(s, 401, "{body}");
-    let (s, _, _) = get(
-        a,
-        "/v1/status",
-        "Authorization: Bearer wrong-token-0123456789abc\r\n",
-    )
-    .expect("admin");
+    let (s, _, _) = http_get(a)
+        .path("/v1/status")
+        .headers("Authorization: Bearer wrong-token-0123456789abc\r\n")
+        .send()
+        .expect("admin");
     assert_eq!(s, 401);
     let auth = format!("Authorization: Bearer {TOKEN}\r\n");
-    let (s, _, body) = get(a, "/v1/status", &auth).expect("admin");
+    let (s, _, body) = http_get(a)
+        .path("/v1/status")
+        .headers(&auth)
+        .send()
+        .expect("admin");
     assert_eq!(s, 200);
     assert!(body.contains("\"pools\""), "{body}");
     let (s, _, body) = request(
@@ -238,7 +247,7 @@ fn metrics_follow_traffic_and_health_and_pass_promtool() {
     let body = String::from_utf8_lossy(&body).to_string();
     assert_eq!(s, 200, "{body}");
     let s = d.status();
-    assert_eq!(Daemon::backend(&s, "web", "w1")["admin"], "enabled");
+    assert_eq!(s.backend("web", "w1").admin, "enabled");
 }
 
 /// The result of one bounded wrk run.
@@ -281,7 +290,7 @@ fn wrk(target: SocketAddr, secs: u32) -> std::thread::JoinHandle<WrkResult> {
 
 /// One config of the reload series; `i` varies pools, routes, health
 /// checks, algorithms and an extra listener.
-fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Web]) -> String {
+fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Backend]) -> String {
     let algos = [
         "round_robin",
         "least_connections",
@@ -290,36 +299,43 @@ fn reload_config(i: usize, http: u16, tcp: u16, extra: u16, webs: &[&Web]) -> St
     ];
     // Every config keeps at least two backends; some drop the third.
     let n = if i % 3 == 2 { 2 } else { 3 };
-    let list: Vec<String> = webs[..n]
-        .iter()
-        .enumerate()
-        .map(|(k, w)| {
-            format!(
-                "{{ name = \"{}\", address = \"{}\", weight = {} }}",
-                w.name,
-                w.addr,
-                1 + (i + k) % 3
+    let weighted = |p: Pool, n: usize| {
+        webs[..n].iter().enumerate().fold(p, |p, (k, w)| {
+            p.backend_with(
+                &w.name,
+                &w.addr.to_string(),
+                &format!("weight = {}", 1 + (i + k) % 3),
             )
         })
-        .collect();
+    };
     let interval = 100 + 50 * (i % 4);
-    let mut cfg = format!(
-        "[[pool]]\nname = \"web\"\nalgorithm = \"{}\"\nhealth = {{ check = \"http\", path = \"/health\", interval = \"{interval}ms\", timeout = \"80ms\" }}\nbackends = [{}]\n\
-         [[pool]]\nname = \"alt\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\n\
-         routes = [{{ match = {{ path_prefix = \"/v{i}/\" }}, pool = \"alt\" }}, {{ match = {{ path_exact = \"/r{i}\" }}, respond = {{ status = 204 }} }}, {{ pool = \"{}\" }}]\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n",
-        algos[i % algos.len()],
-        list.join(", "),
-        list[..2].join(", "),
-        if i % 2 == 0 { "web" } else { "alt" },
-    );
+    let mut cfg = Config::new()
+        .pool(weighted(
+            Pool::new("web").algorithm(algos[i % algos.len()]).health(&format!(
+                r#"{{ check = "http", path = "/health", interval = "{interval}ms", timeout = "80ms" }}"#
+            )),
+            n,
+        ))
+        .pool(weighted(
+            Pool::new("alt").health(r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#),
+            2,
+        ))
+        .listener(
+            Listener::bare("front", &format!("127.0.0.1:{http}"))
+                .protocol("http")
+                .set(
+                    "routes",
+                    &format!(
+                        r#"[{{ match = {{ path_prefix = "/v{i}/" }}, pool = "alt" }}, {{ match = {{ path_exact = "/r{i}" }}, respond = {{ status = 204 }} }}, {{ pool = "{}" }}]"#,
+                        if i % 2 == 0 { "web" } else { "alt" }
+                    ),
+                ),
+        )
+        .listener(Listener::local("l4", tcp, "web"));
     if i % 2 == 1 {
-        cfg.push_str(&format!(
-            "[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:{extra}\"\npool = \"alt\"\n"
-        ));
+        cfg = cfg.listener(Listener::local("extra", extra, "alt"));
     }
-    cfg
+    cfg.render()
 }
 
 #[test]
@@ -328,12 +344,16 @@ fn twenty_reloads_under_load_fail_no_request() {
         return;
     }
     let dir = TempDir::new("reload-load");
-    let webs = [Web::start("w1"), Web::start("w2"), Web::start("w3")];
-    let refs: Vec<&Web> = webs.iter().collect();
+    let webs = [
+        Backend::http("w1"),
+        Backend::http("w2"),
+        Backend::http("w3"),
+    ];
+    let refs: Vec<&Backend> = webs.iter().collect();
     let (http, tcp, extra) = (free_port(), free_port(), free_port());
     let d = Daemon::start(&dir, &reload_config(0, http, tcp, extra, &refs));
     d.wait_for("pool up", Duration::from_secs(3), |d| {
-        d.status()["pools"][0]["healthy"] == 3
+        d.status().pools[0].healthy == 3
     });
 
     // New connections too, not only wrk's keep-alive ones: one request per
@@ -347,7 +367,7 @@ fn twenty_reloads_under_load_fail_no_request() {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
                 for port in [http, tcp] {
-                    match get(addr(port), "/", "") {
+                    match http_get(addr(port)).send() {
                         Ok((200, _, _)) => ok.fetch_add(1, Ordering::Relaxed),
                         other => {
                             errors.push(format!("{port}: {other:?}"));
@@ -362,7 +382,7 @@ fn twenty_reloads_under_load_fail_no_request() {
     };
     let loads = [wrk(addr(http), 10), wrk(addr(tcp), 10)];
     let t0 = Instant::now();
-    let mut generation = d.status()["generation"].as_u64().expect("generation");
+    let mut generation = d.status().generation;
     for i in 1..=20 {
         std::thread::sleep(Duration::from_millis(400));
         let invalid = i == 10;
@@ -381,7 +401,7 @@ fn twenty_reloads_under_load_fail_no_request() {
             .expect("tandem reload");
         let msg = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
-        let now = d.status()["generation"].as_u64().expect("generation");
+        let now = d.status().generation;
         if invalid {
             assert!(!out.status.success(), "invalid config accepted: {msg}");
             assert!(msg.contains("nope"), "the error names the problem: {msg}");
@@ -427,5 +447,5 @@ fn twenty_reloads_under_load_fail_no_request() {
     // The last config (i = 20: even) has no extra listener: it is gone.
     assert!(std::net::TcpStream::connect(addr(extra)).is_err());
     let s = d.status();
-    assert_eq!(s["pools"][0]["algorithm"], "round_robin");
+    assert_eq!(s.pools[0].algorithm, "round_robin");
 }

@@ -7,16 +7,16 @@
 //! Needs the extracted package in $TANDEM_DEB_ROOT and real root:
 //! `bash tests/package.sh` provides both (CI runs it).
 
-#[path = "lab/mod.rs"]
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::*;
 use nix::sys::signal::Signal;
+use support::lab::*;
+use support::*;
 
 const VIP: &str = "192.168.56.100";
 
@@ -128,8 +128,8 @@ fn main() {
         lab.ip(h, &["link", "set", "eth0", "name", "eth1"]);
         lab.ip(h, &["link", "set", "eth1", "up"]);
     }
-    let _b1 = HttpBackend::start(&lab, "web1", 8080, "web1");
-    let _b2 = HttpBackend::start(&lab, "web2", 8080, "web2");
+    let _b1 = Backend::in_lab(&lab, "web1", 8080, "web1");
+    let _b2 = Backend::in_lab(&lab, "web2", 8080, "web2");
     // nobody must be able to create its admin socket in the lab directory.
     Command::new("chmod")
         .arg("0777")
@@ -174,7 +174,9 @@ fn main() {
     );
     let vip = SocketAddr::from(([192, 168, 56, 100], 80));
     let r = lab
-        .in_ns("client", move || http_get(vip, Duration::from_secs(2)))
+        .in_ns("client", move || {
+            http_get(vip).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(
@@ -237,7 +239,9 @@ fn main() {
         lab.neigh("client", VIP) == Some(lb2_mac.clone())
     });
     let r = lab
-        .in_ns("client", move || http_get(vip, Duration::from_secs(2)))
+        .in_ns("client", move || {
+            http_get(vip).timeout(Duration::from_secs(2)).body()
+        })
         .join()
         .expect("client");
     assert!(r.is_ok(), "served by lb2: {r:?}");

@@ -2,7 +2,7 @@
 //! HTTP/2 to backends, the L7 retry of an idempotent request, passive failure detection
 //! end to end, UDP `max_flows`, and `splice = "auto"` switching on a bulk transfer.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -10,21 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::web::{get, read_response, request, Web};
-use common::*;
+use support::*;
 
 fn listener(name: &str, port: u16, protocol: &str, pool: &str, extra: &str) -> String {
-    format!(
-        "[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\npool = \"{pool}\"\n{extra}\n"
-    )
-}
-
-fn pool_stat(d: &Daemon, pool: &str, key: &str) -> u64 {
-    d.status()["pools"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == pool))
-        .and_then(|p| p[key].as_u64())
-        .unwrap_or_else(|| panic!("no {key} for pool {pool}"))
+    Listener::local(name, port, pool)
+        .protocol(protocol)
+        .raw(extra)
+        .to_string()
 }
 
 /// A port with nothing listening: connecting to it is refused.
@@ -149,7 +141,8 @@ fn a_pool_with_http2_speaks_http2_to_its_backends() {
             std::thread::spawn(move || {
                 (0..10)
                     .filter(|_| {
-                        get(addr(port), "/", "")
+                        http_get(addr(port))
+                            .send()
                             .is_ok_and(|(s, _, b)| s == 200 && b.starts_with("HTTP/2.0"))
                     })
                     .count()
@@ -175,7 +168,7 @@ fn a_pool_with_http2_speaks_http2_to_its_backends() {
 /// with a body is not (it may have had an effect), and `retries = 0` turns retrying off.
 #[test]
 fn an_idempotent_request_is_retried_on_another_backend_and_a_post_is_not() {
-    let good = Web::start("good");
+    let good = Backend::http("good");
     let dead = dead_port();
     let dir = TempDir::new("retry");
     let (p1, p0) = (free_port(), free_port());
@@ -194,10 +187,10 @@ fn an_idempotent_request_is_retried_on_another_backend_and_a_post_is_not() {
     wait_port(addr(p1));
     wait_port(addr(p0));
     for i in 0..10 {
-        let (status, _, body) = get(addr(p1), "/", "").expect("get");
+        let (status, _, body) = http_get(addr(p1)).send().expect("get");
         assert_eq!((status, body.as_str()), (200, "good"), "GET {i}");
     }
-    let retried = pool_stat(&d, "r1", "retries");
+    let retried = d.status().pool("r1").retries;
     assert!(retried >= 4, "only {retried} retries counted for 10 GETs");
     let post = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     let statuses: Vec<u16> = (0..6)
@@ -206,7 +199,7 @@ fn an_idempotent_request_is_retried_on_another_backend_and_a_post_is_not() {
     assert!(statuses.contains(&502), "a POST was retried: {statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
     let plain: Vec<u16> = (0..6)
-        .map(|_| get(addr(p0), "/", "").expect("get").0)
+        .map(|_| http_get(addr(p0)).send().expect("get").0)
         .collect();
     assert!(plain.contains(&502), "retries = 0 still retried: {plain:?}");
 }
@@ -216,8 +209,8 @@ fn an_idempotent_request_is_retried_on_another_backend_and_a_post_is_not() {
 /// retry needed, no connect failure counted), and the log says so once.
 #[test]
 fn passive_failures_take_a_dead_backend_out_of_live_traffic() {
-    let good = Web::start("good");
-    let flaky = Web::start("flaky");
+    let good = Backend::http("good");
+    let flaky = Backend::http("flaky");
     let dir = TempDir::new("passive");
     let port = free_port();
     let cfg = format!(
@@ -233,7 +226,9 @@ fn passive_failures_take_a_dead_backend_out_of_live_traffic() {
     });
     let bodies: Vec<String> = (0..4)
         .map(|_| {
-            get(addr(port), "/", "Connection: close\r\n")
+            http_get(addr(port))
+                .headers("Connection: close\r\n")
+                .send()
                 .expect("get")
                 .2
         })
@@ -245,25 +240,22 @@ fn passive_failures_take_a_dead_backend_out_of_live_traffic() {
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     for i in 0..8 {
-        let (status, _, body) = get(addr(port), "/", "").expect("get");
+        let (status, _, body) = http_get(addr(port)).send().expect("get");
         assert_eq!((status, body.as_str()), (200, "good"), "request {i}");
     }
     let st = d.status();
-    let b = Daemon::backend(&st, "p", "flaky");
-    assert_eq!(b["health"], "down", "{b}");
-    assert!(
-        b["reason"].as_str().unwrap_or("").contains("live traffic"),
-        "{b}"
-    );
-    let failures = b["connect_failures"].as_u64().unwrap_or(0);
-    assert_eq!(failures, 2, "tried again after it was marked down: {b}");
+    let b = st.backend("p", "flaky");
+    assert_eq!(b.health, "down", "{b:?}");
+    assert!(b.reason.contains("live traffic"), "{b:?}");
+    let failures = b.connect_failures;
+    assert_eq!(failures, 2, "tried again after it was marked down: {b:?}");
     for _ in 0..6 {
-        assert_eq!(get(addr(port), "/", "").expect("get").2, "good");
+        assert_eq!(http_get(addr(port)).send().expect("get").2, "good");
     }
     let b2 = d.status();
     assert_eq!(
-        Daemon::backend(&b2, "p", "flaky")["connect_failures"].as_u64(),
-        Some(2),
+        b2.backend("p", "flaky").connect_failures,
+        2,
         "a down backend is not tried"
     );
     let log = d.log_text();
@@ -319,7 +311,7 @@ fn udp_max_flows_bounds_the_flow_table_and_frees_slots_on_expiry() {
     let t0 = Instant::now();
     while !ask(&clients[0], "a0") && t0.elapsed() < Duration::from_secs(5) {}
     assert!(ask(&clients[1], "b0"), "second flow");
-    let before = d.listener_stat("u", "dropped");
+    let before = d.status().listener("u").dropped;
     assert!(
         !ask(&clients[2], "c0"),
         "a third flow was let in with max_flows = 2"
@@ -329,7 +321,7 @@ fn udp_max_flows_bounds_the_flow_table_and_frees_slots_on_expiry() {
         "the two flows keep working"
     );
     assert!(
-        d.listener_stat("u", "dropped") > before,
+        d.status().listener("u").dropped > before,
         "the refused datagram is counted"
     );
     // Flows idle for idle_timeout expire; the third client gets a slot.
@@ -377,13 +369,13 @@ fn splice_auto_switches_on_a_bulk_transfer_and_never_does_not() {
         );
     };
     through(pa, 100);
-    let short = d.listener_stat("auto", "spliced_bytes");
+    let short = d.status().listener("auto").spliced_bytes;
     assert_eq!(short, 0, "a 100-byte exchange was spliced");
     let len = 16 * 1024 * 1024;
     through(pa, len);
     through(pn, len);
-    let auto = d.listener_stat("auto", "spliced_bytes");
-    let never = d.listener_stat("never", "spliced_bytes");
+    let auto = d.status().listener("auto").spliced_bytes;
+    let never = d.status().listener("never").spliced_bytes;
     eprintln!("auto: {auto} of {} bytes spliced; never: {never}", 2 * len);
     assert!(
         auto > len as u64,

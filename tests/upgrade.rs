@@ -2,8 +2,7 @@
 //! listening sockets and state to the binary now installed at its path and
 //! drains; nothing a client holds breaks, nothing new is refused.
 
-mod common;
-mod lab;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::web::{get, pattern, Web};
-use common::*;
+use support::*;
+use tandem::admin::status::Status;
 
 const MARKER: &[u8] = b"TANDEM-BUILD-TAG:";
 
@@ -90,11 +89,8 @@ fn upgrade(socket: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn pid_version(status: &serde_json::Value) -> (u32, String) {
-    (
-        status["pid"].as_u64().expect("pid") as u32,
-        status["version"].as_str().expect("version").to_string(),
-    )
+fn pid_version(status: &Status) -> (u32, String) {
+    (status.pid, status.version.clone())
 }
 
 /// wrk for `secs` against `target`: (requests, problems seen).
@@ -201,20 +197,17 @@ fn paced_echo(
     })
 }
 
-fn config(http: u16, tcp: u16, echo_port: u16, webs: &[&Web], echo: &Backend) -> String {
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
-    format!(
-        "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\nbackends = [{}]\n\
-         [[pool]]\nname = \"echo\"\nbackends = [{{ name = \"e1\", address = \"{}\" }}]\n\
-         [[listener]]\nname = \"front\"\nbind = \"127.0.0.1:{http}\"\nprotocol = \"http\"\npool = \"web\"\n\
-         [[listener]]\nname = \"l4\"\nbind = \"127.0.0.1:{tcp}\"\npool = \"web\"\n\
-         [[listener]]\nname = \"stream\"\nbind = \"127.0.0.1:{echo_port}\"\npool = \"echo\"\n",
-        list.join(", "),
-        echo.addr
-    )
+/// The health check of pool "web".
+const TCP_CHECK: &str = r#"{ check = "tcp", interval = "200ms", timeout = "100ms" }"#;
+
+fn config(http: u16, tcp: u16, echo_port: u16, webs: &[&Backend], echo: &Backend) -> String {
+    Config::new()
+        .pool(Pool::new("web").health(TCP_CHECK).backends(webs))
+        .pool(Pool::new("echo").backends(&[echo]))
+        .listener(Listener::local("front", http, "web").protocol("http"))
+        .listener(Listener::local("l4", tcp, "web"))
+        .listener(Listener::local("stream", echo_port, "echo"))
+        .render()
 }
 
 #[test]
@@ -231,8 +224,8 @@ fn ten_upgrades_under_load_lose_nothing() {
     let installed = dir.path("bin/tandem");
     install(&builds[0], &installed);
 
-    let webs = [Web::start("w1"), Web::start("w2")];
-    let refs: Vec<&Web> = webs.iter().collect();
+    let webs = [Backend::http("w1"), Backend::http("w2")];
+    let refs: Vec<&Backend> = webs.iter().collect();
     let echo = Backend::start("e1", Mode::Echo);
     let (http, tcp, stream) = (free_port(), free_port(), free_port());
     let pids = Pids::default();
@@ -244,7 +237,7 @@ fn ten_upgrades_under_load_lose_nothing() {
     );
     pids.add(d.child.id());
     d.wait_for("pool up", Duration::from_secs(5), |d| {
-        d.status()["pools"][0]["healthy"] == 2
+        d.status().pools[0].healthy == 2
     });
     let (mut pid, version) = pid_version(&d.status());
     assert_eq!(pid, d.child.id());
@@ -262,7 +255,7 @@ fn ten_upgrades_under_load_lose_nothing() {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
                 for port in [http, tcp] {
-                    match get(addr(port), "/", "") {
+                    match http_get(addr(port)).send() {
                         Ok((200, _, _)) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
@@ -373,7 +366,7 @@ fn ten_upgrades_under_load_lose_nothing() {
         "old processes still running: {lingering:?}"
     );
     assert!(alive(pid));
-    let (s, _, _) = get(addr(http), "/", "").expect("still serving");
+    let (s, _, _) = http_get(addr(http)).send().expect("still serving");
     assert_eq!(s, 200);
 }
 
@@ -383,7 +376,7 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
     std::fs::create_dir_all(dir.path("bin")).expect("bin dir");
     let installed = dir.path("bin/tandem");
     install(Path::new(BIN), &installed);
-    let w = Web::start("w1");
+    let w = Backend::http("w1");
     let echo = Backend::start("e1", Mode::Echo);
     let (http, tcp, stream) = (free_port(), free_port(), free_port());
     let pids = Pids::default();
@@ -392,8 +385,8 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
     pids.add(d.child.id());
     let (pid, _) = pid_version(&d.status());
     let serving = || {
-        assert_eq!(get(addr(http), "/", "").map(|r| r.0), Ok(200));
-        assert_eq!(get(addr(tcp), "/", "").map(|r| r.0), Ok(200));
+        assert_eq!(http_get(addr(http)).send().map(|r| r.0), Ok(200));
+        assert_eq!(http_get(addr(tcp)).send().map(|r| r.0), Ok(200));
     };
     serving();
 
@@ -451,24 +444,14 @@ fn a_bad_config_or_broken_binary_is_refused_and_the_old_process_keeps_serving() 
 /// must never notice: no transition, no failed probe, the VIP stays on lb1.
 #[test]
 fn upgrading_the_master_ten_times_never_moves_the_vip() {
-    if !lab::enter("upgrading_the_master_ten_times_never_moves_the_vip") {
-        return;
-    }
+    reenter!();
     const VIP: &str = "10.79.0.100";
-    let mut l = lab::Lab::new("upg");
-    l.add_host("lb1", "10.79.0.1/24");
-    l.add_host("lb2", "10.79.0.2/24");
-    l.add_host("client", "10.79.0.50/24");
-    l.add_host("be1", "10.79.0.21/24");
-    let _be = lab::HttpBackend::start(&l, "be1", 8080, "web1");
+    let pair = support::lab::Pair::new("upg", "10.79.0", 1);
+    let l = &pair.lab;
     let node = |priority: u8| {
-        format!(
-            "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
-             backends = [{{ name = \"web1\", address = \"10.79.0.21:8080\" }}]\n\
-             [[listener]]\nname = \"web\"\nbind = \"{VIP}:80\"\npool = \"web\"\n\
-             [[vrrp]]\nname = \"vip1\"\ninterface = \"eth0\"\nvrid = 53\npriority = {priority}\n\
-             advert_interval = \"100ms\"\nvirtual_ips = [\"{VIP}/24\"]\n"
-        )
+        Node::new("10.79.0", 1, 53, priority)
+            .pool(|p| p.health(TCP_CHECK))
+            .render()
     };
     let pids = Pids::default();
     let sock1 = l.tandem("lb1", "lb1", &node(150));
@@ -480,26 +463,23 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
         l.vrrp_state("lb2", "vip1") == "backup"
     });
     let sock1 = PathBuf::from(sock1);
-    let transitions = |label: &str| -> u64 {
-        l.status(label).expect("status")["vrrp"][0]["transitions"]
-            .as_u64()
-            .expect("transitions")
-    };
+    let transitions = |label: &str| -> u64 { l.status(label).expect("status").vrrp[0].transitions };
     let peer_before = transitions("lb2");
     let (mut pid, _) = pid_version(&l.status("lb1").expect("status"));
     pids.add(pid);
 
     // How long ago lb2 last heard lb1's advert, and the longest seen.
     let peer_silence = || -> u64 {
-        l.status("lb2").expect("status")["vrrp"][0]["peers"]
-            .as_array()
-            .and_then(|p| p.iter().find(|p| p["address"] == "10.79.0.1"))
-            .and_then(|p| p["last_seen_ms_ago"].as_u64())
-            .unwrap_or(u64::MAX)
+        l.status("lb2").expect("status").vrrp[0]
+            .peers
+            .iter()
+            .find(|p| p.address == "10.79.0.1")
+            .map_or(u64::MAX, |p| p.last_seen_ms_ago)
     };
     let mut silence = 0u64;
     let vip = SocketAddr::from(([10, 79, 0, 100], 80));
-    let probes = lab::ProbeClient::start(&l, "client", vip, Duration::from_millis(20), 2000);
+    let probes =
+        support::lab::ProbeClient::start(l, "client", vip, Duration::from_millis(20), 2000);
     std::thread::sleep(Duration::from_millis(500));
     let since = Instant::now();
     for i in 1..=10 {
@@ -524,7 +504,7 @@ fn upgrading_the_master_ten_times_never_moves_the_vip() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let seen = probes.stop();
-    let (failed, gap) = lab::outage(&seen, since);
+    let (failed, gap) = support::lab::outage(&seen, since);
     let after = seen.iter().filter(|p| p.at >= since).count();
     eprintln!(
         "{after} probes through 10 upgrades: {failed} failed, outage {gap:?}; \
@@ -557,26 +537,26 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
     let installed = dir.path("bin/tandem");
     install(Path::new(BIN), &installed);
     let webs = [
-        Web::start("alpha"),
-        Web::start("bravo"),
-        Web::start("charlie"),
+        Backend::http("alpha"),
+        Backend::http("bravo"),
+        Backend::http("charlie"),
     ];
-    let list: Vec<String> = webs
-        .iter()
-        .map(|w| format!("{{ name = \"{}\", address = \"{}\" }}", w.name, w.addr))
-        .collect();
+    let refs: Vec<&Backend> = webs.iter().collect();
     let port = free_port();
-    let body = format!(
-        "[[pool]]\nname = \"web\"\nhealth = {{ check = \"tcp\", interval = \"200ms\", timeout = \"100ms\" }}\n\
-         backends = [{}]\nsticky = {{ mode = \"cookie\", name = \"TANDEM_SRV\" }}\n\
-         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"http\"\npool = \"web\"\n",
-        list.join(", ")
-    );
+    let body = Config::new()
+        .pool(
+            Pool::new("web")
+                .health(TCP_CHECK)
+                .backends(&refs)
+                .set("sticky", r#"{ mode = "cookie", name = "TANDEM_SRV" }"#),
+        )
+        .listener(Listener::local("web", port, "web").protocol("http"))
+        .render();
     let pids = Pids::default();
     let d = Daemon::start_bin(&dir, &installed, "", &body);
     pids.add(d.child.id());
     d.wait_for("pool up", Duration::from_secs(5), |d| {
-        d.status()["pools"][0]["healthy"] == 3
+        d.status().pools[0].healthy == 3
     });
     let ctl = |args: &[&str]| {
         let (code, text) = cli(&d, args);
@@ -584,8 +564,8 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
     };
     ctl(&["backend", "drain", "web/charlie"]);
     ctl(&["backend", "weight", "web/bravo", "5"]);
-    let (_, h, first) = get(addr(port), "/", "").expect("first");
-    let token = common::web::header(&h, "set-cookie")
+    let (_, h, first) = http_get(addr(port)).send().expect("first");
+    let token = header(&h, "set-cookie")
         .expect("sticky cookie")
         .split(';')
         .next()
@@ -599,34 +579,33 @@ fn runtime_state_and_sticky_cookies_survive_an_upgrade() {
     assert_ne!(new_pid, d.child.id());
 
     let s = d.status();
-    assert_eq!(
-        Daemon::backend(&s, "web", "charlie")["admin"],
-        "draining",
-        "{s}"
-    );
-    assert_eq!(Daemon::backend(&s, "web", "bravo")["weight"], 5, "{s}");
+    assert_eq!(s.backend("web", "charlie").admin, "draining", "{s:?}");
+    assert_eq!(s.backend("web", "bravo").weight, 5, "{s:?}");
     for name in ["alpha", "bravo", "charlie"] {
         assert_eq!(
-            Daemon::backend(&s, "web", name)["health"],
+            s.backend("web", name).health,
             "up",
-            "health carried over, not re-learnt: {s}"
+            "health carried over, not re-learnt: {s:?}"
         );
     }
     for _ in 0..5 {
-        let (code, h, body) = get(addr(port), "/", &format!("Cookie: {token}\r\n")).expect("get");
+        let (code, h, body) = http_get(addr(port))
+            .headers(&format!("Cookie: {token}\r\n"))
+            .send()
+            .expect("get");
         assert_eq!(code, 200);
         assert_eq!(
             body, first,
             "the old process's cookie still names its backend"
         );
         assert!(
-            common::web::header(&h, "set-cookie").is_none(),
+            header(&h, "set-cookie").is_none(),
             "cookie not re-issued: {h:?}"
         );
     }
     // The drained backend gets no new clients from the new process.
     for _ in 0..9 {
-        let (_, _, body) = get(addr(port), "/", "").expect("get");
+        let (_, _, body) = http_get(addr(port)).send().expect("get");
         assert_ne!(body, "charlie");
     }
 }

@@ -18,19 +18,56 @@
 pub mod v6;
 pub mod webdriver;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
+use tandem::admin::status::Status;
+
+use super::{config, daemon, http_get, Backend, BIN};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// The first line of every lab test: makes sure the test may build
+/// namespaces, or re-runs this very test (by its own function name, so the
+/// two cannot drift apart) inside `unshare -Urnm` and returns with that
+/// run's verdict. See [`enter`]. `reenter!(ignored)` re-runs it with
+/// `--include-ignored` as well.
+#[macro_export]
+macro_rules! reenter {
+    () => {
+        $crate::reenter!(@with [])
+    };
+    (ignored) => {
+        $crate::reenter!(@with ["--include-ignored"])
+    };
+    (@with [$($more:expr),*]) => {
+        if !$crate::support::lab::enter_with(&[
+            $crate::support::lab::test_name({
+                fn here() {}
+                std::any::type_name_of_val(&here)
+            }),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            $($more),*
+        ]) {
+            return;
+        }
+    };
+}
+
+/// The test's path for `--exact` from the type name of a function nested
+/// in it: `<crate>::<test path>::here` → `<test path>`.
+pub fn test_name(here: &'static str) -> &'static str {
+    let path = here.strip_suffix("::here").unwrap_or(here);
+    path.split_once("::").map_or(path, |(_, rest)| rest)
+}
 
 /// Makes sure the caller may build namespaces. Returns false when the test
 /// was re-run in a child user namespace (the caller must return: the child
@@ -466,38 +503,40 @@ impl Lab {
     ) -> String {
         let sock = self.dir.join(format!("{label}.sock"));
         let _ = std::fs::remove_file(&sock);
-        let cfg = self.file(
-            &format!("{label}.toml"),
-            &format!(
-                "[global]\nadmin_socket = \"{}\"\nworkers = 1\nshutdown_timeout = \"3s\"\nlog_level = \"debug\"\n\n{config_body}",
-                sock.display()
-            ),
-        );
+        let cfg = self.write_config(label, config_body);
         let mut argv = wrapper.to_vec();
-        argv.extend_from_slice(&[TANDEM, "run", "-c", &cfg]);
+        argv.extend_from_slice(&[BIN, "run", "-c", &cfg]);
         self.spawn(host, label, &argv);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                return sock.display().to_string();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("tandem {label} did not start:\n{}", self.log(label));
+        super::poll(
+            &format!("tandem {label} to start"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+            || self.log(label),
+        );
+        sock.display().to_string()
     }
 
-    /// The status document of a tandem started with [`tandem`].
-    pub fn status(&self, label: &str) -> Option<serde_json::Value> {
-        let sock = self.dir.join(format!("{label}.sock"));
-        let out = Command::new(TANDEM)
-            .args(["status", "--json", "-s"])
-            .arg(&sock)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+    /// Rewrites the config file of the tandem `label` (the same `[global]`
+    /// header [`Lab::tandem`] writes, admin socket `<label>.sock`) without
+    /// reloading; returns its path.
+    pub fn write_config(&self, label: &str, config_body: &str) -> String {
+        let sock = self.socket(label);
+        self.file(
+            &format!("{label}.toml"),
+            &config::lab_file(&sock, config_body),
+        )
+    }
+
+    /// The admin socket of a tandem started with [`Lab::tandem`].
+    pub fn socket(&self, label: &str) -> PathBuf {
+        self.dir.join(format!("{label}.sock"))
+    }
+
+    /// The status document of a tandem started with [`Lab::tandem`], or
+    /// None if it does not answer.
+    pub fn status(&self, label: &str) -> Option<Status> {
+        daemon::status_at(&self.socket(label))
     }
 
     /// State of a VRRP instance ("master", "backup", ...) or "down" if the
@@ -505,34 +544,24 @@ impl Lab {
     pub fn vrrp_state(&self, label: &str, instance: &str) -> String {
         self.status(label)
             .and_then(|s| {
-                s["vrrp"]
-                    .as_array()?
+                s.vrrp
                     .iter()
-                    .find(|v| v["name"] == instance)
-                    .and_then(|v| v["state"].as_str().map(String::from))
+                    .find(|v| v.name == instance)
+                    .map(|v| v.state.clone())
             })
             .unwrap_or_else(|| "down".into())
     }
 
-    /// Polls `pred` every 5 ms; returns how long it took or panics.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut pred: impl FnMut() -> bool,
-    ) -> Duration {
-        let t0 = Instant::now();
-        while t0.elapsed() < timeout {
-            if pred() {
-                return t0.elapsed();
+    /// Polls `pred` every 5 ms; returns how long it took or panics with
+    /// every process's log.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl FnMut() -> bool) -> Duration {
+        super::poll(what, timeout, Duration::from_millis(5), pred, || {
+            let mut logs = String::new();
+            for (label, _) in self.procs.lock().expect("procs").iter() {
+                logs.push_str(&format!("---- {label} ----\n{}\n", self.log(label)));
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut logs = String::new();
-        for (label, _) in self.procs.lock().expect("procs").iter() {
-            logs.push_str(&format!("---- {label} ----\n{}\n", self.log(label)));
-        }
-        panic!("timed out after {timeout:?} waiting for {what}\n{logs}");
+            logs
+        })
     }
 }
 
@@ -559,113 +588,29 @@ impl Drop for Lab {
     }
 }
 
-/// A tiny HTTP/1.1 server in a host namespace: answers every request with
-/// its name. Stops (closing its socket) on drop.
-pub struct HttpBackend {
-    pub name: String,
-    stop: Arc<AtomicBool>,
-    pub served: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+/// The standard pair: lb1 (`<net>.1`), lb2 (`.2`), a client (`.50`) and
+/// `backends` HTTP backends `be<i>` at `.2<i>`, answering `web<i>` on
+/// port 8080, all on the front segment `<net>.0/24`.
+pub struct Pair {
+    pub lab: Lab,
+    pub backends: Vec<Backend>,
 }
 
-impl HttpBackend {
-    pub fn start(lab: &Lab, host: &str, port: u16, name: &str) -> HttpBackend {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let (s2, c2, n2) = (stop.clone(), served.clone(), name.to_string());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = lab.in_ns(host, move || {
-            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("backend bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            let _ = tx.send(());
-            while !s2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        let (c, n, stop) = (c2.clone(), n2.clone(), s2.clone());
-                        std::thread::spawn(move || serve_http(s, &n, &c, &stop));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5))
-            .expect("backend ready");
-        HttpBackend {
-            name: name.to_string(),
-            stop,
-            served,
-            thread: Some(thread),
+impl Pair {
+    /// `net` is the first three octets, e.g. "10.77.0".
+    pub fn new(tag: &str, net: &str, backends: usize) -> Pair {
+        let mut lab = Lab::new(tag);
+        lab.add_host("lb1", &format!("{net}.1/24"));
+        lab.add_host("lb2", &format!("{net}.2/24"));
+        lab.add_host("client", &format!("{net}.50/24"));
+        for i in 1..=backends {
+            lab.add_host(&format!("be{i}"), &format!("{net}.2{i}/24"));
         }
+        let backends = (1..=backends)
+            .map(|i| Backend::in_lab(&lab, &format!("be{i}"), 8080, &format!("web{i}")))
+            .collect();
+        Pair { lab, backends }
     }
-}
-
-fn serve_http(mut s: TcpStream, name: &str, served: &AtomicU64, stop: &AtomicBool) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut req = Vec::new();
-    let mut buf = [0u8; 2048];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                req.extend_from_slice(&buf[..n]);
-                while let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let close = String::from_utf8_lossy(&req[..end])
-                        .to_ascii_lowercase()
-                        .contains("connection: close");
-                    req.drain(..end + 4);
-                    let body = format!("{name}\n");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n{body}",
-                        body.len(),
-                        if close { "Connection: close\r\n" } else { "" }
-                    );
-                    if s.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                    served.fetch_add(1, Ordering::Relaxed);
-                    if close {
-                        return;
-                    }
-                }
-            }
-            Err(_) => {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for HttpBackend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One HTTP GET over a new connection with a short timeout.
-pub fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&resp);
-    if !text.starts_with("HTTP/1.1 200") {
-        return Err(format!("bad response: {text:?}"));
-    }
-    Ok(text
-        .rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string())
 }
 
 /// What a continuous client saw: one entry per attempt.
@@ -714,7 +659,7 @@ impl ProbeClient {
                     break;
                 }
                 let t = Instant::now();
-                let r = http_get(addr, timeout);
+                let r = http_get(addr).timeout(timeout).body();
                 let p = Probe {
                     at: t,
                     ok: r.is_ok(),
