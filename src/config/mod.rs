@@ -520,6 +520,13 @@ impl Validator<'_> {
         }
     }
 
+    /// A Linux interface name: 1-15 bytes, no '/' or whitespace.
+    fn interface_name(&mut self, path: &str, name: &str) {
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            self.err(path, format!("{name:?} is not a valid interface name"));
+        }
+    }
+
     fn name(&mut self, path: &str, name: &str) {
         let ok = !name.is_empty()
             && name.len() <= 64
