@@ -240,6 +240,51 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Virtual IPs of each VRRP instance, with the instance's address family.",
     ),
+    (
+        "tandem_anycast_announced",
+        "gauge",
+        "1 while this node announces the anycast address to its routers, 0 while withdrawn (status says why).",
+    ),
+    (
+        "tandem_anycast_transitions_total",
+        "counter",
+        "Announce/withdraw changes of the anycast address.",
+    ),
+    (
+        "tandem_sync_peer_last_seen_seconds",
+        "gauge",
+        "Seconds since the last authentic sticky-sync datagram from the peer (absent: never heard).",
+    ),
+    (
+        "tandem_sync_sent_records_total",
+        "counter",
+        "Sticky-session records sent to the peers.",
+    ),
+    (
+        "tandem_sync_applied_records_total",
+        "counter",
+        "Sticky-session records from peers applied to the local tables.",
+    ),
+    (
+        "tandem_sync_rejected_total",
+        "counter",
+        "Sync datagrams rejected, by reason (unauthenticated, malformed, replayed, unknown_peer).",
+    ),
+    (
+        "tandem_sync_dropped_total",
+        "counter",
+        "Sync records not sent, by reason (queue_full, oversize).",
+    ),
+    (
+        "tandem_sync_lag_mean_seconds",
+        "gauge",
+        "Mean time from a session learned on a peer to its import here.",
+    ),
+    (
+        "tandem_sync_lag_max_seconds",
+        "gauge",
+        "Longest time from a session learned on a peer to its import here.",
+    ),
 ];
 
 fn esc(v: &str) -> String {
@@ -517,6 +562,61 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+    for a in &s.anycast {
+        let l = [
+            ("anycast", a.name.as_str()),
+            ("address", a.address.as_str()),
+        ];
+        o.sample(
+            "tandem_anycast_announced",
+            &l,
+            f64::from(u8::from(a.announced)),
+        );
+    }
+    for a in &s.anycast {
+        let l = [
+            ("anycast", a.name.as_str()),
+            ("address", a.address.as_str()),
+        ];
+        o.sample("tandem_anycast_transitions_total", &l, a.transitions as f64);
+    }
+    if let Some(y) = &s.sync {
+        for p in &y.peers {
+            if let Some(seen) = p.last_seen_seconds {
+                o.sample(
+                    "tandem_sync_peer_last_seen_seconds",
+                    &[("peer", &p.address)],
+                    seen,
+                );
+            }
+        }
+        o.sample("tandem_sync_sent_records_total", &[], y.sent_records as f64);
+        o.sample(
+            "tandem_sync_applied_records_total",
+            &[],
+            y.applied_records as f64,
+        );
+        for (reason, n) in [
+            ("unauthenticated", y.rejected_unauthenticated),
+            ("malformed", y.rejected_malformed),
+            ("replayed", y.rejected_replayed),
+            ("unknown_peer", y.rejected_unknown_peer),
+        ] {
+            o.sample(
+                "tandem_sync_rejected_total",
+                &[("reason", reason)],
+                n as f64,
+            );
+        }
+        for (reason, n) in [
+            ("queue_full", y.dropped_queue_full),
+            ("oversize", y.dropped_oversize),
+        ] {
+            o.sample("tandem_sync_dropped_total", &[("reason", reason)], n as f64);
+        }
+        o.sample("tandem_sync_lag_mean_seconds", &[], y.lag_mean_ms / 1000.0);
+        o.sample("tandem_sync_lag_max_seconds", &[], y.lag_max_ms / 1000.0);
+    }
     o.text
 }
 
@@ -524,6 +624,58 @@ pub fn render(s: &Status) -> String {
 mod tests {
     use super::*;
     use crate::admin::status::{BackendStatus, ListenerStatus, PoolStatus, VrrpStatus};
+
+    #[test]
+    fn anycast_and_sync_are_exposed() {
+        let st = Status {
+            anycast: vec![crate::anycast::AnycastStatus {
+                name: "web".into(),
+                address: "192.0.2.10".into(),
+                table: 100,
+                announced: true,
+                reason: "announced".into(),
+                detail: crate::anycast::decision::Reason::Announced,
+                since_seconds: 1.0,
+                transitions: 3,
+            }],
+            sync: Some(crate::sync::SyncStatus {
+                peers: vec![
+                    crate::sync::PeerStatus {
+                        address: "10.0.0.12:7480".into(),
+                        last_seen_seconds: Some(0.5),
+                        received_datagrams: 9,
+                    },
+                    crate::sync::PeerStatus {
+                        address: "10.0.0.13:7480".into(),
+                        last_seen_seconds: None,
+                        received_datagrams: 0,
+                    },
+                ],
+                applied_records: 42,
+                rejected_unauthenticated: 2,
+                lag_mean_ms: 4.5,
+                lag_max_ms: 10.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = render(&st);
+        for line in [
+            "tandem_anycast_announced{anycast=\"web\",address=\"192.0.2.10\"} 1",
+            "tandem_anycast_transitions_total{anycast=\"web\",address=\"192.0.2.10\"} 3",
+            "tandem_sync_peer_last_seen_seconds{peer=\"10.0.0.12:7480\"} 0.5",
+            "tandem_sync_applied_records_total 42",
+            "tandem_sync_rejected_total{reason=\"unauthenticated\"} 2",
+            "tandem_sync_lag_mean_seconds 0.0045",
+            "tandem_sync_lag_max_seconds 0.01",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(
+            !text.contains("10.0.0.13:7480"),
+            "a peer never heard has no age"
+        );
+    }
 
     #[test]
     fn histogram_is_cumulative_with_sum_and_count() {
@@ -585,6 +737,10 @@ mod tests {
         assert!(text.contains("tandem_backend_up{pool=\"web\",backend=\"w1\"} 1"));
         assert!(text.contains("tandem_vrrp_state{vrrp_instance=\"v\",state=\"master\"} 1"));
         assert!(text.contains("tandem_vrrp_state{vrrp_instance=\"v\",state=\"backup\"} 0"));
+        assert!(
+            !text.contains("tandem_sync_"),
+            "no sync section, no sync metrics"
+        );
         // Each family's TYPE line appears exactly once.
         for (name, _, _) in FAMILIES {
             assert!(
