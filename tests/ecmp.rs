@@ -354,6 +354,24 @@ fn ecmp_three_nodes_bird_drain_sigkill_and_sync() {
     });
 }
 
+/// A login from `host`: the backend sets session cookie `SID=value`; the name of the backend
+/// that owns the session.
+fn login(lab: &Lab, host: &'static str, target: SocketAddr, value: &str) -> String {
+    let path = format!("/setcookie?name=SID&value={value}");
+    lab.in_ns(host, move || {
+        http_get(target)
+            .path(&path)
+            .timeout(Duration::from_secs(2))
+            .send()
+    })
+    .join()
+    .expect("client")
+    .expect("login")
+    .2
+    .trim()
+    .to_string()
+}
+
 /// Requests through the VIP from the client with `cookie`, each on a new connection (so ECMP
 /// spreads them over the nodes): the backend names that answered.
 fn with_cookie(
@@ -408,19 +426,7 @@ fn sticky_sessions_follow_the_cookie_across_ecmp_nodes_and_a_node_death() {
 
     // 1. The backend sets the session cookie on a login; tandem learns which backend owns it.
     let before: Vec<u64> = NODES.iter().map(|n| listener_total(lab, n)).collect();
-    let owner = lab
-        .in_ns("c", move || {
-            http_get(target)
-                .path("/setcookie?name=SID&value=s3ss10n")
-                .timeout(Duration::from_secs(2))
-                .send()
-        })
-        .join()
-        .expect("client")
-        .expect("login")
-        .2
-        .trim()
-        .to_string();
+    let owner = login(lab, "c", target, "s3ss10n");
     let learned_on = NODES
         .iter()
         .zip(&before)
@@ -591,19 +597,7 @@ fn sticky_sessions_survive_a_failover_of_the_pair() {
         },
     );
     let target: SocketAddr = format!("{net}.100:80").parse().expect("addr");
-    let owner = lab
-        .in_ns("client", move || {
-            http_get(target)
-                .path("/setcookie?name=SID&value=pair-s3ss10n")
-                .timeout(Duration::from_secs(2))
-                .send()
-        })
-        .join()
-        .expect("client")
-        .expect("login")
-        .2
-        .trim()
-        .to_string();
+    let owner = login(lab, "client", target, "pair-s3ss10n");
     lab.wait_for(
         "the session replicated to lb2",
         Duration::from_secs(3),

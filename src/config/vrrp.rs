@@ -152,14 +152,8 @@ impl Validator<'_> {
         if unicast_source.is_some() && v.unicast_peers.is_none() {
             self.err(&at("unicast_source"), "only meaningful with unicast_peers");
         }
-        if let Some(src) = unicast_source {
-            let peer_family = v
-                .unicast_peers
-                .iter()
-                .flatten()
-                .find_map(|s| s.parse::<IpAddr>().ok())
-                .map(|p| p.is_ipv6());
-            if peer_family.is_some_and(|six| six != src.is_ipv6()) {
+        if let (Some(src), Some(peer)) = (unicast_source, unicast_peers.first()) {
+            if peer.is_ipv6() != src.is_ipv6() {
                 self.err(
                     &at("unicast_source"),
                     format!("{src} is not of the unicast_peers' address family"),

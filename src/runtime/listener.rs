@@ -49,16 +49,6 @@ pub(super) enum Renewal {
     Http(Arc<ArcSwap<HttpRt>>, Arc<HttpRt>),
 }
 
-impl Engine {
-    /// The HTTP engine's snapshot cell (status reads route counters from it).
-    pub(super) fn http(&self) -> Option<Arc<ArcSwap<HttpRt>>> {
-        match self {
-            Engine::Http(r) => Some(r.clone()),
-            Engine::Tcp(_) | Engine::Udp(_) => None,
-        }
-    }
-}
-
 impl Renewal {
     pub(super) fn commit(self) {
         match self {
@@ -181,6 +171,14 @@ fn adopt_stream(
 }
 
 impl Engine {
+    /// The HTTP engine's snapshot cell (status reads route counters from it).
+    pub(super) fn http(&self) -> Option<Arc<ArcSwap<HttpRt>>> {
+        match self {
+            Engine::Http(r) => Some(r.clone()),
+            Engine::Tcp(_) | Engine::Udp(_) => None,
+        }
+    }
+
     /// A new snapshot for this running engine from the listener's new settings (a change
     /// of engine is a rebind, never a renewal: see `plan::listener_fate`).
     pub(super) fn renew(
